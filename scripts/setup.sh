@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One-time set-up for dgcn on Debian/Ubuntu: system packages, a project-local Python venv with
+# PyTorch 2.13.0 (the libtorch that tch 0.26 links) and ONNX Runtime (for the BlazeFace detector),
+# and the .deps/ links that .cargo/config.toml points at. Safe to run again: it skips what is done.
+#
+#   DGCN_TORCH=cpu   CPU-only libtorch (1.2 GB; the default when no NVIDIA GPU is visible)
+#   DGCN_TORCH=cuda  the full CUDA wheel (about 4.7 GB more; the default when nvidia-smi works)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0
+ORT_VERSION=1.32.0
+APT_PACKAGES=(pkg-config libssl-dev libclang-dev clang python3-venv)
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}" ${DGCN_EXTRA_APT:-}; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  log "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ -z "${DGCN_TORCH:-}" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then DGCN_TORCH=cuda; else DGCN_TORCH=cpu; fi
+fi
+
+stamp=".venv/.dgcn-setup-${TORCH_VERSION}-${DGCN_TORCH}-ort${ORT_VERSION}"
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || { log "creating .venv"; python3 -m venv .venv; }
+  .venv/bin/pip install -q --upgrade pip
+  if [ "$DGCN_TORCH" = cuda ]; then
+    log "installing torch==${TORCH_VERSION} with CUDA (large download)"
+    .venv/bin/pip install -q "torch==${TORCH_VERSION}"
+  else
+    log "installing torch==${TORCH_VERSION} for CPU (no CUDA packages)"
+    .venv/bin/pip install -q --no-deps "torch==${TORCH_VERSION}" \
+      "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-cupti==13.0.*"
+  fi
+  log "installing onnxruntime==${ORT_VERSION}"
+  .venv/bin/pip install -q --no-deps "onnxruntime==${ORT_VERSION}"
+  rm -f .venv/.dgcn-setup-*
+  touch "$stamp"
+fi
+
+site=$(echo .venv/lib/python3*/site-packages)
+mkdir -p .deps/onnxruntime
+ln -sfn "../$site/torch" .deps/libtorch
+ortlib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+ln -sfn "$(realpath "$ortlib")" .deps/onnxruntime/libonnxruntime.so
+log "ready: libtorch at .deps/libtorch, ONNX Runtime at .deps/onnxruntime ($DGCN_TORCH)"

@@ -1,0 +1,156 @@
+//! Command-line interface (clap derive). `dgcn` with no subcommand runs `live`.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::data::DatasetKind;
+use crate::face::detect::BlazeFaceVariant;
+
+#[derive(Parser, Debug)]
+#[command(name = "dgcn", version = crate::commands::VERSION_LINE, about = "Facial expression recognition with a deep generative-contrastive network (GCNet)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The live app (default).
+    Live,
+    /// Train GCNet (generator first, then the whole network).
+    Train(TrainArgs),
+    /// Cross-validate and test: accuracy, confusion matrices, reference fidelity.
+    Eval(EvalArgs),
+    /// Recognise expressions in images; one JSON line per image on stdout.
+    Infer(InferArgs),
+    /// Show which device, libraries and model files would be used.
+    Doctor(CommonArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// BlazeFace ONNX model (default: $DGCN_BLAZEFACE, ~/.rust_faces, or download).
+    #[arg(long)]
+    pub detector: Option<PathBuf>,
+    /// BlazeFace variant.
+    #[arg(long, value_enum, default_value = "640")]
+    pub detector_variant: BlazeFaceVariant,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Threads for libtorch and ONNX Runtime (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Folder holding the dataset archives (tfeid.tar.gz, …) or folders named tfeid, ckplus48, ….
+    #[arg(long, env = "DGCN_DATA", default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Where prepared (detected and aligned) datasets are cached.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Use at most this many images per class and split (quick runs).
+    #[arg(long)]
+    pub max_per_class: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelTrainArgs {
+    /// Generator-only epochs (step 1).
+    #[arg(long, default_value_t = 10)]
+    pub gen_epochs: usize,
+    /// End-to-end epochs (step 2).
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Width multiplier of the 32/64/96 channels.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Train without L_Contr (ablation).
+    #[arg(long)]
+    pub no_contrastive: bool,
+    /// Train without the reconstruction decoder and L_Recon (ablation).
+    #[arg(long)]
+    pub no_reconstruction: bool,
+    /// Hidden units of the classifier.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: i64,
+    /// Turn off augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelTrainArgs,
+    /// Datasets to train on (their training splits).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tfeid,ckplus48,ferplus")]
+    pub datasets: Vec<DatasetKind>,
+    /// TFEID performers held out for validation and the reference grid.
+    #[arg(long, default_value_t = 3)]
+    pub holdout_subjects: usize,
+    /// Run folder: config, metrics, checkpoints, grids.
+    #[arg(long, default_value = "runs/latest")]
+    pub run: PathBuf,
+    /// Where to write the final weights (+ .json sidecar).
+    #[arg(long, default_value = "runs/latest/gcnet.safetensors")]
+    pub weights: PathBuf,
+    /// Continue from the run folder's checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelTrainArgs,
+    /// Datasets: tfeid and ckplus48 are cross-validated (a network trained per fold), fer2013 and
+    /// ferplus use their official test split with --weights.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tfeid,ckplus48,fer2013,ferplus")]
+    pub datasets: Vec<DatasetKind>,
+    /// Weights for the test-split datasets (default: the shipped weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub folds: usize,
+    /// Run only the first N folds (quick checks; the report says so).
+    #[arg(long)]
+    pub only_folds: Option<usize>,
+    /// Folder for report.json and report.md.
+    #[arg(long, default_value = "runs/eval")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Weights (default: $DGCN_WEIGHTS or the shipped weights/gcnet.safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Treat each whole image as an already-cropped face (no detection).
+    #[arg(long)]
+    pub aligned: bool,
+    /// Write <stem>.query.png and <stem>.reference.png for the largest face here.
+    #[arg(long)]
+    pub save_reference: Option<PathBuf>,
+    /// Images to read.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}

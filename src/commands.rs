@@ -1,0 +1,306 @@
+//! The subcommands behind `main`: each turns parsed flags into work and returns errors with
+//! context; `main` prints them once.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tch::Device;
+
+use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, ModelTrainArgs, TrainArgs};
+use crate::data::{self, DatasetKind, PreparedSet, Split};
+use crate::eval::{cross_validate, evaluate, DatasetReport};
+use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
+use crate::infer::{choose_device, default_weights_path, device_name, probs_json, Predictor};
+use crate::model::ModelConfig;
+use crate::train::{save_weights, train, TrainConfig, TrainData};
+
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (libtorch with CUDA linked: ",
+    env!("DGCN_CUDA_LINKED"),
+    "; `dgcn doctor` shows the device in use)"
+);
+
+fn threads(common: &CommonArgs) -> usize {
+    if common.threads > 0 {
+        common.threads
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+}
+
+/// Device and libtorch threads from the common flags.
+pub fn setup_device(common: &CommonArgs) -> Result<Device> {
+    tch::set_num_threads(threads(common) as i32);
+    choose_device(&common.device)
+}
+
+pub fn detector(common: &CommonArgs) -> Result<Detector> {
+    Ok(Detector::new(&DetectorConfig {
+        model_path: common.detector.clone(),
+        variant: common.detector_variant,
+        threads: threads(common),
+        ..DetectorConfig::default()
+    })?)
+}
+
+pub fn train_config(m: &ModelTrainArgs) -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            width: m.width,
+            use_contrastive: !m.no_contrastive,
+            use_reconstruction: !m.no_reconstruction,
+            hidden: m.hidden,
+        },
+        gen_epochs: m.gen_epochs,
+        epochs: m.epochs,
+        batch_size: m.batch_size.max(2),
+        lr: m.lr,
+        seed: m.seed,
+        augment: !m.no_augment,
+        ..TrainConfig::default()
+    }
+}
+
+fn prepare_all(kinds: &[DatasetKind], args: &DataArgs, det: &Detector) -> Result<Vec<PreparedSet>> {
+    let cache = args.cache_dir.clone().unwrap_or_else(data::default_cache_dir);
+    let mut sets = Vec::new();
+    for &kind in kinds {
+        let root = data::locate(kind, &args.data);
+        let set = data::prepare(kind, &root, det, &cache)
+            .with_context(|| format!("preparing {} from {}", kind.name(), root.display()))?;
+        let set = match args.max_per_class {
+            Some(n) => set.truncated_per_class(n),
+            None => set,
+        };
+        tracing::info!(dataset = kind.name(), faces = set.len(), hit_rate = format!("{:.3}", set.hit_rate()), "dataset ready");
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+/// TFEID performers held out (chosen by seed) for validation and reference grids.
+fn holdout_subjects(set: &PreparedSet, n: usize, seed: u64) -> Vec<u32> {
+    let mut subjects: Vec<u32> = set.samples.iter().filter_map(|s| s.subject).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    subjects.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    subjects.truncate(n);
+    subjects
+}
+
+pub fn run_train(args: &TrainArgs) -> Result<()> {
+    let device = setup_device(&args.common)?;
+    let det = detector(&args.common)?;
+    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let cfg = train_config(&args.model);
+    let mut train_parts = Vec::new();
+    let mut val_parts = Vec::new();
+    for set in &sets {
+        match set.kind {
+            DatasetKind::Tfeid => {
+                let held = holdout_subjects(set, args.holdout_subjects, cfg.seed);
+                let (val, tr): (Vec<usize>, Vec<usize>) = (0..set.len())
+                    .partition(|&i| set.samples[i].subject.is_some_and(|s| held.contains(&s)));
+                train_parts.push((set, tr));
+                val_parts.push((set, val));
+            }
+            DatasetKind::Ferplus => {
+                train_parts.push((set, set.split_indices(Split::Train)));
+                val_parts.push((set, set.split_indices(Split::Valid)));
+            }
+            _ => train_parts.push((set, set.split_indices(Split::Train))),
+        }
+    }
+    let data = TrainData::from_sets(&train_parts);
+    let val = TrainData::from_sets(&val_parts);
+    tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
+    let trained = train(&data, Some(&val), &cfg, device, Some(&args.run), args.resume)?;
+    let last = trained.history.last();
+    let training = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "datasets": sets.iter().map(|s| serde_json::json!({
+            "name": s.kind.name(), "faces": s.len(), "detector_hit_rate": s.hit_rate()
+        })).collect::<Vec<_>>(),
+        "train_samples": data.len(),
+        "validation_samples": val.len(),
+        "config": cfg,
+        "device": device_name(device),
+    });
+    let metrics = serde_json::json!({
+        "validation_accuracy": last.and_then(|m| m.val_acc),
+        "train_accuracy": last.map(|m| m.train_acc),
+        "validation": "held-out TFEID performers + FER+ Valid",
+    });
+    let path = save_weights(&trained, &cfg, &args.weights, training, metrics)?;
+    println!("weights written to {}", path.display());
+    Ok(())
+}
+
+pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    let device = setup_device(&args.common)?;
+    let det = detector(&args.common)?;
+    let cfg = train_config(&args.model);
+    let mut reports = Vec::new();
+    let cv_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
+    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let mut predictor: Option<Predictor> = None;
+    for set in &sets {
+        let t0 = std::time::Instant::now();
+        let report = if cv_kinds.contains(&set.kind) {
+            // The other lab dataset joins every fold's training data (different people).
+            let other = cv_kinds.iter().copied().find(|k| *k != set.kind);
+            let extras: Vec<PreparedSet> = match other {
+                Some(k) if data::locate(k, &args.data.data).exists() => prepare_all(&[k], &args.data, &det)?,
+                _ => Vec::new(),
+            };
+            let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
+            let mut r = cross_validate(set, &extra_refs, args.folds, &cfg, device, args.only_folds)?;
+            if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
+                r.protocol += &format!(" (only the first {n} folds run)");
+            }
+            r.protocol += &format!(
+                "; each fold trained {}+{} epochs, width {}, with {} added to training",
+                cfg.gen_epochs,
+                cfg.epochs,
+                cfg.model.width,
+                extras.first().map(|e| e.kind.name()).unwrap_or("nothing")
+            );
+            r
+        } else {
+            if predictor.is_none() {
+                let path = args.weights.clone().unwrap_or_else(default_weights_path);
+                predictor = Some(Predictor::load(&path, device)?);
+            }
+            let p = predictor.as_ref().context("weights not loaded")?;
+            let test = set.split_indices(Split::Test);
+            anyhow::ensure!(!test.is_empty(), "{}: no test split found", set.kind.name());
+            let data = TrainData::from_sets(&[(set, test)]);
+            let c = evaluate(&p.model.net, &data, device, 256);
+            let mut r = DatasetReport::new(
+                set.kind.name(),
+                format!("official test split, weights {}", p.model.path.display()),
+                c,
+                set.hit_rate(),
+            );
+            if set.kind == DatasetKind::Ferplus {
+                r.protocol += " (majority vote)";
+            }
+            r
+        };
+        let report = DatasetReport {
+            seconds: t0.elapsed().as_secs_f64(),
+            ..report
+        };
+        println!("{}: accuracy {:.2} % on {} faces", report.dataset, report.accuracy * 100.0, report.samples);
+        reports.push(report);
+        write_reports(&args.out, &reports)?;
+    }
+    println!("report written to {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(reports)?)
+        .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    let mut md = String::from("# dgcn evaluation\n\n");
+    for r in reports {
+        md += &r.markdown();
+    }
+    std::fs::write(out.join("report.md"), md).with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    Ok(())
+}
+
+pub fn run_infer(args: &InferArgs) -> Result<()> {
+    let device = setup_device(&args.common)?;
+    let weights = args.weights.clone().unwrap_or_else(default_weights_path);
+    let predictor = Predictor::load(&weights, device)?;
+    let det = if args.aligned { None } else { Some(detector(&args.common)?) };
+    if let Some(dir) = &args.save_reference {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut failed = 0usize;
+    for path in &args.images {
+        match infer_one(path, &predictor, det.as_ref(), args.save_reference.as_deref()) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} images failed", args.images.len());
+    Ok(())
+}
+
+fn infer_one(path: &Path, predictor: &Predictor, det: Option<&Detector>, save: Option<&Path>) -> Result<String> {
+    let img = image::open(path)
+        .with_context(|| format!("image {}: cannot read it (expected a JPEG or PNG image)", path.display()))?
+        .to_rgb8();
+    let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = match det {
+        None => (
+            vec![serde_json::json!({"box": [0, 0, img.width(), img.height()], "landmarks": []})],
+            vec![AlignedFace::from_whole_image(&img)],
+        ),
+        Some(det) => det
+            .detect(&img)
+            .with_context(|| format!("image {}", path.display()))?
+            .into_iter()
+            .filter_map(|f| {
+                let aligned = aligned_from_image(&img, &f.landmarks)?;
+                let r = |v: f32| (v * 10.0).round() / 10.0;
+                Some((
+                    serde_json::json!({
+                        "box": f.bbox.map(r),
+                        "landmarks": f.landmarks.map(|p| p.map(r)),
+                    }),
+                    aligned,
+                ))
+            })
+            .unzip(),
+    };
+    let preds = predictor.predict(&faces, None);
+    let faces_json: Vec<serde_json::Value> = boxes
+        .into_iter()
+        .zip(&preds)
+        .map(|(mut b, p)| {
+            b["probs"] = probs_json(&p.probs);
+            b["label"] = serde_json::json!(p.label.name());
+            b
+        })
+        .collect();
+    if let (Some(dir), Some(face), Some(pred)) = (save, faces.first(), preds.first()) {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        for (suffix, img) in [("query", face), ("reference", &pred.reference)] {
+            let out: PathBuf = dir.join(format!("{stem}.{suffix}.png"));
+            img.to_luma8().save(&out).with_context(|| format!("writing {}", out.display()))?;
+        }
+    }
+    Ok(serde_json::json!({"path": path.display().to_string(), "faces": faces_json}).to_string())
+}
+
+pub fn run_doctor(common: &CommonArgs) -> Result<()> {
+    println!("dgcn {VERSION_LINE}");
+    println!("libtorch CUDA available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
+    match setup_device(common) {
+        Ok(d) => println!("model device: {}", device_name(d)),
+        Err(e) => println!("model device: error: {e:#}"),
+    }
+    println!("libtorch threads: {}", tch::get_num_threads());
+    let weights = default_weights_path();
+    match crate::model::weights::read_sidecar(&weights) {
+        Ok(s) => println!("weights: {} (sha256 {})", weights.display(), &s.sha256[..16.min(s.sha256.len())]),
+        Err(e) => println!("weights: {e}"),
+    }
+    match detector(common) {
+        Ok(d) => println!("face detector: {}", d.model_path.display()),
+        Err(e) => println!("face detector: {e:#}"),
+    }
+    println!(
+        "ONNX Runtime: {}",
+        std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| env!("DGCN_DEFAULT_ORT_DYLIB").to_string())
+    );
+    Ok(())
+}

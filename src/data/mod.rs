@@ -1,0 +1,315 @@
+//! Datasets: read a layout (archive or folder), detect and align every face once, cache the
+//! 64×64 crops, and split them (subject-independent folds, official test splits).
+pub mod datasets;
+pub mod folds;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+
+pub use datasets::{DatasetKind, SampleInfo, Split};
+
+use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE, TEMPLATE_64};
+
+/// Bumped whenever alignment or preparation changes, so stale caches are not reused.
+const PREPARE_VERSION: u32 = 1;
+const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("dataset {path}: wrong layout, expected {expected}")]
+    Layout { path: PathBuf, expected: String },
+    #[error("preparation cache {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Detect(#[from] crate::face::detect::DetectError),
+}
+
+/// A dataset with every face aligned: `faces` holds N 64×64 grey crops, row-major u8.
+#[derive(Debug, Clone)]
+pub struct PreparedSet {
+    pub kind: DatasetKind,
+    pub samples: Vec<SampleInfo>,
+    pub faces: Vec<u8>,
+    /// Whether BlazeFace found the face (false: aligned with the dataset's mean landmarks).
+    pub detected: Vec<bool>,
+    /// Images that could not be decoded, skipped.
+    pub unreadable: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheMeta {
+    version: u32,
+    kind: DatasetKind,
+    samples: Vec<SampleInfo>,
+    detected: Vec<bool>,
+    unreadable: Vec<String>,
+}
+
+impl PreparedSet {
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn face(&self, i: usize) -> &[u8] {
+        &self.faces[i * FACE_PIXELS..(i + 1) * FACE_PIXELS]
+    }
+
+    /// Share of faces BlazeFace found.
+    pub fn hit_rate(&self) -> f64 {
+        if self.detected.is_empty() {
+            return 0.0;
+        }
+        self.detected.iter().filter(|d| **d).count() as f64 / self.detected.len() as f64
+    }
+
+    /// Indices of samples in a split.
+    pub fn split_indices(&self, split: Split) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.samples[i].split == split).collect()
+    }
+
+    /// N×1×64×64 float tensor in [0, 1] for the given samples.
+    pub fn faces_tensor(&self, indices: &[usize], device: Device) -> Tensor {
+        let mut buf = Vec::with_capacity(indices.len() * FACE_PIXELS);
+        for &i in indices {
+            buf.extend_from_slice(self.face(i));
+        }
+        Tensor::from_slice(&buf)
+            .view([indices.len() as i64, 1, FACE_SIZE as i64, FACE_SIZE as i64])
+            .to_device(device)
+            .to_kind(Kind::Float)
+            / 255.0
+    }
+
+    pub fn labels_tensor(&self, indices: &[usize], device: Device) -> Tensor {
+        let v: Vec<i64> = indices.iter().map(|&i| self.samples[i].label.index() as i64).collect();
+        Tensor::from_slice(&v).to_device(device)
+    }
+
+    /// Keeps only the first `n` samples of each (label, split), for quick runs and tests.
+    pub fn truncated_per_class(&self, n: usize) -> PreparedSet {
+        let mut counts = std::collections::HashMap::new();
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let c = counts.entry((self.samples[i].label, self.samples[i].split)).or_insert(0);
+                *c += 1;
+                *c <= n
+            })
+            .collect();
+        self.subset(&keep)
+    }
+
+    pub fn subset(&self, keep: &[usize]) -> PreparedSet {
+        PreparedSet {
+            kind: self.kind,
+            samples: keep.iter().map(|&i| self.samples[i].clone()).collect(),
+            faces: keep.iter().flat_map(|&i| self.face(i).iter().copied()).collect(),
+            detected: keep.iter().map(|&i| self.detected[i]).collect(),
+            unreadable: self.unreadable.clone(),
+        }
+    }
+}
+
+/// Where prepared sets are cached: `$DGCN_CACHE_DIR`, else `~/.cache/dgcn/prepared`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DGCN_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("dgcn").join("prepared")
+}
+
+fn cache_key(kind: DatasetKind, root: &Path, detector: &Detector) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("v{PREPARE_VERSION} {} ", kind.name()));
+    let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    h.update(canonical.to_string_lossy().as_bytes());
+    if let Ok(meta) = std::fs::metadata(root) {
+        h.update(meta.len().to_le_bytes());
+        if let Ok(t) = meta.modified() {
+            h.update(format!("{t:?}"));
+        }
+    }
+    h.update(detector.model_path.to_string_lossy().as_bytes());
+    format!("{:x}", h.finalize())[..16].to_string()
+}
+
+fn progress(len: u64, msg: String) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>18} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg);
+    pb
+}
+
+/// Prepares a dataset (cached): every image decoded, its largest face detected and aligned.
+/// Faces the detector misses are aligned with the mean landmarks (relative to the image size) of
+/// the faces it found in the same dataset, so the 48×48 crops get the same framing as the rest.
+pub fn prepare(
+    kind: DatasetKind,
+    root: &Path,
+    detector: &Detector,
+    cache_dir: &Path,
+) -> Result<PreparedSet, DataError> {
+    let key = cache_key(kind, root, detector);
+    let faces_path = cache_dir.join(format!("{}-{key}.faces", kind.name()));
+    let meta_path = faces_path.with_extension("json");
+    if let Some(set) = load_cache(&faces_path, &meta_path) {
+        tracing::info!(dataset = kind.name(), path = %faces_path.display(), "using prepared cache");
+        return Ok(set);
+    }
+
+    let files = source::read_files(root, |p| kind.wants(p))?;
+    let (csvs, images): (std::collections::BTreeMap<_, _>, std::collections::BTreeMap<_, _>) =
+        files.into_iter().partition(|(p, _)| p.ends_with(".csv"));
+    let paths: Vec<&str> = images.keys().map(String::as_str).collect();
+    let samples = kind.samples(&paths, &csvs);
+    if samples.is_empty() {
+        return Err(DataError::Layout {
+            path: root.to_path_buf(),
+            expected: format!("{} (found {} candidate files, none matching)", kind.expected_layout(), images.len()),
+        });
+    }
+
+    // Pass 1: decode and detect.
+    let pb = progress(samples.len() as u64, format!("detect {}", kind.name()));
+    let mut decoded = Vec::with_capacity(samples.len());
+    let mut unreadable = Vec::new();
+    for s in &samples {
+        pb.inc(1);
+        let Some(bytes) = images.get(&s.path) else { continue };
+        match image::load_from_memory(bytes) {
+            Ok(img) => {
+                let rgb = img.to_rgb8();
+                let lms = detector.detect(&rgb)?.first().map(|f| f.landmarks);
+                decoded.push((s.clone(), rgb, lms));
+            }
+            Err(e) => {
+                tracing::warn!(path = %s.path, error = %e, "unreadable image skipped");
+                unreadable.push(s.path.clone());
+            }
+        }
+    }
+    pb.finish_and_clear();
+
+    // Mean landmarks relative to image size, over the detected faces.
+    let hits: Vec<[[f32; 2]; 5]> = decoded
+        .iter()
+        .filter_map(|(_, img, l)| {
+            l.map(|l| l.map(|[x, y]| [x / img.width() as f32, y / img.height() as f32]))
+        })
+        .collect();
+    let mean_rel = (!hits.is_empty()).then(|| {
+        let mut m = [[0.0f32; 2]; 5];
+        for h in &hits {
+            for k in 0..5 {
+                m[k][0] += h[k][0] / hits.len() as f32;
+                m[k][1] += h[k][1] / hits.len() as f32;
+            }
+        }
+        m
+    });
+
+    // Pass 2: align.
+    let mut set = PreparedSet {
+        kind,
+        samples: Vec::with_capacity(decoded.len()),
+        faces: Vec::with_capacity(decoded.len() * FACE_PIXELS),
+        detected: Vec::with_capacity(decoded.len()),
+        unreadable,
+    };
+    for (s, img, lms) in decoded {
+        let fallback = mean_rel.map(|m| m.map(|[x, y]| [x * img.width() as f32, y * img.height() as f32]));
+        let face = lms
+            .or(fallback)
+            .and_then(|l| aligned_from_image(&img, &l))
+            .unwrap_or_else(|| AlignedFace::from_whole_image(&img));
+        set.faces.extend(face.to_luma8().into_raw());
+        set.detected.push(lms.is_some());
+        set.samples.push(s);
+    }
+    tracing::info!(
+        dataset = kind.name(),
+        faces = set.len(),
+        hit_rate = set.hit_rate(),
+        unreadable = set.unreadable.len(),
+        "prepared"
+    );
+    save_cache(&set, &faces_path, &meta_path)?;
+    Ok(set)
+}
+
+fn load_cache(faces_path: &Path, meta_path: &Path) -> Option<PreparedSet> {
+    let meta: CacheMeta = serde_json::from_slice(&std::fs::read(meta_path).ok()?).ok()?;
+    let faces = std::fs::read(faces_path).ok()?;
+    if meta.version != PREPARE_VERSION
+        || faces.len() != meta.samples.len() * FACE_PIXELS
+        || meta.detected.len() != meta.samples.len()
+    {
+        return None;
+    }
+    Some(PreparedSet {
+        kind: meta.kind,
+        samples: meta.samples,
+        faces,
+        detected: meta.detected,
+        unreadable: meta.unreadable,
+    })
+}
+
+fn save_cache(set: &PreparedSet, faces_path: &Path, meta_path: &Path) -> Result<(), DataError> {
+    let err = |e: String| DataError::Cache {
+        path: faces_path.to_path_buf(),
+        reason: e,
+    };
+    if let Some(dir) = faces_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let meta = CacheMeta {
+        version: PREPARE_VERSION,
+        kind: set.kind,
+        samples: set.samples.clone(),
+        detected: set.detected.clone(),
+        unreadable: set.unreadable.clone(),
+    };
+    let json = serde_json::to_vec(&meta).map_err(|e| err(e.to_string()))?;
+    let tmp = faces_path.with_extension("faces.tmp");
+    std::fs::write(&tmp, &set.faces).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, faces_path).map_err(|e| err(e.to_string()))?;
+    let tmp = meta_path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, meta_path).map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// Where a dataset lives in a data folder: its archive, or a folder of the same name without
+/// `.tar.gz`.
+pub fn locate(kind: DatasetKind, data_dir: &Path) -> PathBuf {
+    let archive = data_dir.join(kind.archive_name());
+    if archive.exists() {
+        return archive;
+    }
+    let folder = data_dir.join(kind.name());
+    if folder.exists() {
+        return folder;
+    }
+    archive
+}
+
+/// The template, re-exported for reports.
+pub fn template() -> [[f32; 2]; 5] {
+    TEMPLATE_64
+}

@@ -1,0 +1,300 @@
+//! `dgcn eval`: subject-independent k-fold cross-validation (TFEID, CK+48), official test splits
+//! (FER2013, FER+ majority vote) and reference fidelity on held-out identities (SSIM and L1 of
+//! G(x) against the person's true neutral face, beside the same figures for x itself).
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{folds::subject_folds, PreparedSet};
+use crate::labels::{Expression, NUM_CLASSES};
+use crate::model::GcNet;
+use crate::train::{train, TrainConfig, TrainData};
+
+/// Rows: true class; columns: predicted class (model order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub matrix: [[u64; NUM_CLASSES]; NUM_CLASSES],
+}
+
+impl Confusion {
+    pub fn add(&mut self, truth: usize, predicted: usize) {
+        if truth < NUM_CLASSES && predicted < NUM_CLASSES {
+            self.matrix[truth][predicted] += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Confusion) {
+        for t in 0..NUM_CLASSES {
+            for p in 0..NUM_CLASSES {
+                self.matrix[t][p] += other.matrix[t][p];
+            }
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.matrix.iter().flatten().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let correct: u64 = (0..NUM_CLASSES).map(|i| self.matrix[i][i]).sum();
+        correct as f64 / self.total().max(1) as f64
+    }
+
+    /// Recall per class, `None` for classes absent from the ground truth.
+    pub fn recall(&self) -> [Option<f64>; NUM_CLASSES] {
+        std::array::from_fn(|t| {
+            let n: u64 = self.matrix[t].iter().sum();
+            (n > 0).then(|| self.matrix[t][t] as f64 / n as f64)
+        })
+    }
+}
+
+/// Class probabilities (N×8) for a batch of faces, in eval mode without gradients.
+pub fn predict_probs(net: &GcNet, faces: &Tensor) -> Tensor {
+    tch::no_grad(|| net.forward_t(faces, None, false).logits.softmax(-1, Kind::Float))
+}
+
+/// Confusion of the network on a pool, in batches.
+pub fn evaluate(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> Confusion {
+    let mut c = Confusion::default();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let probs = predict_probs(net, &data.batch(chunk, device));
+        let pred: Vec<i64> = probs.argmax(1, false).to_device(Device::Cpu).try_into().unwrap_or_default();
+        for (&i, p) in chunk.iter().zip(pred) {
+            c.add(data.labels[i] as usize, p as usize);
+        }
+    }
+    c
+}
+
+/// Mean SSIM per image pair (N×1×H×W in [0, 1]), 11×11 Gaussian window, σ = 1.5.
+pub fn ssim(a: &Tensor, b: &Tensor) -> Tensor {
+    let g: Vec<f32> = (0..11).map(|i| (-((i as f32 - 5.0).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let s: f32 = g.iter().sum();
+    let g = Tensor::from_slice(&g.iter().map(|v| v / s).collect::<Vec<_>>()).to_device(a.device());
+    let window = g.view([11, 1]).matmul(&g.view([1, 11])).view([1, 1, 11, 11]);
+    let blur = |x: &Tensor| x.conv2d(&window, None::<Tensor>, [1, 1], [5, 5], [1, 1], 1);
+    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+    let (mu_a, mu_b) = (blur(a), blur(b));
+    let var_a = blur(&(a * a)) - &mu_a * &mu_a;
+    let var_b = blur(&(b * b)) - &mu_b * &mu_b;
+    let cov = blur(&(a * b)) - &mu_a * &mu_b;
+    let num = (&mu_a * &mu_b * 2.0 + c1) * (cov * 2.0 + c2);
+    let den = (&mu_a * &mu_a + &mu_b * &mu_b + c1) * (var_a + var_b + c2);
+    (num / den).mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
+}
+
+/// Reference fidelity on held-out identities (expressive faces that have a true neutral).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Fidelity {
+    pub pairs: usize,
+    pub ssim_reference: f64,
+    pub ssim_query: f64,
+    pub l1_reference: f64,
+    pub l1_query: f64,
+    /// Share of generated references that the classifier itself calls neutral.
+    pub reference_called_neutral: f64,
+}
+
+impl Fidelity {
+    fn merge(&mut self, o: &Fidelity) {
+        let n = (self.pairs + o.pairs).max(1) as f64;
+        let w = |a: f64, b: f64| (a * self.pairs as f64 + b * o.pairs as f64) / n;
+        self.ssim_reference = w(self.ssim_reference, o.ssim_reference);
+        self.ssim_query = w(self.ssim_query, o.ssim_query);
+        self.l1_reference = w(self.l1_reference, o.l1_reference);
+        self.l1_query = w(self.l1_query, o.l1_query);
+        self.reference_called_neutral = w(self.reference_called_neutral, o.reference_called_neutral);
+        self.pairs += o.pairs;
+    }
+}
+
+pub fn fidelity(net: &GcNet, data: &TrainData, device: Device) -> Fidelity {
+    let idx: Vec<usize> = data.with_neutral().into_iter().filter(|&i| data.labels[i] != 0).collect();
+    let mut f = Fidelity::default();
+    if idx.is_empty() {
+        return f;
+    }
+    let (mut sr, mut sq, mut lr, mut lq, mut called) = (0.0, 0.0, 0.0, 0.0, 0i64);
+    let mut n_pairs = 0usize;
+    for chunk in idx.chunks(128) {
+        let q = data.batch(chunk, device);
+        // Compare against every neutral image of the person, averaged.
+        for (k, &i) in chunk.iter().enumerate() {
+            let partners = &data.neutral_of[i];
+            let x = q.get(k as i64).unsqueeze(0);
+            let n = data.batch(partners, device);
+            let g = tch::no_grad(|| net.generator.forward_t(&x, false));
+            let xs = x.expand([partners.len() as i64, 1, 64, 64], false);
+            let gs = g.expand([partners.len() as i64, 1, 64, 64], false);
+            sr += ssim(&gs, &n).mean(Kind::Float).double_value(&[]);
+            sq += ssim(&xs, &n).mean(Kind::Float).double_value(&[]);
+            lr += (&gs - &n).abs().mean(Kind::Float).double_value(&[]);
+            lq += (&xs - &n).abs().mean(Kind::Float).double_value(&[]);
+            let p = predict_probs(net, &g).argmax(1, false).int64_value(&[0]);
+            called += (p == Expression::Neutral.index() as i64) as i64;
+            n_pairs += 1;
+        }
+    }
+    let n = n_pairs.max(1) as f64;
+    f.pairs = n_pairs;
+    f.ssim_reference = sr / n;
+    f.ssim_query = sq / n;
+    f.l1_reference = lr / n;
+    f.l1_query = lq / n;
+    f.reference_called_neutral = called as f64 / n;
+    f
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetReport {
+    pub dataset: String,
+    /// "10-fold subject-independent CV" or "official test split".
+    pub protocol: String,
+    pub samples: u64,
+    pub accuracy: f64,
+    pub per_class_recall: Vec<(String, Option<f64>)>,
+    pub confusion: Confusion,
+    pub fold_accuracy: Vec<f64>,
+    pub fidelity: Option<Fidelity>,
+    pub detector_hit_rate: f64,
+    pub seconds: f64,
+}
+
+impl DatasetReport {
+    pub fn new(dataset: &str, protocol: String, confusion: Confusion, hit_rate: f64) -> DatasetReport {
+        DatasetReport {
+            dataset: dataset.to_string(),
+            protocol,
+            samples: confusion.total(),
+            accuracy: confusion.accuracy(),
+            per_class_recall: Expression::ALL
+                .iter()
+                .zip(confusion.recall())
+                .map(|(e, r)| (e.name().to_string(), r))
+                .collect(),
+            confusion,
+            fold_accuracy: Vec::new(),
+            fidelity: None,
+            detector_hit_rate: hit_rate,
+            seconds: 0.0,
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "## {} — {}\n\nAccuracy **{:.2} %** on {} faces (BlazeFace hit rate {:.1} %, {:.0} s).\n\n",
+            self.dataset,
+            self.protocol,
+            self.accuracy * 100.0,
+            self.samples,
+            self.detector_hit_rate * 100.0,
+            self.seconds
+        );
+        if !self.fold_accuracy.is_empty() {
+            let folds: Vec<String> = self.fold_accuracy.iter().map(|a| format!("{:.1}", a * 100.0)).collect();
+            s += &format!("Per-fold accuracy (%): {}\n\n", folds.join(", "));
+        }
+        s += "| true \\ predicted |";
+        for e in Expression::ALL {
+            s += &format!(" {} |", e.name());
+        }
+        s += " recall |\n|---|";
+        s += &"---|".repeat(NUM_CLASSES + 1);
+        s += "\n";
+        for (t, e) in Expression::ALL.iter().enumerate() {
+            let row: u64 = self.confusion.matrix[t].iter().sum();
+            if row == 0 {
+                continue;
+            }
+            s += &format!("| {} |", e.name());
+            for p in 0..NUM_CLASSES {
+                s += &format!(" {} |", self.confusion.matrix[t][p]);
+            }
+            s += &format!(" {:.1} % |\n", self.confusion.matrix[t][t] as f64 / row as f64 * 100.0);
+        }
+        if let Some(f) = &self.fidelity {
+            s += &format!(
+                "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3}; L1 {:.4} vs {:.4}; the classifier calls {:.1} % of references neutral.\n",
+                f.pairs, f.ssim_reference, f.ssim_query, f.l1_reference, f.l1_query, f.reference_called_neutral * 100.0
+            );
+        }
+        s + "\n"
+    }
+}
+
+/// Subject-independent k-fold cross-validation on `primary`: each fold trains a fresh network
+/// on the other folds (plus all of `extras`, other datasets with different people) and is tested
+/// on its own subjects. Returns the pooled confusion, per-fold accuracy and reference fidelity.
+pub fn cross_validate(
+    primary: &PreparedSet,
+    extras: &[&PreparedSet],
+    k: usize,
+    cfg: &TrainConfig,
+    device: Device,
+    only_folds: Option<usize>,
+) -> anyhow::Result<DatasetReport> {
+    let t0 = std::time::Instant::now();
+    let subjects: Vec<Option<u32>> = primary.samples.iter().map(|s| s.subject).collect();
+    let fold_of = subject_folds(&subjects, k, cfg.seed);
+    let mut total = Confusion::default();
+    let mut fold_acc = Vec::new();
+    let mut fid = Fidelity::default();
+    for fold in 0..k.min(only_folds.unwrap_or(k)) {
+        let test: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] == fold).collect();
+        let train_idx: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] != fold).collect();
+        let mut parts = vec![(primary, train_idx)];
+        for e in extras {
+            parts.push((*e, (0..e.len()).collect()));
+        }
+        let data = TrainData::from_sets(&parts);
+        let test_data = TrainData::from_sets(&[(primary, test)]);
+        tracing::info!(fold, train = data.len(), test = test_data.len(), "cross-validation fold");
+        let trained = train(&data, None, cfg, device, None, false)?;
+        let c = evaluate(&trained.net, &test_data, device, 256);
+        tracing::info!(fold, accuracy = c.accuracy(), "fold done");
+        fold_acc.push(c.accuracy());
+        total.merge(&c);
+        fid.merge(&fidelity(&trained.net, &test_data, device));
+    }
+    let mut report = DatasetReport::new(
+        primary.kind.name(),
+        format!("{k}-fold subject-independent cross-validation"),
+        total,
+        primary.hit_rate(),
+    );
+    report.fold_accuracy = fold_acc;
+    report.fidelity = (fid.pairs > 0).then_some(fid);
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_accuracy_and_recall() {
+        let mut c = Confusion::default();
+        c.add(0, 0);
+        c.add(0, 1);
+        c.add(1, 1);
+        c.add(1, 1);
+        assert_eq!(c.total(), 4);
+        assert!((c.accuracy() - 0.75).abs() < 1e-12);
+        let r = c.recall();
+        assert_eq!(r[0], Some(0.5));
+        assert_eq!(r[1], Some(1.0));
+        assert_eq!(r[2], None);
+    }
+
+    #[test]
+    fn ssim_is_one_for_identical_images_and_lower_for_noise() {
+        tch::manual_seed(0);
+        let a = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let same = ssim(&a, &a);
+        assert!((same.min().double_value(&[]) - 1.0).abs() < 1e-4);
+        let b = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        assert!(ssim(&a, &b).max().double_value(&[]) < 0.2);
+    }
+}

@@ -1,0 +1,235 @@
+//! Similarity-transform alignment from BlazeFace's five landmarks (eyes, nose tip, mouth corners,
+//! in image order: the eye with the smaller x first) to a fixed 64×64 template, sampled bilinearly
+//! into grey. The template keeps brows, mouth and chin in frame, since expressions live there.
+
+use image::RgbImage;
+
+/// Side of the model's square grey input, in pixels.
+pub const FACE_SIZE: usize = 64;
+
+/// Where the five landmarks land in the 64×64 crop: left eye, right eye, nose tip, left mouth
+/// corner, right mouth corner (image left/right). Eye distance 19 px ≈ 30 % of the width, close
+/// to the framing of the 48×48 FER/CK+ crops, so those need little rescaling.
+pub const TEMPLATE_64: [[f32; 2]; 5] = [
+    [22.5, 26.0],
+    [41.5, 26.0],
+    [32.0, 36.5],
+    [24.5, 47.0],
+    [39.5, 47.0],
+];
+
+/// A face brought to the model's framing: 64×64 grey values in [0, 1], row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlignedFace {
+    pub pixels: Vec<f32>,
+}
+
+impl AlignedFace {
+    /// Grey 8-bit image, for saving and display.
+    pub fn to_luma8(&self) -> image::GrayImage {
+        let data = self
+            .pixels
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
+        image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, data)
+            .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
+    }
+
+    /// The whole image, resized to 64×64 grey: for inputs that are already a face crop.
+    pub fn from_whole_image(img: &RgbImage) -> AlignedFace {
+        let grey = image::DynamicImage::ImageRgb8(img.clone()).to_luma8();
+        let resized = image::imageops::resize(
+            &grey,
+            FACE_SIZE as u32,
+            FACE_SIZE as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        AlignedFace {
+            pixels: resized.pixels().map(|p| p.0[0] as f32 / 255.0).collect(),
+        }
+    }
+}
+
+/// A 2-D similarity transform `p' = [a -b; b a] p + t`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    pub a: f32,
+    pub b: f32,
+    pub tx: f32,
+    pub ty: f32,
+}
+
+impl Similarity {
+    pub fn apply(&self, p: [f32; 2]) -> [f32; 2] {
+        [
+            self.a * p[0] - self.b * p[1] + self.tx,
+            self.b * p[0] + self.a * p[1] + self.ty,
+        ]
+    }
+
+    pub fn inverse(&self) -> Option<Similarity> {
+        let det = self.a * self.a + self.b * self.b;
+        if det <= f32::EPSILON {
+            return None;
+        }
+        let (ia, ib) = (self.a / det, -self.b / det);
+        Some(Similarity {
+            a: ia,
+            b: ib,
+            tx: -(ia * self.tx - ib * self.ty),
+            ty: -(ib * self.tx + ia * self.ty),
+        })
+    }
+
+    /// Scale factor of the transform.
+    pub fn scale(&self) -> f32 {
+        (self.a * self.a + self.b * self.b).sqrt()
+    }
+
+    /// Least-squares similarity mapping `src` onto `dst` (Umeyama 1991, without reflection).
+    pub fn estimate(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Similarity> {
+        if src.len() != dst.len() || src.len() < 2 {
+            return None;
+        }
+        let n = src.len() as f64;
+        let mean = |pts: &[[f32; 2]]| {
+            let (sx, sy) = pts
+                .iter()
+                .fold((0.0f64, 0.0f64), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            (sx / n, sy / n)
+        };
+        let (msx, msy) = mean(src);
+        let (mdx, mdy) = mean(dst);
+        let (mut sxx, mut dot, mut cross) = (0.0f64, 0.0f64, 0.0f64);
+        for (s, d) in src.iter().zip(dst) {
+            let (x, y) = (s[0] as f64 - msx, s[1] as f64 - msy);
+            let (u, v) = (d[0] as f64 - mdx, d[1] as f64 - mdy);
+            sxx += x * x + y * y;
+            dot += x * u + y * v;
+            cross += x * v - y * u;
+        }
+        if sxx <= 1e-9 || !sxx.is_finite() {
+            return None;
+        }
+        let a = dot / sxx;
+        let b = cross / sxx;
+        let tx = mdx - (a * msx - b * msy);
+        let ty = mdy - (b * msx + a * msy);
+        Some(Similarity {
+            a: a as f32,
+            b: b as f32,
+            tx: tx as f32,
+            ty: ty as f32,
+        })
+    }
+}
+
+/// Grey value (Rec. 601 luma, 0..1) at a real-valued position, bilinear, edges clamped.
+fn sample_grey(img: &RgbImage, x: f32, y: f32) -> f32 {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let luma = |xi: i64, yi: i64| {
+        let p = img.get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32).0;
+        (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0
+    };
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (xi, yi) = (x0 as i64, y0 as i64);
+    let top = luma(xi, yi) * (1.0 - fx) + luma(xi + 1, yi) * fx;
+    let bottom = luma(xi, yi + 1) * (1.0 - fx) + luma(xi + 1, yi + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// The transform from image coordinates to the 64×64 crop for these five landmarks.
+pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
+    Similarity::estimate(landmarks, &TEMPLATE_64)
+}
+
+/// Aligns the face whose five landmarks are given (image coordinates) to the model's input.
+/// Returns `None` for degenerate landmarks (all in one point, non-finite).
+pub fn aligned_from_image(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Option<AlignedFace> {
+    if img.width() == 0 || img.height() == 0 {
+        return None;
+    }
+    let to_crop = transform_for(landmarks)?;
+    let to_image = to_crop.inverse()?;
+    let mut pixels = Vec::with_capacity(FACE_SIZE * FACE_SIZE);
+    for y in 0..FACE_SIZE {
+        for x in 0..FACE_SIZE {
+            // Sample at pixel centres.
+            let [sx, sy] = to_image.apply([x as f32 + 0.5, y as f32 + 0.5]);
+            pixels.push(sample_grey(img, sx - 0.5, sy - 0.5));
+        }
+    }
+    Some(AlignedFace { pixels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_recovers_a_known_similarity() {
+        let truth = Similarity {
+            a: 0.8 * 0.3f32.cos(),
+            b: 0.8 * 0.3f32.sin(),
+            tx: 5.0,
+            ty: -7.0,
+        };
+        let src = [[10.0, 20.0], [50.0, 22.0], [30.0, 40.0], [15.0, 60.0], [45.0, 61.0]];
+        let dst: Vec<[f32; 2]> = src.iter().map(|p| truth.apply(*p)).collect();
+        let est = Similarity::estimate(&src, &dst).expect("non-degenerate");
+        assert!((est.a - truth.a).abs() < 1e-4);
+        assert!((est.b - truth.b).abs() < 1e-4);
+        assert!((est.tx - truth.tx).abs() < 1e-3);
+        assert!((est.ty - truth.ty).abs() < 1e-3);
+        let inv = est.inverse().expect("invertible");
+        let back = inv.apply(est.apply([3.0, 4.0]));
+        assert!((back[0] - 3.0).abs() < 1e-3 && (back[1] - 4.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn degenerate_landmarks_are_rejected() {
+        let img = RgbImage::new(10, 10);
+        assert!(aligned_from_image(&img, &[[5.0, 5.0]; 5]).is_none());
+        assert!(aligned_from_image(&img, &[[f32::NAN, 5.0]; 5]).is_none());
+    }
+
+    #[test]
+    fn a_bright_dot_at_the_left_eye_lands_on_the_template_eye() {
+        // Synthetic image: dark, with a bright 3x3 blob at the "left eye" landmark; the face is
+        // scaled by 3 and rotated 20 degrees relative to the template.
+        let rot = Similarity {
+            a: 3.0 * 0.35f32.cos(),
+            b: 3.0 * 0.35f32.sin(),
+            tx: 60.0,
+            ty: 20.0,
+        };
+        let lms: Vec<[f32; 2]> = TEMPLATE_64.iter().map(|p| rot.apply(*p)).collect();
+        let mut img = RgbImage::new(300, 300);
+        let eye = lms[0];
+        for dy in -4..=4 {
+            for dx in -4..=4 {
+                img.put_pixel(
+                    (eye[0] as i32 + dx) as u32,
+                    (eye[1] as i32 + dy) as u32,
+                    image::Rgb([255, 255, 255]),
+                );
+            }
+        }
+        let lms: [[f32; 2]; 5] = [lms[0], lms[1], lms[2], lms[3], lms[4]];
+        let face = aligned_from_image(&img, &lms).expect("aligned");
+        let (mut best, mut at) = (0.0, (0, 0));
+        for y in 0..FACE_SIZE {
+            for x in 0..FACE_SIZE {
+                if face.pixels[y * FACE_SIZE + x] > best {
+                    best = face.pixels[y * FACE_SIZE + x];
+                    at = (x, y);
+                }
+            }
+        }
+        assert!(best > 0.9);
+        assert!((at.0 as f32 + 0.5 - TEMPLATE_64[0][0]).abs() <= 1.5, "{at:?}");
+        assert!((at.1 as f32 + 0.5 - TEMPLATE_64[0][1]).abs() <= 1.5, "{at:?}");
+    }
+}

@@ -1,0 +1,238 @@
+//! BlazeFace through rust-faces (ONNX Runtime): boxes and five landmarks per face, largest first.
+//! Small images (the 48×48 dataset crops) are enlarged and given a replicated border first, since
+//! BlazeFace never scales up and misses faces that fill the whole frame.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use rust_faces::{BlazeFaceParams, FaceDetection, FaceDetectorBuilder, InferParams, Provider};
+
+/// Images whose shorter side is below this are enlarged before detection.
+const MIN_DETECT_SIDE_PX: u32 = 160;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("face detector model {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error("no BlazeFace model found and the download failed ({0}); pass --detector PATH or set DGCN_BLAZEFACE to a blazeface-640.onnx file")]
+    Unavailable(String),
+    #[error("ONNX Runtime library not found at {0}; run scripts/setup.sh or set ORT_DYLIB_PATH")]
+    Runtime(PathBuf),
+    #[error("face detection failed: {0}")]
+    Inference(String),
+}
+
+/// BlazeFace input variant: the model's nominal input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum BlazeFaceVariant {
+    #[value(name = "640")]
+    B640,
+    #[value(name = "320")]
+    B320,
+}
+
+impl BlazeFaceVariant {
+    /// File name rust-faces uses in its download cache.
+    pub fn cache_file_name(self) -> &'static str {
+        match self {
+            BlazeFaceVariant::B640 => "blazeface-640.onnx",
+            BlazeFaceVariant::B320 => "blazeface-320.onnx",
+        }
+    }
+    pub fn target_size(self) -> usize {
+        match self {
+            BlazeFaceVariant::B640 => 640,
+            BlazeFaceVariant::B320 => 320,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// Explicit model file; otherwise `$DGCN_BLAZEFACE`, then rust-faces' cache, then download.
+    pub model_path: Option<PathBuf>,
+    pub variant: BlazeFaceVariant,
+    pub score_threshold: f32,
+    pub threads: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            model_path: None,
+            variant: BlazeFaceVariant::B640,
+            score_threshold: 0.75,
+            threads: 2,
+        }
+    }
+}
+
+/// One detected face, in the coordinates of the image that was passed in.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DetectedFace {
+    /// `[x, y, width, height]` in pixels.
+    pub bbox: [f32; 4],
+    /// Left eye, right eye, nose, left and right mouth corner (image left/right).
+    pub landmarks: [[f32; 2]; 5],
+    pub score: f32,
+}
+
+impl DetectedFace {
+    pub fn area(&self) -> f32 {
+        self.bbox[2].max(0.0) * self.bbox[3].max(0.0)
+    }
+}
+
+pub struct Detector {
+    inner: Box<dyn rust_faces::FaceDetector>,
+    pub model_path: PathBuf,
+}
+
+/// Points ONNX Runtime at the library set-up installed, unless the user chose one.
+fn ensure_ort_dylib() -> Result<(), DetectError> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        return if p.exists() { Ok(()) } else { Err(DetectError::Runtime(p)) };
+    }
+    let built_in = PathBuf::from(env!("DGCN_DEFAULT_ORT_DYLIB"));
+    if built_in.as_os_str().is_empty() || !built_in.exists() {
+        return Err(DetectError::Runtime(built_in));
+    }
+    // Single-threaded at this point: called before the detector (and its threads) exist.
+    std::env::set_var("ORT_DYLIB_PATH", &built_in);
+    Ok(())
+}
+
+fn rust_faces_cache() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rust_faces"))
+}
+
+impl Detector {
+    pub fn new(config: &DetectorConfig) -> Result<Detector, DetectError> {
+        ensure_ort_dylib()?;
+        let params = BlazeFaceParams {
+            score_threshold: config.score_threshold,
+            target_size: config.variant.target_size(),
+            ..BlazeFaceParams::default()
+        };
+        let detection = match config.variant {
+            BlazeFaceVariant::B640 => FaceDetection::BlazeFace640(params),
+            BlazeFaceVariant::B320 => FaceDetection::BlazeFace320(params),
+        };
+        let cached = rust_faces_cache().map(|c| c.join(config.variant.cache_file_name()));
+        let chosen = config
+            .model_path
+            .clone()
+            .or_else(|| std::env::var_os("DGCN_BLAZEFACE").map(PathBuf::from))
+            .or_else(|| cached.clone().filter(|p| p.exists()));
+        let infer = InferParams {
+            provider: Provider::OrtCpu,
+            intra_threads: Some(config.threads.max(1)),
+            inter_threads: Some(1),
+        };
+        let builder = match &chosen {
+            Some(path) => {
+                check_model_file(path)?;
+                FaceDetectorBuilder::new(detection)
+                    .from_file(path.to_string_lossy().into_owned())
+                    .infer_params(infer)
+            }
+            None => FaceDetectorBuilder::new(detection).download().infer_params(infer),
+        };
+        let model_path = chosen
+            .clone()
+            .or(cached)
+            .unwrap_or_else(|| PathBuf::from(config.variant.cache_file_name()));
+        // rust-faces unwraps ONNX Runtime's session errors: a corrupt model would panic.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()));
+        let inner = match built {
+            Ok(Ok(inner)) => inner,
+            Ok(Err(e)) if chosen.is_none() => return Err(DetectError::Unavailable(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(DetectError::Model {
+                    path: model_path,
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(DetectError::Model {
+                    path: model_path,
+                    reason: "ONNX Runtime could not load it (expected a BlazeFace .onnx model)".into(),
+                })
+            }
+        };
+        Ok(Detector { inner, model_path })
+    }
+
+    /// Faces in `img`, largest first.
+    pub fn detect(&self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
+        if img.width() == 0 || img.height() == 0 {
+            return Ok(Vec::new());
+        }
+        let (work, scale, pad) = enlarge_if_small(img);
+        let (w, h) = (work.width() as usize, work.height() as usize);
+        let array = ndarray::Array3::from_shape_vec((h, w, 3), work.into_raw())
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let faces = self
+            .inner
+            .detect(array.into_dyn().view())
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let back = |x: f32, y: f32| [(x - pad) / scale, (y - pad) / scale];
+        let mut out: Vec<DetectedFace> = faces
+            .into_iter()
+            .filter_map(|f| {
+                let lms = f.landmarks?;
+                if lms.len() < 5 {
+                    return None;
+                }
+                let mut landmarks = [[0.0f32; 2]; 5];
+                for (slot, (x, y)) in landmarks.iter_mut().zip(lms) {
+                    *slot = back(x, y);
+                }
+                let [x, y] = back(f.rect.x, f.rect.y);
+                Some(DetectedFace {
+                    bbox: [x, y, f.rect.width / scale, f.rect.height / scale],
+                    landmarks,
+                    score: f.confidence,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.area().total_cmp(&a.area()));
+        Ok(out)
+    }
+}
+
+fn check_model_file(path: &Path) -> Result<(), DetectError> {
+    let meta = std::fs::metadata(path).map_err(|e| DetectError::Model {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_file() || meta.len() < 1024 {
+        return Err(DetectError::Model {
+            path: path.to_path_buf(),
+            reason: "not a BlazeFace .onnx model (too small)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Enlarges an image whose shorter side is under [`MIN_DETECT_SIDE_PX`] by an integer factor and
+/// adds a replicated border of a quarter of its size. Returns the image, the scale and the
+/// padding, so that original = (work - pad) / scale.
+fn enlarge_if_small(img: &RgbImage) -> (RgbImage, f32, f32) {
+    let short = img.width().min(img.height());
+    if short >= MIN_DETECT_SIDE_PX {
+        return (img.clone(), 1.0, 0.0);
+    }
+    let factor = MIN_DETECT_SIDE_PX.div_ceil(short.max(1));
+    let (w, h) = (img.width() * factor, img.height() * factor);
+    let big = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+    let pad = (w.max(h) / 4).max(1);
+    let mut out = RgbImage::new(w + 2 * pad, h + 2 * pad);
+    for (x, y, px) in out.enumerate_pixels_mut() {
+        let sx = (x as i64 - pad as i64).clamp(0, w as i64 - 1) as u32;
+        let sy = (y as i64 - pad as i64).clamp(0, h as i64 - 1) as u32;
+        *px = *big.get_pixel(sx, sy);
+    }
+    (out, factor as f32, pad as f32)
+}

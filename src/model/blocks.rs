@@ -1,0 +1,183 @@
+//! The blocks of Fig. 3. Each conv stage is conv 3×3 → batch norm → ReLU → 2×2 max pool (the
+//! pool's indices are kept for the mirrored unpooling); decoders unpool then deconvolve.
+use tch::{nn, nn::ModuleT, Tensor};
+
+struct ConvStage {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+impl ConvStage {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64) -> ConvStage {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        ConvStage {
+            conv: nn::conv2d(p / "conv", c_in, c_out, 3, cfg),
+            bn: nn::batch_norm2d(p / "bn", c_out, Default::default()),
+        }
+    }
+
+    /// Returns the pooled map and the pooling indices.
+    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
+        y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false)
+    }
+}
+
+/// Encoder layout shared by the generator and the contrastive encoder: 64×64×1 → 8×8×C3.
+struct Encoder {
+    stages: Vec<ConvStage>,
+}
+
+impl Encoder {
+    fn new(p: &nn::Path, ch: [i64; 3]) -> Encoder {
+        let ins = [1, ch[0], ch[1]];
+        Encoder {
+            stages: (0..3)
+                .map(|i| ConvStage::new(&(p / format!("stage{}", i + 1)), ins[i], ch[i]))
+                .collect(),
+        }
+    }
+
+    /// `x` in [0, 1]; returns the 8×8 feature map and the indices of the three poolings.
+    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
+        let mut h = x - 0.5;
+        let mut indices = Vec::with_capacity(3);
+        for s in &self.stages {
+            let (pooled, idx) = s.forward_t(&h, train);
+            h = pooled;
+            indices.push(idx);
+        }
+        (h, indices)
+    }
+}
+
+/// Mirror of [`Encoder`]: unpool with the encoder's indices, then a 3×3 deconvolution.
+struct Decoder {
+    deconvs: Vec<nn::ConvTranspose2D>,
+    bns: Vec<nn::BatchNorm>,
+}
+
+impl Decoder {
+    fn new(p: &nn::Path, ch: [i64; 3]) -> Decoder {
+        let cfg = nn::ConvTransposeConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        // stage3: C3 → C2, stage2: C2 → C1, stage1: C1 → 1
+        let pairs = [(ch[2], ch[1]), (ch[1], ch[0]), (ch[0], 1)];
+        let deconvs = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| nn::conv_transpose2d(p / format!("deconv{}", 3 - i), a, b, 3, cfg))
+            .collect();
+        let bns = pairs[..2]
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, b))| nn::batch_norm2d(p / format!("bn{}", 3 - i), b, Default::default()))
+            .collect();
+        Decoder { deconvs, bns }
+    }
+
+    fn forward_t(&self, feat: &Tensor, indices: &[Tensor], train: bool) -> Tensor {
+        let mut h = feat.shallow_clone();
+        for (i, deconv) in self.deconvs.iter().enumerate() {
+            let idx = &indices[2 - i];
+            let side = h.size()[2] * 2;
+            h = h.max_unpool2d(idx, [side, side]).apply(deconv);
+            if let Some(bn) = self.bns.get(i) {
+                h = bn.forward_t(&h, train).relu();
+            }
+        }
+        h.sigmoid()
+    }
+}
+
+/// G: query face → synthesised neutral reference face of the same person (L_Gen).
+pub struct Generator {
+    encoder: Encoder,
+    decoder: Decoder,
+}
+
+impl Generator {
+    pub fn new(p: &nn::Path, ch: [i64; 3]) -> Generator {
+        Generator {
+            encoder: Encoder::new(&(p / "enc"), ch),
+            decoder: Decoder::new(&(p / "dec"), ch),
+        }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let (feat, idx) = self.encoder.forward_t(x, train);
+        self.decoder.forward_t(&feat, &idx, train)
+    }
+}
+
+/// The contrastive encoder, one set of weights for query and reference: 8×8×C3 → unit vector.
+pub struct ContrastiveEncoder {
+    encoder: Encoder,
+}
+
+/// What the reconstruction decoder needs from an embedding pass.
+pub struct PoolIndices {
+    indices: Vec<Tensor>,
+    shape: Vec<i64>,
+}
+
+impl ContrastiveEncoder {
+    pub fn new(p: &nn::Path, ch: [i64; 3]) -> ContrastiveEncoder {
+        ContrastiveEncoder {
+            encoder: Encoder::new(&(p / "enc"), ch),
+        }
+    }
+
+    /// Unit-length embedding (N×D) and the pooling state for reconstruction.
+    pub fn embed_t(&self, x: &Tensor, train: bool) -> (Tensor, PoolIndices) {
+        let (feat, indices) = self.encoder.forward_t(x, train);
+        let shape = feat.size();
+        let flat = feat.flatten(1, -1);
+        let norm = flat.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-8);
+        (flat / norm, PoolIndices { indices, shape })
+    }
+}
+
+/// Auxiliary decoder: embedding → reconstruction of the encoder's input (L_Recon).
+pub struct ReconstructionDecoder {
+    decoder: Decoder,
+}
+
+impl ReconstructionDecoder {
+    pub fn new(p: &nn::Path, ch: [i64; 3]) -> ReconstructionDecoder {
+        ReconstructionDecoder {
+            decoder: Decoder::new(&(p / "dec"), ch),
+        }
+    }
+
+    pub fn forward_t(&self, emb: &Tensor, pool: &PoolIndices, train: bool) -> Tensor {
+        // The embedding is the normalised feature map: undo the flattening (scale is learnt).
+        let d = pool.shape.iter().skip(1).product::<i64>() as f64;
+        let feat = (emb * d.sqrt()).view(pool.shape.as_slice());
+        self.decoder.forward_t(&feat, &pool.indices, train)
+    }
+}
+
+/// Two fully connected layers on the contrastive representation (L_Cls).
+pub struct Classifier {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl Classifier {
+    pub fn new(p: &nn::Path, input: i64, hidden: i64, classes: i64) -> Classifier {
+        Classifier {
+            fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
+            fc2: nn::linear(p / "fc2", hidden, classes, Default::default()),
+        }
+    }
+
+    pub fn forward_t(&self, rep: &Tensor, train: bool) -> Tensor {
+        rep.apply(&self.fc1).relu().dropout(0.5, train).apply(&self.fc2)
+    }
+}

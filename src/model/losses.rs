@@ -1,0 +1,86 @@
+//! The four losses of the paper. All take batched tensors and return a scalar tensor.
+use tch::{Kind, Reduction, Tensor};
+
+/// L_Gen: mean absolute difference between G(x) and the true neutral face, over the samples that
+/// have a neutral partner (`has_neutral` is a 0/1 float mask of length N). Zero when none has.
+pub fn generation_loss(generated: &Tensor, neutral: &Tensor, has_neutral: &Tensor) -> Tensor {
+    let per_sample = (generated - neutral).abs().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+    let count = has_neutral.sum(Kind::Float);
+    (per_sample * has_neutral).sum(Kind::Float) / count.clamp_min(1.0)
+}
+
+/// L_Contr: embeddings of a neutral query and its reference should coincide (d²), those of an
+/// expressive query should be at least `margin` apart (max(0, margin − d)²). `is_neutral` is a
+/// 0/1 float mask.
+pub fn contrastive_loss(e_q: &Tensor, e_r: &Tensor, is_neutral: &Tensor, margin: f64) -> Tensor {
+    let d = (e_q - e_r).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1e-12).sqrt();
+    let near: Tensor = is_neutral * d.square();
+    let apart: Tensor = (1.0 - is_neutral) * (margin - &d).clamp_min(0.0).square();
+    (near + apart).mean(Kind::Float)
+}
+
+/// L_Recon: mean squared error of a reconstruction.
+pub fn reconstruction_loss(recon: &Tensor, input: &Tensor) -> Tensor {
+    recon.mse_loss(input, Reduction::Mean)
+}
+
+/// L_Cls: cross-entropy of logits against class indices (i64), with label smoothing.
+pub fn classification_loss(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, -100, smoothing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn t(v: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(v).view(shape)
+    }
+
+    fn val(x: &Tensor) -> f64 {
+        x.double_value(&[])
+    }
+
+    #[test]
+    fn generation_loss_averages_only_samples_with_a_neutral() {
+        // Two 1×1×2 "images": sample 0 off by 0.5 everywhere, sample 1 off by 1.0 but masked out.
+        let g = t(&[0.5, 0.5, 1.0, 1.0], &[2, 1, 1, 2]);
+        let n = t(&[0.0, 0.0, 0.0, 0.0], &[2, 1, 1, 2]);
+        let loss = generation_loss(&g, &n, &t(&[1.0, 0.0], &[2]));
+        assert!((val(&loss) - 0.5).abs() < 1e-6);
+        let none = generation_loss(&g, &n, &t(&[0.0, 0.0], &[2]));
+        assert_eq!(val(&none), 0.0);
+    }
+
+    #[test]
+    fn contrastive_loss_pulls_neutral_and_pushes_expressive() {
+        let a = t(&[1.0, 0.0], &[1, 2]);
+        let b = t(&[0.0, 1.0], &[1, 2]); // distance √2
+        let neutral = t(&[1.0], &[1]);
+        let expressive = t(&[0.0], &[1]);
+        // Neutral pair at distance √2 costs d² = 2.
+        assert!((val(&contrastive_loss(&a, &b, &neutral, 1.0)) - 2.0).abs() < 1e-5);
+        // Expressive pair farther than the margin costs nothing…
+        assert!(val(&contrastive_loss(&a, &b, &expressive, 1.0)).abs() < 1e-6);
+        // …and identical embeddings cost margin².
+        assert!((val(&contrastive_loss(&a, &a, &expressive, 0.5)) - 0.25).abs() < 1e-5);
+        // Identical neutral pair costs nothing.
+        assert!(val(&contrastive_loss(&a, &a, &neutral, 0.5)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn reconstruction_and_classification_losses_on_hand_made_inputs() {
+        let x = t(&[0.0, 1.0], &[1, 1, 1, 2]);
+        let r = t(&[0.5, 1.0], &[1, 1, 1, 2]);
+        assert!((val(&reconstruction_loss(&r, &x)) - 0.125).abs() < 1e-6);
+        // Uniform logits over 8 classes: cross-entropy ln 8.
+        let logits = Tensor::zeros([2, 8], (Kind::Float, Device::Cpu));
+        let targets = Tensor::from_slice(&[0i64, 5]);
+        let ce = val(&classification_loss(&logits, &targets, 0.0));
+        assert!((ce - 8f64.ln()).abs() < 1e-5);
+        // A confident right answer costs almost nothing.
+        let sure = t(&[20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &[1, 8]);
+        assert!(val(&classification_loss(&sure, &Tensor::from_slice(&[0i64]), 0.0)) < 1e-6);
+    }
+}

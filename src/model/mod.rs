@@ -1,0 +1,198 @@
+//! GCNet, the deep generative-contrastive network of Kim, Roh & Lee, "Deep Generative-Contrastive
+//! Networks for Facial Expression Recognition" (arXiv 1703.07140), Fig. 3:
+//!
+//! query x ──Generator──▶ reference G(x) (the person's neutral face)
+//! x, G(x) ──ContrastiveEncoder (shared weights)──▶ unit embeddings e_q, e_r
+//! |e_q − e_r| (the contrastive representation) ──Classifier──▶ 8 expression logits
+//! (training only) ReconstructionDecoder(e) ≈ input, for L_Recon.
+pub mod blocks;
+pub mod losses;
+pub mod weights;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+pub use blocks::{Classifier, ContrastiveEncoder, Generator, ReconstructionDecoder};
+
+use crate::labels::NUM_CLASSES;
+
+/// The switches of the paper's variants and the width multiplier. Stored in every weights sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Multiplies the 32/64/96 channel widths of every encoder and decoder.
+    pub width: f64,
+    /// Train with L_Contr (the paper's full model) or without (an ablation).
+    pub use_contrastive: bool,
+    /// Build the auxiliary reconstruction decoder and train with L_Recon.
+    pub use_reconstruction: bool,
+    /// Hidden units of the first fully connected layer of the classifier.
+    pub hidden: i64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 1.0,
+            use_contrastive: true,
+            use_reconstruction: true,
+            hidden: 256,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Channels of the three conv stages: 32, 64, 96 times the width multiplier.
+    pub fn channels(&self) -> [i64; 3] {
+        [32.0, 64.0, 96.0].map(|c| ((c * self.width).round() as i64).max(4))
+    }
+
+    /// Length of the flattened 8×8×C3 embedding.
+    pub fn embedding_len(&self) -> i64 {
+        self.channels()[2] * 8 * 8
+    }
+}
+
+/// Everything one forward pass produces.
+pub struct GcNetOutput {
+    /// Synthesised neutral reference G(x), N×1×64×64 in [0, 1].
+    pub generated: Tensor,
+    /// Unit-length embeddings of query and reference (the one actually compared).
+    pub emb_query: Tensor,
+    pub emb_reference: Tensor,
+    /// Expression logits, N×8.
+    pub logits: Tensor,
+    /// Reconstructions of query and reference (only with L_Recon, only in training).
+    pub recon_query: Option<Tensor>,
+    pub recon_reference: Option<Tensor>,
+}
+
+pub struct GcNet {
+    pub config: ModelConfig,
+    pub generator: Generator,
+    pub encoder: ContrastiveEncoder,
+    pub reconstruction: Option<ReconstructionDecoder>,
+    pub classifier: Classifier,
+}
+
+impl GcNet {
+    /// Variables are named `gen/…`, `contr/…`, `recon/…`, `cls/…` so checkpoints stay stable.
+    pub fn new(root: &nn::Path, config: ModelConfig) -> GcNet {
+        let ch = config.channels();
+        GcNet {
+            config,
+            generator: Generator::new(&(root / "gen"), ch),
+            encoder: ContrastiveEncoder::new(&(root / "contr"), ch),
+            reconstruction: config
+                .use_reconstruction
+                .then(|| ReconstructionDecoder::new(&(root / "recon"), ch)),
+            classifier: Classifier::new(
+                &(root / "cls"),
+                config.embedding_len(),
+                config.hidden,
+                NUM_CLASSES as i64,
+            ),
+        }
+    }
+
+    /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
+    /// query is compared with (the live app's "use my neutral face").
+    pub fn forward_t(&self, query: &Tensor, own_reference: Option<&Tensor>, train: bool) -> GcNetOutput {
+        let generated = self.generator.forward_t(query, train);
+        let reference = own_reference.unwrap_or(&generated);
+        let (emb_query, idx_q) = self.encoder.embed_t(query, train);
+        let (emb_reference, idx_r) = self.encoder.embed_t(reference, train);
+        let representation = contrastive_representation(&emb_query, &emb_reference);
+        let logits = self.classifier.forward_t(&representation, train);
+        let (recon_query, recon_reference) = match (&self.reconstruction, train) {
+            (Some(dec), true) => (
+                Some(dec.forward_t(&emb_query, &idx_q, train)),
+                Some(dec.forward_t(&emb_reference, &idx_r, train)),
+            ),
+            _ => (None, None),
+        };
+        GcNetOutput {
+            generated,
+            emb_query,
+            emb_reference,
+            logits,
+            recon_query,
+            recon_reference,
+        }
+    }
+}
+
+/// Element-wise distance of two unit embeddings, rescaled by √D so that its entries are O(1)
+/// whatever the embedding length.
+pub fn contrastive_representation(e_q: &Tensor, e_r: &Tensor) -> Tensor {
+    let d = e_q.size().last().copied().unwrap_or(1) as f64;
+    (e_q - e_r).abs() * d.sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device, Kind};
+
+    fn check_shapes(device: Device) {
+        let vs = VarStore::new(device);
+        let net = GcNet::new(&vs.root(), ModelConfig::default());
+        let x = Tensor::rand([3, 1, 64, 64], (Kind::Float, device));
+        let out = net.forward_t(&x, None, true);
+        assert_eq!(out.generated.size(), [3, 1, 64, 64]);
+        assert_eq!(out.emb_query.size(), [3, 96 * 8 * 8]);
+        assert_eq!(out.logits.size(), [3, 8]);
+        let rq = out.recon_query.expect("reconstruction in training");
+        assert_eq!(rq.size(), [3, 1, 64, 64]);
+        // Embeddings are unit length.
+        let norms = out.emb_query.norm_scalaropt_dim(2.0, [1], false);
+        let max_err = (norms - 1.0).abs().max().double_value(&[]);
+        assert!(max_err < 1e-4, "norm error {max_err}");
+        // Generated reference is an image in [0, 1].
+        let (lo, hi) = (out.generated.min().double_value(&[]), out.generated.max().double_value(&[]));
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+        // No reconstruction at test time.
+        let eval = net.forward_t(&x, None, false);
+        assert!(eval.recon_query.is_none());
+    }
+
+    #[test]
+    fn layer_shapes_follow_fig3_on_cpu() {
+        check_shapes(Device::Cpu);
+    }
+
+    #[cfg(feature = "cuda-tests")]
+    #[test]
+    fn layer_shapes_follow_fig3_on_cuda() {
+        assert!(tch::Cuda::is_available(), "cuda-tests needs a GPU");
+        check_shapes(Device::Cuda(0));
+    }
+
+    #[test]
+    fn width_multiplier_scales_channels_and_variant_switch_drops_decoder() {
+        let cfg = ModelConfig {
+            width: 0.5,
+            use_reconstruction: false,
+            ..ModelConfig::default()
+        };
+        assert_eq!(cfg.channels(), [16, 32, 48]);
+        let vs = VarStore::new(Device::Cpu);
+        let net = GcNet::new(&vs.root(), cfg);
+        assert!(net.reconstruction.is_none());
+        assert!(vs.variables().keys().all(|k| !k.starts_with("recon")));
+        let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let out = net.forward_t(&x, None, true);
+        assert_eq!(out.emb_query.size(), [2, 48 * 64]);
+        assert!(out.recon_query.is_none());
+    }
+
+    #[test]
+    fn own_reference_replaces_the_generated_one() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = GcNet::new(&vs.root(), ModelConfig::default());
+        let x = Tensor::rand([1, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let same = net.forward_t(&x, Some(&x), false);
+        // Query compared with itself: identical embeddings, zero contrastive representation.
+        let diff = (&same.emb_query - &same.emb_reference).abs().max().double_value(&[]);
+        assert!(diff < 1e-6);
+    }
+}

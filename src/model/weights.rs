@@ -1,0 +1,187 @@
+//! Weights on disk: `NAME.safetensors` (the VarStore) plus `NAME.json`, a sidecar with the class
+//! order, input size, model variant, training data, metrics and the data's research-only caveat.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{nn::VarStore, Device};
+
+use super::{GcNet, ModelConfig};
+use crate::face::FACE_SIZE;
+use crate::labels::class_names;
+
+pub const FORMAT: &str = "dgcn-weights/1";
+
+/// Caveat carried by every weights file trained on the research datasets.
+pub const RESEARCH_CAVEAT: &str = "Trained on TFEID, CK+ and FER2013/FER+ images, which their owners license for non-commercial research only; these weights inherit that restriction.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("weights file {0} not found (expected a .safetensors file written by `dgcn train`)")]
+    Missing(PathBuf),
+    #[error("weights sidecar {path}: {reason} (expected the JSON written beside the .safetensors by `dgcn train`)")]
+    Sidecar { path: PathBuf, reason: String },
+    #[error("weights file {path}: {reason} (expected GCNet safetensors matching its sidecar)")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("writing weights {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub format: String,
+    pub classes: Vec<String>,
+    pub input_size: usize,
+    pub model: ModelConfig,
+    /// Free-form description of the training run (datasets, epochs, seed, command).
+    pub training: serde_json::Value,
+    /// Metrics measured on held-out data, when any.
+    pub metrics: serde_json::Value,
+    pub caveat: String,
+    /// SHA-256 of the .safetensors file.
+    pub sha256: String,
+}
+
+pub fn sidecar_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// A loaded model with its variable store and sidecar.
+pub struct LoadedModel {
+    pub vs: VarStore,
+    pub net: GcNet,
+    pub sidecar: Sidecar,
+    pub path: PathBuf,
+}
+
+pub fn save(
+    vs: &VarStore,
+    config: ModelConfig,
+    path: &Path,
+    training: serde_json::Value,
+    metrics: serde_json::Value,
+) -> Result<Sidecar, WeightsError> {
+    let werr = |reason: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+    }
+    // Write to a temporary name and rename, so a crash never leaves half a weights file.
+    let tmp = path.with_extension("safetensors.tmp");
+    vs.save(&tmp).map_err(|e| werr(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))?;
+    let sidecar = Sidecar {
+        format: FORMAT.into(),
+        classes: class_names(),
+        input_size: FACE_SIZE,
+        model: config,
+        training,
+        metrics,
+        caveat: RESEARCH_CAVEAT.into(),
+        sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
+    };
+    let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
+    let side = sidecar_path(path);
+    let tmp = side.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| werr(e.to_string()))?;
+    std::fs::rename(&tmp, &side).map_err(|e| werr(e.to_string()))?;
+    Ok(sidecar)
+}
+
+pub fn read_sidecar(weights: &Path) -> Result<Sidecar, WeightsError> {
+    let path = sidecar_path(weights);
+    let text = std::fs::read_to_string(&path).map_err(|e| WeightsError::Sidecar {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| WeightsError::Sidecar {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if sidecar.classes != class_names() || sidecar.input_size != FACE_SIZE {
+        return Err(WeightsError::Sidecar {
+            path,
+            reason: format!(
+                "classes {:?} / input size {} do not match this build's {:?} / {}",
+                sidecar.classes,
+                sidecar.input_size,
+                class_names(),
+                FACE_SIZE
+            ),
+        });
+    }
+    Ok(sidecar)
+}
+
+pub fn load(path: &Path, device: Device) -> Result<LoadedModel, WeightsError> {
+    if !path.is_file() {
+        return Err(WeightsError::Missing(path.to_path_buf()));
+    }
+    let sidecar = read_sidecar(path)?;
+    let mut vs = VarStore::new(device);
+    let net = GcNet::new(&vs.root(), sidecar.model);
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vs.load(path)));
+    match loaded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(WeightsError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(WeightsError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "libtorch could not read it".into(),
+            })
+        }
+    }
+    Ok(LoadedModel {
+        vs,
+        net,
+        sidecar,
+        path: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_corruption_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("dgcn-weights-{}", std::process::id()));
+        let path = dir.join("w.safetensors");
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = ModelConfig {
+            width: 0.25,
+            ..ModelConfig::default()
+        };
+        let _net = GcNet::new(&vs.root(), cfg);
+        let side = save(&vs, cfg, &path, serde_json::json!({}), serde_json::json!({}))
+            .expect("saved");
+        assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
+        let loaded = load(&path, Device::Cpu).expect("loaded");
+        assert_eq!(loaded.sidecar.model, cfg);
+        let a = vs.variables();
+        let b = loaded.vs.variables();
+        for (k, v) in &a {
+            let w = b.get(k).expect("same keys");
+            assert!(v.equal(w), "{k}");
+        }
+        std::fs::write(&path, b"not a safetensors file").expect("write");
+        assert!(matches!(load(&path, Device::Cpu), Err(WeightsError::Corrupt { .. })));
+        assert!(matches!(
+            load(&dir.join("nope.safetensors"), Device::Cpu),
+            Err(WeightsError::Missing(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
