@@ -53,4 +53,11 @@ mkdir -p .deps/onnxruntime
 ln -sfn "../$site/torch" .deps/libtorch
 ortlib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 ln -sfn "$(realpath "$ortlib")" .deps/onnxruntime/libonnxruntime.so
+# Development copies of the BlazeFace model (../shared/models) seed rust-faces' download cache, as
+# its first download would on a machine with internet access.
+if [ -f ../shared/models/blazefaces-640.onnx ] && [ ! -f "$HOME/.rust_faces/blazeface-640.onnx" ]; then
+  mkdir -p "$HOME/.rust_faces"
+  cp ../shared/models/blazefaces-640.onnx "$HOME/.rust_faces/blazeface-640.onnx"
+  cp ../shared/models/blazeface-320.onnx "$HOME/.rust_faces/blazeface-320.onnx" 2>/dev/null || true
+fi
 log "ready: libtorch at .deps/libtorch, ONNX Runtime at .deps/onnxruntime ($DGCN_TORCH)"

@@ -96,7 +96,12 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelTrainArgs,
     /// Datasets to train on (their training splits).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "tfeid,ckplus48,ferplus")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tfeid,ckplus48,ferplus"
+    )]
     pub datasets: Vec<DatasetKind>,
     /// TFEID performers held out for validation and the reference grid.
     #[arg(long, default_value_t = 3)]
@@ -122,7 +127,12 @@ pub struct EvalArgs {
     pub model: ModelTrainArgs,
     /// Datasets: tfeid and ckplus48 are cross-validated (a network trained per fold), fer2013 and
     /// ferplus use their official test split with --weights.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "tfeid,ckplus48,fer2013,ferplus")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tfeid,ckplus48,fer2013,ferplus"
+    )]
     pub datasets: Vec<DatasetKind>,
     /// Weights for the test-split datasets (default: the shipped weights).
     #[arg(long)]

@@ -26,7 +26,9 @@ fn threads(common: &CommonArgs) -> usize {
     if common.threads > 0 {
         common.threads
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     }
 }
 
@@ -64,7 +66,10 @@ pub fn train_config(m: &ModelTrainArgs) -> TrainConfig {
 }
 
 fn prepare_all(kinds: &[DatasetKind], args: &DataArgs, det: &Detector) -> Result<Vec<PreparedSet>> {
-    let cache = args.cache_dir.clone().unwrap_or_else(data::default_cache_dir);
+    let cache = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(data::default_cache_dir);
     let mut sets = Vec::new();
     for &kind in kinds {
         let root = data::locate(kind, &args.data);
@@ -74,7 +79,12 @@ fn prepare_all(kinds: &[DatasetKind], args: &DataArgs, det: &Detector) -> Result
             Some(n) => set.truncated_per_class(n),
             None => set,
         };
-        tracing::info!(dataset = kind.name(), faces = set.len(), hit_rate = format!("{:.3}", set.hit_rate()), "dataset ready");
+        tracing::info!(
+            dataset = kind.name(),
+            faces = set.len(),
+            hit_rate = format!("{:.3}", set.hit_rate()),
+            "dataset ready"
+        );
         sets.push(set);
     }
     Ok(sets)
@@ -116,7 +126,14 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
-    let trained = train(&data, Some(&val), &cfg, device, Some(&args.run), args.resume)?;
+    let trained = train(
+        &data,
+        Some(&val),
+        &cfg,
+        device,
+        Some(&args.run),
+        args.resume,
+    )?;
     let last = trained.history.last();
     let training = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -152,11 +169,14 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             // The other lab dataset joins every fold's training data (different people).
             let other = cv_kinds.iter().copied().find(|k| *k != set.kind);
             let extras: Vec<PreparedSet> = match other {
-                Some(k) if data::locate(k, &args.data.data).exists() => prepare_all(&[k], &args.data, &det)?,
+                Some(k) if data::locate(k, &args.data.data).exists() => {
+                    prepare_all(&[k], &args.data, &det)?
+                }
                 _ => Vec::new(),
             };
             let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
-            let mut r = cross_validate(set, &extra_refs, args.folds, &cfg, device, args.only_folds)?;
+            let mut r =
+                cross_validate(set, &extra_refs, args.folds, &cfg, device, args.only_folds)?;
             if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
                 r.protocol += &format!(" (only the first {n} folds run)");
             }
@@ -193,7 +213,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             seconds: t0.elapsed().as_secs_f64(),
             ..report
         };
-        println!("{}: accuracy {:.2} % on {} faces", report.dataset, report.accuracy * 100.0, report.samples);
+        println!(
+            "{}: accuracy {:.2} % on {} faces",
+            report.dataset,
+            report.accuracy * 100.0,
+            report.samples
+        );
         reports.push(report);
         write_reports(&args.out, &reports)?;
     }
@@ -203,13 +228,17 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 
 fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(reports)?)
-        .with_context(|| format!("writing {}", out.join("report.json").display()))?;
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(reports)?,
+    )
+    .with_context(|| format!("writing {}", out.join("report.json").display()))?;
     let mut md = String::from("# dgcn evaluation\n\n");
     for r in reports {
         md += &r.markdown();
     }
-    std::fs::write(out.join("report.md"), md).with_context(|| format!("writing {}", out.join("report.md").display()))?;
+    std::fs::write(out.join("report.md"), md)
+        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
     Ok(())
 }
 
@@ -217,13 +246,22 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
     let device = setup_device(&args.common)?;
     let weights = args.weights.clone().unwrap_or_else(default_weights_path);
     let predictor = Predictor::load(&weights, device)?;
-    let det = if args.aligned { None } else { Some(detector(&args.common)?) };
+    let det = if args.aligned {
+        None
+    } else {
+        Some(detector(&args.common)?)
+    };
     if let Some(dir) = &args.save_reference {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut failed = 0usize;
     for path in &args.images {
-        match infer_one(path, &predictor, det.as_ref(), args.save_reference.as_deref()) {
+        match infer_one(
+            path,
+            &predictor,
+            det.as_ref(),
+            args.save_reference.as_deref(),
+        ) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -231,13 +269,27 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} images failed", args.images.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} images failed",
+        args.images.len()
+    );
     Ok(())
 }
 
-fn infer_one(path: &Path, predictor: &Predictor, det: Option<&Detector>, save: Option<&Path>) -> Result<String> {
+fn infer_one(
+    path: &Path,
+    predictor: &Predictor,
+    det: Option<&Detector>,
+    save: Option<&Path>,
+) -> Result<String> {
     let img = image::open(path)
-        .with_context(|| format!("image {}: cannot read it (expected a JPEG or PNG image)", path.display()))?
+        .with_context(|| {
+            format!(
+                "image {}: cannot read it (expected a JPEG or PNG image)",
+                path.display()
+            )
+        })?
         .to_rgb8();
     let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = match det {
         None => (
@@ -272,10 +324,15 @@ fn infer_one(path: &Path, predictor: &Predictor, det: Option<&Detector>, save: O
         })
         .collect();
     if let (Some(dir), Some(face), Some(pred)) = (save, faces.first(), preds.first()) {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
         for (suffix, img) in [("query", face), ("reference", &pred.reference)] {
             let out: PathBuf = dir.join(format!("{stem}.{suffix}.png"));
-            img.to_luma8().save(&out).with_context(|| format!("writing {}", out.display()))?;
+            img.to_luma8()
+                .save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
         }
     }
     Ok(serde_json::json!({"path": path.display().to_string(), "faces": faces_json}).to_string())
@@ -283,7 +340,11 @@ fn infer_one(path: &Path, predictor: &Predictor, det: Option<&Detector>, save: O
 
 pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     println!("dgcn {VERSION_LINE}");
-    println!("libtorch CUDA available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
+    println!(
+        "libtorch CUDA available: {} ({} device(s))",
+        tch::Cuda::is_available(),
+        tch::Cuda::device_count()
+    );
     match setup_device(common) {
         Ok(d) => println!("model device: {}", device_name(d)),
         Err(e) => println!("model device: error: {e:#}"),
@@ -291,7 +352,11 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     println!("libtorch threads: {}", tch::get_num_threads());
     let weights = default_weights_path();
     match crate::model::weights::read_sidecar(&weights) {
-        Ok(s) => println!("weights: {} (sha256 {})", weights.display(), &s.sha256[..16.min(s.sha256.len())]),
+        Ok(s) => println!(
+            "weights: {} (sha256 {})",
+            weights.display(),
+            &s.sha256[..16.min(s.sha256.len())]
+        ),
         Err(e) => println!("weights: {e}"),
     }
     match detector(common) {
@@ -300,7 +365,8 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     }
     println!(
         "ONNX Runtime: {}",
-        std::env::var("ORT_DYLIB_PATH").unwrap_or_else(|_| env!("DGCN_DEFAULT_ORT_DYLIB").to_string())
+        std::env::var("ORT_DYLIB_PATH")
+            .unwrap_or_else(|_| env!("DGCN_DEFAULT_ORT_DYLIB").to_string())
     );
     Ok(())
 }

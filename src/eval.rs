@@ -50,7 +50,11 @@ impl Confusion {
 
 /// Class probabilities (N×8) for a batch of faces, in eval mode without gradients.
 pub fn predict_probs(net: &GcNet, faces: &Tensor) -> Tensor {
-    tch::no_grad(|| net.forward_t(faces, None, false).logits.softmax(-1, Kind::Float))
+    tch::no_grad(|| {
+        net.forward_t(faces, None, false)
+            .logits
+            .softmax(-1, Kind::Float)
+    })
 }
 
 /// Confusion of the network on a pool, in batches.
@@ -59,7 +63,11 @@ pub fn evaluate(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> 
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let probs = predict_probs(net, &data.batch(chunk, device));
-        let pred: Vec<i64> = probs.argmax(1, false).to_device(Device::Cpu).try_into().unwrap_or_default();
+        let pred: Vec<i64> = probs
+            .argmax(1, false)
+            .to_device(Device::Cpu)
+            .try_into()
+            .unwrap_or_default();
         for (&i, p) in chunk.iter().zip(pred) {
             c.add(data.labels[i] as usize, p as usize);
         }
@@ -69,10 +77,15 @@ pub fn evaluate(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> 
 
 /// Mean SSIM per image pair (N×1×H×W in [0, 1]), 11×11 Gaussian window, σ = 1.5.
 pub fn ssim(a: &Tensor, b: &Tensor) -> Tensor {
-    let g: Vec<f32> = (0..11).map(|i| (-((i as f32 - 5.0).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let g: Vec<f32> = (0..11)
+        .map(|i| (-((i as f32 - 5.0).powi(2)) / (2.0 * 1.5 * 1.5)).exp())
+        .collect();
     let s: f32 = g.iter().sum();
     let g = Tensor::from_slice(&g.iter().map(|v| v / s).collect::<Vec<_>>()).to_device(a.device());
-    let window = g.view([11, 1]).matmul(&g.view([1, 11])).view([1, 1, 11, 11]);
+    let window = g
+        .view([11, 1])
+        .matmul(&g.view([1, 11]))
+        .view([1, 1, 11, 11]);
     let blur = |x: &Tensor| x.conv2d(&window, None::<Tensor>, [1, 1], [5, 5], [1, 1], 1);
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
     let (mu_a, mu_b) = (blur(a), blur(b));
@@ -104,13 +117,18 @@ impl Fidelity {
         self.ssim_query = w(self.ssim_query, o.ssim_query);
         self.l1_reference = w(self.l1_reference, o.l1_reference);
         self.l1_query = w(self.l1_query, o.l1_query);
-        self.reference_called_neutral = w(self.reference_called_neutral, o.reference_called_neutral);
+        self.reference_called_neutral =
+            w(self.reference_called_neutral, o.reference_called_neutral);
         self.pairs += o.pairs;
     }
 }
 
 pub fn fidelity(net: &GcNet, data: &TrainData, device: Device) -> Fidelity {
-    let idx: Vec<usize> = data.with_neutral().into_iter().filter(|&i| data.labels[i] != 0).collect();
+    let idx: Vec<usize> = data
+        .with_neutral()
+        .into_iter()
+        .filter(|&i| data.labels[i] != 0)
+        .collect();
     let mut f = Fidelity::default();
     if idx.is_empty() {
         return f;
@@ -162,7 +180,12 @@ pub struct DatasetReport {
 }
 
 impl DatasetReport {
-    pub fn new(dataset: &str, protocol: String, confusion: Confusion, hit_rate: f64) -> DatasetReport {
+    pub fn new(
+        dataset: &str,
+        protocol: String,
+        confusion: Confusion,
+        hit_rate: f64,
+    ) -> DatasetReport {
         DatasetReport {
             dataset: dataset.to_string(),
             protocol,
@@ -192,7 +215,11 @@ impl DatasetReport {
             self.seconds
         );
         if !self.fold_accuracy.is_empty() {
-            let folds: Vec<String> = self.fold_accuracy.iter().map(|a| format!("{:.1}", a * 100.0)).collect();
+            let folds: Vec<String> = self
+                .fold_accuracy
+                .iter()
+                .map(|a| format!("{:.1}", a * 100.0))
+                .collect();
             s += &format!("Per-fold accuracy (%): {}\n\n", folds.join(", "));
         }
         s += "| true \\ predicted |";
@@ -211,7 +238,10 @@ impl DatasetReport {
             for p in 0..NUM_CLASSES {
                 s += &format!(" {} |", self.confusion.matrix[t][p]);
             }
-            s += &format!(" {:.1} % |\n", self.confusion.matrix[t][t] as f64 / row as f64 * 100.0);
+            s += &format!(
+                " {:.1} % |\n",
+                self.confusion.matrix[t][t] as f64 / row as f64 * 100.0
+            );
         }
         if let Some(f) = &self.fidelity {
             s += &format!(
@@ -249,7 +279,12 @@ pub fn cross_validate(
         }
         let data = TrainData::from_sets(&parts);
         let test_data = TrainData::from_sets(&[(primary, test)]);
-        tracing::info!(fold, train = data.len(), test = test_data.len(), "cross-validation fold");
+        tracing::info!(
+            fold,
+            train = data.len(),
+            test = test_data.len(),
+            "cross-validation fold"
+        );
         let trained = train(&data, None, cfg, device, None, false)?;
         let c = evaluate(&trained.net, &test_data, device, 256);
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");

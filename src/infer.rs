@@ -20,7 +20,10 @@ pub fn choose_device(request: &str) -> anyhow::Result<Device> {
     match request {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
-            anyhow::ensure!(tch::Cuda::is_available(), "--device cuda: no CUDA device visible to libtorch");
+            anyhow::ensure!(
+                tch::Cuda::is_available(),
+                "--device cuda: no CUDA device visible to libtorch"
+            );
             Ok(Device::Cuda(0))
         }
         "auto" => Ok(Device::cuda_if_available()),
@@ -55,7 +58,9 @@ fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
         buf.extend_from_slice(&f.pixels);
     }
     let side = FACE_SIZE as i64;
-    Tensor::from_slice(&buf).view([faces.len() as i64, 1, side, side]).to_device(device)
+    Tensor::from_slice(&buf)
+        .view([faces.len() as i64, 1, side, side])
+        .to_device(device)
 }
 
 impl Predictor {
@@ -67,28 +72,45 @@ impl Predictor {
     }
 
     /// Predicts all faces in one batch. `own_reference` replaces the generated reference.
-    pub fn predict(&self, faces: &[AlignedFace], own_reference: Option<&AlignedFace>) -> Vec<FacePrediction> {
+    pub fn predict(
+        &self,
+        faces: &[AlignedFace],
+        own_reference: Option<&AlignedFace>,
+    ) -> Vec<FacePrediction> {
         if faces.is_empty() {
             return Vec::new();
         }
         let refs: Vec<&AlignedFace> = faces.iter().collect();
         let x = faces_to_tensor(&refs, self.device);
         let own = own_reference.map(|r| {
-            faces_to_tensor(&[r], self.device).expand([faces.len() as i64, 1, FACE_SIZE as i64, FACE_SIZE as i64], false)
+            faces_to_tensor(&[r], self.device).expand(
+                [faces.len() as i64, 1, FACE_SIZE as i64, FACE_SIZE as i64],
+                false,
+            )
         });
         let (probs, reference) = tch::no_grad(|| {
             let out = self.model.net.forward_t(&x, own.as_ref(), false);
             let reference = own.unwrap_or(out.generated);
             (out.logits.softmax(-1, Kind::Float), reference)
         });
-        let probs: Vec<f32> = probs.to_device(Device::Cpu).flatten(0, -1).try_into().unwrap_or_default();
-        let reference: Vec<f32> = reference.to_device(Device::Cpu).flatten(0, -1).try_into().unwrap_or_default();
+        let probs: Vec<f32> = probs
+            .to_device(Device::Cpu)
+            .flatten(0, -1)
+            .try_into()
+            .unwrap_or_default();
+        let reference: Vec<f32> = reference
+            .to_device(Device::Cpu)
+            .flatten(0, -1)
+            .try_into()
+            .unwrap_or_default();
         let px = FACE_SIZE * FACE_SIZE;
         (0..faces.len())
             .map(|i| {
                 let mut p = [0.0f32; NUM_CLASSES];
                 p.copy_from_slice(&probs[i * NUM_CLASSES..(i + 1) * NUM_CLASSES]);
-                let best = (0..NUM_CLASSES).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+                let best = (0..NUM_CLASSES)
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0);
                 FacePrediction {
                     probs: p,
                     label: Expression::from_index(best).unwrap_or(Expression::Neutral),
@@ -105,7 +127,10 @@ impl Predictor {
 pub fn probs_json(probs: &[f32; NUM_CLASSES]) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for e in Expression::ALL {
-        m.insert(e.name().into(), serde_json::json!((probs[e.index()] as f64 * 1e6).round() / 1e6));
+        m.insert(
+            e.name().into(),
+            serde_json::json!((probs[e.index()] as f64 * 1e6).round() / 1e6),
+        );
     }
     serde_json::Value::Object(m)
 }

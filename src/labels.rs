@@ -92,7 +92,10 @@ impl std::fmt::Display for Expression {
 
 /// Class names in model order, for sidecars and reports.
 pub fn class_names() -> Vec<String> {
-    Expression::ALL.iter().map(|e| e.name().to_string()).collect()
+    Expression::ALL
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect()
 }
 
 #[cfg(test)]

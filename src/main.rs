@@ -7,7 +7,10 @@ fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DGCN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dgcn=info,warn,ort=error"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command.unwrap_or(Command::Live) {
         Command::Live => Err(anyhow::anyhow!(
             "the live app is not built yet; use `dgcn infer IMAGE…` (see README)"

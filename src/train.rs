@@ -87,7 +87,10 @@ impl TrainData {
         }
         let neutral_of = keys
             .iter()
-            .map(|k| k.and_then(|k| neutrals.get(&k).cloned()).unwrap_or_default())
+            .map(|k| {
+                k.and_then(|k| neutrals.get(&k).cloned())
+                    .unwrap_or_default()
+            })
             .collect();
         let n = labels.len() as i64;
         let side = FACE_SIZE as i64;
@@ -107,7 +110,9 @@ impl TrainData {
     }
 
     pub fn with_neutral(&self) -> Vec<usize> {
-        (0..self.len()).filter(|&i| !self.neutral_of[i].is_empty()).collect()
+        (0..self.len())
+            .filter(|&i| !self.neutral_of[i].is_empty())
+            .collect()
     }
 
     /// Float faces in [0, 1] for the given indices.
@@ -121,7 +126,8 @@ impl TrainData {
     }
 
     pub fn labels_of(&self, idx: &[usize], device: Device) -> Tensor {
-        Tensor::from_slice(&idx.iter().map(|&i| self.labels[i]).collect::<Vec<_>>()).to_device(device)
+        Tensor::from_slice(&idx.iter().map(|&i| self.labels[i]).collect::<Vec<_>>())
+            .to_device(device)
     }
 }
 
@@ -152,8 +158,8 @@ pub struct Trained {
     pub history: Vec<EpochMetrics>,
 }
 
-/// Random flips and small similarity warps, the same for a query and its neutral target, plus
-/// brightness/contrast jitter on the query alone.
+/// Random flips, small similarity warps and brightness/contrast jitter, the same for a query and
+/// its neutral target.
 fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tensor) {
     let n = query.size()[0];
     let device = query.device();
@@ -171,14 +177,21 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
         bias.push(rng.gen_range(-0.1f32..0.1));
     }
     let theta = Tensor::from_slice(&theta).view([n, 2, 3]).to_device(device);
-    let grid = Tensor::affine_grid_generator(&theta, [n, 1, FACE_SIZE as i64, FACE_SIZE as i64], false);
+    let grid =
+        Tensor::affine_grid_generator(&theta, [n, 1, FACE_SIZE as i64, FACE_SIZE as i64], false);
     let warp = |x: &Tensor| x.grid_sampler(&grid, 0, 1, false);
-    let gain = Tensor::from_slice(&gain).view([n, 1, 1, 1]).to_device(device);
-    let bias = Tensor::from_slice(&bias).view([n, 1, 1, 1]).to_device(device);
-    let q = warp(query);
-    let mean = q.mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
-    let q = ((q - &mean) * gain + mean + bias).clamp(0.0, 1.0);
-    (q, warp(target))
+    let gain = Tensor::from_slice(&gain)
+        .view([n, 1, 1, 1])
+        .to_device(device);
+    let bias = Tensor::from_slice(&bias)
+        .view([n, 1, 1, 1])
+        .to_device(device);
+    // The same photometric change for both: the generator keeps the lighting it is given.
+    let jitter = |x: Tensor| {
+        let mean = x.mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
+        ((x - &mean) * &gain + mean + &bias).clamp(0.0, 1.0)
+    };
+    (jitter(warp(query)), jitter(warp(target)))
 }
 
 fn progress_bar(len: u64, label: String) -> ProgressBar {
@@ -210,12 +223,14 @@ pub fn train(
     let net = GcNet::new(&vs.root(), cfg.model);
     let mut start = (1u8, 0usize);
     if let Some(dir) = run_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating run folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating run folder {}", dir.display()))?;
         std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(cfg)?)
             .with_context(|| format!("writing {}", dir.join("config.json").display()))?;
         let ckpt = dir.join("checkpoint.safetensors");
         if resume && ckpt.exists() {
-            vs.load(&ckpt).with_context(|| format!("resuming from {}", ckpt.display()))?;
+            vs.load(&ckpt)
+                .with_context(|| format!("resuming from {}", ckpt.display()))?;
             let state: ResumeState = serde_json::from_str(
                 &std::fs::read_to_string(dir.join("state.json")).context("reading state.json")?,
             )?;
@@ -229,7 +244,11 @@ pub fn train(
     let all: Vec<usize> = (0..data.len()).collect();
 
     for step in [1u8, 2] {
-        let (epochs, pool) = if step == 1 { (cfg.gen_epochs, &paired) } else { (cfg.epochs, &all) };
+        let (epochs, pool) = if step == 1 {
+            (cfg.gen_epochs, &paired)
+        } else {
+            (cfg.epochs, &all)
+        };
         if pool.is_empty() {
             if step == 1 && epochs > 0 {
                 tracing::warn!("no (face, neutral) pairs: step 1 skipped");
@@ -240,9 +259,13 @@ pub fn train(
             if (step, epoch) <= start {
                 continue;
             }
-            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos());
+            let lr = cfg.lr
+                * 0.5
+                * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos());
             opt.set_lr(lr);
-            let m = run_epoch(&net, &mut opt, data, pool, cfg, step, epoch, device, &mut rng)?;
+            let m = run_epoch(
+                &net, &mut opt, data, pool, cfg, step, epoch, device, &mut rng,
+            )?;
             let val_acc = match (step, val) {
                 (2, Some(v)) if !v.is_empty() => Some(evaluate(&net, v, device, 256).accuracy()),
                 _ => None,
@@ -254,7 +277,12 @@ pub fn train(
             if let Some(dir) = run_dir {
                 write_epoch(dir, &vs, &m)?;
                 if let Some(v) = val {
-                    write_grid(&net, v, device, &dir.join(format!("grid_step{step}_epoch{epoch:03}.png")))?;
+                    write_grid(
+                        &net,
+                        v,
+                        device,
+                        &dir.join(format!("grid_step{step}_epoch{epoch:03}.png")),
+                    )?;
                 }
             }
             history.push(m);
@@ -278,7 +306,10 @@ fn run_epoch(
     let t0 = std::time::Instant::now();
     let mut order = pool.to_vec();
     order.shuffle(rng);
-    let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).filter(|b| b.len() > 1).collect();
+    let batches: Vec<&[usize]> = order
+        .chunks(cfg.batch_size)
+        .filter(|b| b.len() > 1)
+        .collect();
     let pb = progress_bar(batches.len() as u64, format!("step{step} ep{epoch}"));
     let (mut sums, mut n_seen, mut correct) = ([0.0f64; 5], 0usize, 0i64);
     for idx in batches {
@@ -312,29 +343,50 @@ fn run_epoch(
             let out = net.forward_t(&query, None, true);
             let l_gen = losses::generation_loss(&out.generated, &neutral, &has);
             let l_cls = losses::classification_loss(&out.logits, &labels, cfg.label_smoothing);
-            let is_neutral = labels.eq(Expression::Neutral.index() as i64).to_kind(Kind::Float);
+            let is_neutral = labels
+                .eq(Expression::Neutral.index() as i64)
+                .to_kind(Kind::Float);
             let mut loss = &l_cls + &l_gen * cfg.lambda_gen;
             let mut l_contr_v = 0.0;
             if cfg.model.use_contrastive {
-                let l = losses::contrastive_loss(&out.emb_query, &out.emb_reference, &is_neutral, cfg.margin);
+                let l = losses::contrastive_loss(
+                    &out.emb_query,
+                    &out.emb_reference,
+                    &is_neutral,
+                    cfg.margin,
+                );
                 l_contr_v = l.double_value(&[]);
-                loss = loss + l * cfg.lambda_contr;
+                loss += l * cfg.lambda_contr;
             }
             let mut l_recon_v = 0.0;
             if let (Some(rq), Some(rr)) = (&out.recon_query, &out.recon_reference) {
-                let l = losses::reconstruction_loss(rq, &query) + losses::reconstruction_loss(rr, &out.generated.detach());
+                let l = losses::reconstruction_loss(rq, &query)
+                    + losses::reconstruction_loss(rr, &out.generated.detach());
                 l_recon_v = l.double_value(&[]);
-                loss = loss + l * cfg.lambda_recon;
+                loss += l * cfg.lambda_recon;
             }
-            correct += out.logits.argmax(1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+            correct += out
+                .logits
+                .argmax(1, false)
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
             (
                 loss,
-                [l_gen.double_value(&[]), l_cls.double_value(&[]), l_contr_v, l_recon_v],
+                [
+                    l_gen.double_value(&[]),
+                    l_cls.double_value(&[]),
+                    l_contr_v,
+                    l_recon_v,
+                ],
             )
         };
         opt.backward_step(&loss);
         let lv = loss.double_value(&[]);
-        anyhow::ensure!(lv.is_finite(), "loss became {lv} at step {step} epoch {epoch}");
+        anyhow::ensure!(
+            lv.is_finite(),
+            "loss became {lv} at step {step} epoch {epoch}"
+        );
         let b = idx.len() as f64;
         sums[0] += lv * b;
         for k in 0..4 {
@@ -344,7 +396,11 @@ fn run_epoch(
         pb.set_message(format!(
             "loss {:.4}{}",
             sums[0] / n_seen as f64,
-            if step == 2 { format!(" acc {:.3}", correct as f64 / n_seen as f64) } else { String::new() }
+            if step == 2 {
+                format!(" acc {:.3}", correct as f64 / n_seen as f64)
+            } else {
+                String::new()
+            }
         ));
         pb.inc(1);
     }
@@ -358,7 +414,11 @@ fn run_epoch(
         loss_cls: sums[2] / n,
         loss_contr: sums[3] / n,
         loss_recon: sums[4] / n,
-        train_acc: if step == 2 { correct as f64 / n } else { f64::NAN },
+        train_acc: if step == 2 {
+            correct as f64 / n
+        } else {
+            f64::NAN
+        },
         val_acc: None,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -367,15 +427,22 @@ fn run_epoch(
 fn write_epoch(dir: &Path, vs: &nn::VarStore, m: &EpochMetrics) -> Result<()> {
     let ckpt = dir.join("checkpoint.safetensors");
     let tmp = dir.join("checkpoint.tmp.safetensors");
-    vs.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    vs.save(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &ckpt)?;
     std::fs::write(
         dir.join("state.json"),
-        serde_json::to_string(&ResumeState { step: m.step, epoch: m.epoch })?,
+        serde_json::to_string(&ResumeState {
+            step: m.step,
+            epoch: m.epoch,
+        })?,
     )?;
     let path = dir.join("metrics.csv");
     let new = !path.exists();
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     let mut w = csv::WriterBuilder::new().has_headers(new).from_writer(file);
     w.serialize(m)?;
     w.flush()?;
@@ -404,10 +471,17 @@ pub fn write_grid(net: &GcNet, val: &TrainData, device: Device, path: &Path) -> 
         for (c, t) in [&query, &generated, &neutral].iter().enumerate() {
             let img = tensor_to_luma(&t.get(r as i64));
             let big = image::imageops::resize(&img, s, s, image::imageops::FilterType::Nearest);
-            image::imageops::replace(&mut canvas, &big, (c as u32 * s) as i64, (r as u32 * s) as i64);
+            image::imageops::replace(
+                &mut canvas,
+                &big,
+                (c as u32 * s) as i64,
+                (r as u32 * s) as i64,
+            );
         }
     }
-    canvas.save(path).with_context(|| format!("writing {}", path.display()))?;
+    canvas
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -419,7 +493,10 @@ pub fn tensor_to_luma(t: &Tensor) -> image::GrayImage {
         .flatten(0, -1)
         .try_into()
         .unwrap_or_default();
-    let px = v.iter().map(|x| (x.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    let px = v
+        .iter()
+        .map(|x| (x.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
     image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, px)
         .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
 }
@@ -438,7 +515,10 @@ pub fn save_weights(
 
 /// Appends a line to a log file (used for the run's command line).
 pub fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     writeln!(f, "{line}")?;
     Ok(())
 }

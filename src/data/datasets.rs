@@ -99,7 +99,9 @@ impl DatasetKind {
 /// (`PP01nnn.jpg`, performance type 0 like every neutral one): they are read as neutral.
 pub fn tfeid_sample(path: &str) -> Option<SampleInfo> {
     let name = *tail(path, 1).first()?;
-    let stem = name.strip_suffix(".jpg").or_else(|| name.strip_suffix(".JPG"))?;
+    let stem = name
+        .strip_suffix(".jpg")
+        .or_else(|| name.strip_suffix(".JPG"))?;
     let b = stem.as_bytes();
     if !b.iter().take(4).all(u8::is_ascii_digit) || b.len() < 6 {
         return None;
@@ -108,13 +110,14 @@ pub fn tfeid_sample(path: &str) -> Option<SampleInfo> {
         return None; // not the front view
     }
     let subject: u32 = stem[0..2].parse().ok()?;
-    let label = if b.len() == 7 && b[4].is_ascii_alphabetic() && b[5..].iter().all(u8::is_ascii_digit) {
-        Expression::from_tfeid_letter(b[4] as char)?
-    } else if b.len() == 7 && b[2] == b'0' && b[4..].iter().all(u8::is_ascii_digit) {
-        Expression::Neutral
-    } else {
-        return None;
-    };
+    let label =
+        if b.len() == 7 && b[4].is_ascii_alphabetic() && b[5..].iter().all(u8::is_ascii_digit) {
+            Expression::from_tfeid_letter(b[4] as char)?
+        } else if b.len() == 7 && b[2] == b'0' && b[4..].iter().all(u8::is_ascii_digit) {
+            Expression::Neutral
+        } else {
+            return None;
+        };
     Some(SampleInfo {
         path: path.to_string(),
         label,
@@ -232,8 +235,14 @@ mod tests {
     fn tfeid_names_map_to_labels_and_performers() {
         let s = tfeid_sample("faces_256x256/0111b01.jpg").expect("happy");
         assert_eq!((s.label, s.subject), (Expression::Happy, Some(1)));
-        assert_eq!(tfeid_sample("x/2731g15.jpg").map(|s| s.label), Some(Expression::Surprise));
-        assert_eq!(tfeid_sample("x/0101a02.jpg").map(|s| s.label), Some(Expression::Neutral));
+        assert_eq!(
+            tfeid_sample("x/2731g15.jpg").map(|s| s.label),
+            Some(Expression::Surprise)
+        );
+        assert_eq!(
+            tfeid_sample("x/0101a02.jpg").map(|s| s.label),
+            Some(Expression::Neutral)
+        );
         // The letterless neutral files.
         let n = tfeid_sample("faces_256x256/1201002.jpg").expect("neutral");
         assert_eq!((n.label, n.subject), (Expression::Neutral, Some(12)));
@@ -260,12 +269,21 @@ mod tests {
     #[test]
     fn ferplus_majority_vote_ignores_unknown_and_rejects_non_faces() {
         // neutral 4, happy 0, surprise 0, sad 1, anger 3, disgust 2 …
-        assert_eq!(ferplus_majority(&[4, 0, 0, 1, 3, 2, 0, 0, 0, 0]), Some(Expression::Neutral));
-        assert_eq!(ferplus_majority(&[0, 1, 1, 0, 0, 0, 0, 8, 0, 0]), Some(Expression::Contempt));
+        assert_eq!(
+            ferplus_majority(&[4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),
+            Some(Expression::Neutral)
+        );
+        assert_eq!(
+            ferplus_majority(&[0, 1, 1, 0, 0, 0, 0, 8, 0, 0]),
+            Some(Expression::Contempt)
+        );
         assert_eq!(ferplus_majority(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 9]), None);
         assert_eq!(ferplus_majority(&[0; 10]), None);
         // A tie goes to the class listed first.
-        assert_eq!(ferplus_majority(&[0, 5, 5, 0, 0, 0, 0, 0, 0, 0]), Some(Expression::Happy));
+        assert_eq!(
+            ferplus_majority(&[0, 5, 5, 0, 0, 0, 0, 0, 0, 0]),
+            Some(Expression::Happy)
+        );
     }
 
     #[test]

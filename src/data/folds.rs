@@ -44,7 +44,7 @@ mod tests {
     fn no_subject_is_in_two_folds_and_folds_are_balanced() {
         // 40 subjects with 1..=7 images each.
         let subjects: Vec<Option<u32>> = (0..40u32)
-            .flat_map(|s| std::iter::repeat(Some(s)).take(1 + (s as usize * 3) % 7))
+            .flat_map(|s| std::iter::repeat_n(Some(s), 1 + (s as usize * 3) % 7))
             .collect();
         let folds = subject_folds(&subjects, 10, 7);
         let mut seen: HashMap<u32, HashSet<usize>> = HashMap::new();

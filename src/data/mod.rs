@@ -75,7 +75,9 @@ impl PreparedSet {
 
     /// Indices of samples in a split.
     pub fn split_indices(&self, split: Split) -> Vec<usize> {
-        (0..self.len()).filter(|&i| self.samples[i].split == split).collect()
+        (0..self.len())
+            .filter(|&i| self.samples[i].split == split)
+            .collect()
     }
 
     /// N×1×64×64 float tensor in [0, 1] for the given samples.
@@ -92,7 +94,10 @@ impl PreparedSet {
     }
 
     pub fn labels_tensor(&self, indices: &[usize], device: Device) -> Tensor {
-        let v: Vec<i64> = indices.iter().map(|&i| self.samples[i].label.index() as i64).collect();
+        let v: Vec<i64> = indices
+            .iter()
+            .map(|&i| self.samples[i].label.index() as i64)
+            .collect();
         Tensor::from_slice(&v).to_device(device)
     }
 
@@ -101,7 +106,9 @@ impl PreparedSet {
         let mut counts = std::collections::HashMap::new();
         let keep: Vec<usize> = (0..self.len())
             .filter(|&i| {
-                let c = counts.entry((self.samples[i].label, self.samples[i].split)).or_insert(0);
+                let c = counts
+                    .entry((self.samples[i].label, self.samples[i].split))
+                    .or_insert(0);
                 *c += 1;
                 *c <= n
             })
@@ -113,7 +120,10 @@ impl PreparedSet {
         PreparedSet {
             kind: self.kind,
             samples: keep.iter().map(|&i| self.samples[i].clone()).collect(),
-            faces: keep.iter().flat_map(|&i| self.face(i).iter().copied()).collect(),
+            faces: keep
+                .iter()
+                .flat_map(|&i| self.face(i).iter().copied())
+                .collect(),
             detected: keep.iter().map(|&i| self.detected[i]).collect(),
             unreadable: self.unreadable.clone(),
         }
@@ -125,7 +135,9 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DGCN_CACHE_DIR") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("dgcn").join("prepared")
 }
 
@@ -146,9 +158,9 @@ fn cache_key(kind: DatasetKind, root: &Path, detector: &Detector) -> String {
 
 fn progress(len: u64, msg: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg:>18} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(msg);
@@ -173,14 +185,20 @@ pub fn prepare(
     }
 
     let files = source::read_files(root, |p| kind.wants(p))?;
-    let (csvs, images): (std::collections::BTreeMap<_, _>, std::collections::BTreeMap<_, _>) =
-        files.into_iter().partition(|(p, _)| p.ends_with(".csv"));
+    let (csvs, images): (
+        std::collections::BTreeMap<_, _>,
+        std::collections::BTreeMap<_, _>,
+    ) = files.into_iter().partition(|(p, _)| p.ends_with(".csv"));
     let paths: Vec<&str> = images.keys().map(String::as_str).collect();
     let samples = kind.samples(&paths, &csvs);
     if samples.is_empty() {
         return Err(DataError::Layout {
             path: root.to_path_buf(),
-            expected: format!("{} (found {} candidate files, none matching)", kind.expected_layout(), images.len()),
+            expected: format!(
+                "{} (found {} candidate files, none matching)",
+                kind.expected_layout(),
+                images.len()
+            ),
         });
     }
 
@@ -188,9 +206,19 @@ pub fn prepare(
     let pb = progress(samples.len() as u64, format!("detect {}", kind.name()));
     let mut decoded = Vec::with_capacity(samples.len());
     let mut unreadable = Vec::new();
-    for s in &samples {
+    for (n, s) in samples.iter().enumerate() {
         pb.inc(1);
-        let Some(bytes) = images.get(&s.path) else { continue };
+        if n % 5000 == 0 && pb.is_hidden() {
+            tracing::info!(
+                dataset = kind.name(),
+                done = n,
+                of = samples.len(),
+                "detecting faces"
+            );
+        }
+        let Some(bytes) = images.get(&s.path) else {
+            continue;
+        };
         match image::load_from_memory(bytes) {
             Ok(img) => {
                 let rgb = img.to_rgb8();
@@ -232,7 +260,8 @@ pub fn prepare(
         unreadable,
     };
     for (s, img, lms) in decoded {
-        let fallback = mean_rel.map(|m| m.map(|[x, y]| [x * img.width() as f32, y * img.height() as f32]));
+        let fallback =
+            mean_rel.map(|m| m.map(|[x, y]| [x * img.width() as f32, y * img.height() as f32]));
         let face = lms
             .or(fallback)
             .and_then(|l| aligned_from_image(&img, &l))

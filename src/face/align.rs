@@ -94,9 +94,9 @@ impl Similarity {
         }
         let n = src.len() as f64;
         let mean = |pts: &[[f32; 2]]| {
-            let (sx, sy) = pts
-                .iter()
-                .fold((0.0f64, 0.0f64), |(x, y), p| (x + p[0] as f64, y + p[1] as f64));
+            let (sx, sy) = pts.iter().fold((0.0f64, 0.0f64), |(x, y), p| {
+                (x + p[0] as f64, y + p[1] as f64)
+            });
             (sx / n, sy / n)
         };
         let (msx, msy) = mean(src);
@@ -129,7 +129,9 @@ impl Similarity {
 fn sample_grey(img: &RgbImage, x: f32, y: f32) -> f32 {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let luma = |xi: i64, yi: i64| {
-        let p = img.get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32).0;
+        let p = img
+            .get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32)
+            .0;
         (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0
     };
     let (x0, y0) = (x.floor(), y.floor());
@@ -176,7 +178,13 @@ mod tests {
             tx: 5.0,
             ty: -7.0,
         };
-        let src = [[10.0, 20.0], [50.0, 22.0], [30.0, 40.0], [15.0, 60.0], [45.0, 61.0]];
+        let src = [
+            [10.0, 20.0],
+            [50.0, 22.0],
+            [30.0, 40.0],
+            [15.0, 60.0],
+            [45.0, 61.0],
+        ];
         let dst: Vec<[f32; 2]> = src.iter().map(|p| truth.apply(*p)).collect();
         let est = Similarity::estimate(&src, &dst).expect("non-degenerate");
         assert!((est.a - truth.a).abs() < 1e-4);
@@ -229,7 +237,13 @@ mod tests {
             }
         }
         assert!(best > 0.9);
-        assert!((at.0 as f32 + 0.5 - TEMPLATE_64[0][0]).abs() <= 1.5, "{at:?}");
-        assert!((at.1 as f32 + 0.5 - TEMPLATE_64[0][1]).abs() <= 1.5, "{at:?}");
+        assert!(
+            (at.0 as f32 + 0.5 - TEMPLATE_64[0][0]).abs() <= 1.5,
+            "{at:?}"
+        );
+        assert!(
+            (at.1 as f32 + 0.5 - TEMPLATE_64[0][1]).abs() <= 1.5,
+            "{at:?}"
+        );
     }
 }

@@ -92,7 +92,11 @@ pub struct Detector {
 fn ensure_ort_dylib() -> Result<(), DetectError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         let p = PathBuf::from(p);
-        return if p.exists() { Ok(()) } else { Err(DetectError::Runtime(p)) };
+        return if p.exists() {
+            Ok(())
+        } else {
+            Err(DetectError::Runtime(p))
+        };
     }
     let built_in = PathBuf::from(env!("DGCN_DEFAULT_ORT_DYLIB"));
     if built_in.as_os_str().is_empty() || !built_in.exists() {
@@ -137,7 +141,9 @@ impl Detector {
                     .from_file(path.to_string_lossy().into_owned())
                     .infer_params(infer)
             }
-            None => FaceDetectorBuilder::new(detection).download().infer_params(infer),
+            None => FaceDetectorBuilder::new(detection)
+                .download()
+                .infer_params(infer),
         };
         let model_path = chosen
             .clone()
@@ -157,7 +163,8 @@ impl Detector {
             Err(_) => {
                 return Err(DetectError::Model {
                     path: model_path,
-                    reason: "ONNX Runtime could not load it (expected a BlazeFace .onnx model)".into(),
+                    reason: "ONNX Runtime could not load it (expected a BlazeFace .onnx model)"
+                        .into(),
                 })
             }
         };

@@ -1,5 +1,9 @@
 //! The blocks of Fig. 3. Each conv stage is conv 3×3 → batch norm → ReLU → 2×2 max pool (the
 //! pool's indices are kept for the mirrored unpooling); decoders unpool then deconvolve.
+//! The generator's decoder also receives the encoder's feature map at each resolution (skip
+//! connections) and predicts a change to the input in logit space: without them an
+//! encoder-decoder of this size can only output a blurred average face (measured: L1 to the true
+//! neutral stalled at 0.117, worse than the query itself), which would make the reference useless.
 use tch::{nn, nn::ModuleT, Tensor};
 
 struct ConvStage {
@@ -19,10 +23,11 @@ impl ConvStage {
         }
     }
 
-    /// Returns the pooled map and the pooling indices.
-    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+    /// Returns the pooled map, the pooling indices and the map before pooling.
+    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor, Tensor) {
         let y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
-        y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false)
+        let (pooled, idx) = y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+        (pooled, idx, y)
     }
 }
 
@@ -41,27 +46,32 @@ impl Encoder {
         }
     }
 
-    /// `x` in [0, 1]; returns the 8×8 feature map and the indices of the three poolings.
-    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
+    /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings and the
+    /// three maps before pooling (64×64, 32×32, 16×16).
+    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
         let mut h = x - 0.5;
         let mut indices = Vec::with_capacity(3);
+        let mut skips = Vec::with_capacity(3);
         for s in &self.stages {
-            let (pooled, idx) = s.forward_t(&h, train);
+            let (pooled, idx, before) = s.forward_t(&h, train);
             h = pooled;
             indices.push(idx);
+            skips.push(before);
         }
-        (h, indices)
+        (h, indices, skips)
     }
 }
 
-/// Mirror of [`Encoder`]: unpool with the encoder's indices, then a 3×3 deconvolution.
+/// Mirror of [`Encoder`]: unpool with the encoder's indices, then a 3×3 deconvolution; with
+/// `skips`, the encoder's map at the same resolution is concatenated before each deconvolution.
 struct Decoder {
     deconvs: Vec<nn::ConvTranspose2D>,
     bns: Vec<nn::BatchNorm>,
+    skips: bool,
 }
 
 impl Decoder {
-    fn new(p: &nn::Path, ch: [i64; 3]) -> Decoder {
+    fn new(p: &nn::Path, ch: [i64; 3], skips: bool) -> Decoder {
         let cfg = nn::ConvTransposeConfig {
             padding: 1,
             ..Default::default()
@@ -71,27 +81,53 @@ impl Decoder {
         let deconvs = pairs
             .iter()
             .enumerate()
-            .map(|(i, &(a, b))| nn::conv_transpose2d(p / format!("deconv{}", 3 - i), a, b, 3, cfg))
+            .map(|(i, &(a, b))| {
+                let extra = if skips { ch[2 - i] } else { 0 };
+                // The generator's last layer starts at zero: G(x) = x before training.
+                let cfg = if skips && i == 2 {
+                    nn::ConvTransposeConfig {
+                        ws_init: nn::Init::Const(0.0),
+                        ..cfg
+                    }
+                } else {
+                    cfg
+                };
+                nn::conv_transpose2d(p / format!("deconv{}", 3 - i), a + extra, b, 3, cfg)
+            })
             .collect();
         let bns = pairs[..2]
             .iter()
             .enumerate()
             .map(|(i, &(_, b))| nn::batch_norm2d(p / format!("bn{}", 3 - i), b, Default::default()))
             .collect();
-        Decoder { deconvs, bns }
+        Decoder {
+            deconvs,
+            bns,
+            skips,
+        }
     }
 
-    fn forward_t(&self, feat: &Tensor, indices: &[Tensor], train: bool) -> Tensor {
+    /// Returns the output logits (N×1×64×64).
+    fn forward_t(
+        &self,
+        feat: &Tensor,
+        indices: &[Tensor],
+        skips: &[Tensor],
+        train: bool,
+    ) -> Tensor {
         let mut h = feat.shallow_clone();
         for (i, deconv) in self.deconvs.iter().enumerate() {
-            let idx = &indices[2 - i];
             let side = h.size()[2] * 2;
-            h = h.max_unpool2d(idx, [side, side]).apply(deconv);
+            h = h.max_unpool2d(&indices[2 - i], [side, side]);
+            if self.skips {
+                h = Tensor::cat(&[&h, &skips[2 - i]], 1);
+            }
+            h = h.apply(deconv);
             if let Some(bn) = self.bns.get(i) {
                 h = bn.forward_t(&h, train).relu();
             }
         }
-        h.sigmoid()
+        h
     }
 }
 
@@ -105,13 +141,16 @@ impl Generator {
     pub fn new(p: &nn::Path, ch: [i64; 3]) -> Generator {
         Generator {
             encoder: Encoder::new(&(p / "enc"), ch),
-            decoder: Decoder::new(&(p / "dec"), ch),
+            decoder: Decoder::new(&(p / "dec"), ch, true),
         }
     }
 
+    /// The reference: the query changed in logit space, so an untrained generator starts near
+    /// the identity and learns what to take away.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let (feat, idx) = self.encoder.forward_t(x, train);
-        self.decoder.forward_t(&feat, &idx, train)
+        let (feat, idx, skips) = self.encoder.forward_t(x, train);
+        let delta = self.decoder.forward_t(&feat, &idx, &skips, train);
+        (x.clamp(0.01, 0.99).logit(None) + delta).sigmoid()
     }
 }
 
@@ -135,7 +174,7 @@ impl ContrastiveEncoder {
 
     /// Unit-length embedding (N×D) and the pooling state for reconstruction.
     pub fn embed_t(&self, x: &Tensor, train: bool) -> (Tensor, PoolIndices) {
-        let (feat, indices) = self.encoder.forward_t(x, train);
+        let (feat, indices, _) = self.encoder.forward_t(x, train);
         let shape = feat.size();
         let flat = feat.flatten(1, -1);
         let norm = flat.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-8);
@@ -151,7 +190,7 @@ pub struct ReconstructionDecoder {
 impl ReconstructionDecoder {
     pub fn new(p: &nn::Path, ch: [i64; 3]) -> ReconstructionDecoder {
         ReconstructionDecoder {
-            decoder: Decoder::new(&(p / "dec"), ch),
+            decoder: Decoder::new(&(p / "dec"), ch, false),
         }
     }
 
@@ -159,7 +198,9 @@ impl ReconstructionDecoder {
         // The embedding is the normalised feature map: undo the flattening (scale is learnt).
         let d = pool.shape.iter().skip(1).product::<i64>() as f64;
         let feat = (emb * d.sqrt()).view(pool.shape.as_slice());
-        self.decoder.forward_t(&feat, &pool.indices, train)
+        self.decoder
+            .forward_t(&feat, &pool.indices, &[], train)
+            .sigmoid()
     }
 }
 
@@ -178,6 +219,9 @@ impl Classifier {
     }
 
     pub fn forward_t(&self, rep: &Tensor, train: bool) -> Tensor {
-        rep.apply(&self.fc1).relu().dropout(0.5, train).apply(&self.fc2)
+        rep.apply(&self.fc1)
+            .relu()
+            .dropout(0.5, train)
+            .apply(&self.fc2)
     }
 }

@@ -4,7 +4,10 @@ use tch::{Kind, Reduction, Tensor};
 /// L_Gen: mean absolute difference between G(x) and the true neutral face, over the samples that
 /// have a neutral partner (`has_neutral` is a 0/1 float mask of length N). Zero when none has.
 pub fn generation_loss(generated: &Tensor, neutral: &Tensor, has_neutral: &Tensor) -> Tensor {
-    let per_sample = (generated - neutral).abs().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+    let per_sample =
+        (generated - neutral)
+            .abs()
+            .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
     let count = has_neutral.sum(Kind::Float);
     (per_sample * has_neutral).sum(Kind::Float) / count.clamp_min(1.0)
 }
@@ -13,7 +16,11 @@ pub fn generation_loss(generated: &Tensor, neutral: &Tensor, has_neutral: &Tenso
 /// expressive query should be at least `margin` apart (max(0, margin − d)²). `is_neutral` is a
 /// 0/1 float mask.
 pub fn contrastive_loss(e_q: &Tensor, e_r: &Tensor, is_neutral: &Tensor, margin: f64) -> Tensor {
-    let d = (e_q - e_r).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1e-12).sqrt();
+    let d = (e_q - e_r)
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+        .clamp_min(1e-12)
+        .sqrt();
     let near: Tensor = is_neutral * d.square();
     let apart: Tensor = (1.0 - is_neutral) * (margin - &d).clamp_min(0.0).square();
     (near + apart).mean(Kind::Float)
@@ -81,6 +88,12 @@ mod tests {
         assert!((ce - 8f64.ln()).abs() < 1e-5);
         // A confident right answer costs almost nothing.
         let sure = t(&[20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &[1, 8]);
-        assert!(val(&classification_loss(&sure, &Tensor::from_slice(&[0i64]), 0.0)) < 1e-6);
+        assert!(
+            val(&classification_loss(
+                &sure,
+                &Tensor::from_slice(&[0i64]),
+                0.0
+            )) < 1e-6
+        );
     }
 }

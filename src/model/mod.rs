@@ -96,7 +96,12 @@ impl GcNet {
 
     /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
     /// query is compared with (the live app's "use my neutral face").
-    pub fn forward_t(&self, query: &Tensor, own_reference: Option<&Tensor>, train: bool) -> GcNetOutput {
+    pub fn forward_t(
+        &self,
+        query: &Tensor,
+        own_reference: Option<&Tensor>,
+        train: bool,
+    ) -> GcNetOutput {
         let generated = self.generator.forward_t(query, train);
         let reference = own_reference.unwrap_or(&generated);
         let (emb_query, idx_q) = self.encoder.embed_t(query, train);
@@ -148,7 +153,10 @@ mod tests {
         let max_err = (norms - 1.0).abs().max().double_value(&[]);
         assert!(max_err < 1e-4, "norm error {max_err}");
         // Generated reference is an image in [0, 1].
-        let (lo, hi) = (out.generated.min().double_value(&[]), out.generated.max().double_value(&[]));
+        let (lo, hi) = (
+            out.generated.min().double_value(&[]),
+            out.generated.max().double_value(&[]),
+        );
         assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
         // No reconstruction at test time.
         let eval = net.forward_t(&x, None, false);
@@ -192,7 +200,10 @@ mod tests {
         let x = Tensor::rand([1, 1, 64, 64], (Kind::Float, Device::Cpu));
         let same = net.forward_t(&x, Some(&x), false);
         // Query compared with itself: identical embeddings, zero contrastive representation.
-        let diff = (&same.emb_query - &same.emb_reference).abs().max().double_value(&[]);
+        let diff = (&same.emb_query - &same.emb_reference)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(diff < 1e-6);
     }
 }

@@ -73,8 +73,9 @@ pub fn save(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
     }
-    // Write to a temporary name and rename, so a crash never leaves half a weights file.
-    let tmp = path.with_extension("safetensors.tmp");
+    // Write to a temporary name and rename, so a crash never leaves half a weights file. The
+    // name keeps the .safetensors extension: tch picks the format from it.
+    let tmp = path.with_extension("tmp.safetensors");
     vs.save(&tmp).map_err(|e| werr(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))?;
     let sidecar = Sidecar {
@@ -165,8 +166,14 @@ mod tests {
             ..ModelConfig::default()
         };
         let _net = GcNet::new(&vs.root(), cfg);
-        let side = save(&vs, cfg, &path, serde_json::json!({}), serde_json::json!({}))
-            .expect("saved");
+        let side = save(
+            &vs,
+            cfg,
+            &path,
+            serde_json::json!({}),
+            serde_json::json!({}),
+        )
+        .expect("saved");
         assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
         let loaded = load(&path, Device::Cpu).expect("loaded");
         assert_eq!(loaded.sidecar.model, cfg);
@@ -177,7 +184,10 @@ mod tests {
             assert!(v.equal(w), "{k}");
         }
         std::fs::write(&path, b"not a safetensors file").expect("write");
-        assert!(matches!(load(&path, Device::Cpu), Err(WeightsError::Corrupt { .. })));
+        assert!(matches!(
+            load(&path, Device::Cpu),
+            Err(WeightsError::Corrupt { .. })
+        ));
         assert!(matches!(
             load(&dir.join("nope.safetensors"), Device::Cpu),
             Err(WeightsError::Missing(_))

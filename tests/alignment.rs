@@ -1,0 +1,102 @@
+//! Alignment on real faces: BlazeFace's landmarks bring the eyes to the template, and the same
+//! face photographed at another scale and angle aligns to the same crop.
+mod util;
+
+use dgcn::data::DatasetKind;
+use dgcn::face::{aligned_from_image, FACE_SIZE, TEMPLATE_64};
+use image::RgbImage;
+
+fn tfeid_image(suffix: &str) -> RgbImage {
+    image::load_from_memory(&util::archive_file(DatasetKind::Tfeid, suffix))
+        .expect("decodes")
+        .to_rgb8()
+}
+
+#[test]
+fn detected_eyes_land_where_the_template_says() {
+    let det = util::detector();
+    let img = tfeid_image("0111b01.jpg");
+    let faces = det.detect(&img).expect("detects");
+    assert_eq!(faces.len(), 1, "one face in a TFEID portrait");
+    let face = &faces[0];
+    // The left-eye landmark is left of the right one and above the mouth.
+    assert!(face.landmarks[0][0] < face.landmarks[1][0]);
+    assert!(face.landmarks[0][1] < face.landmarks[3][1]);
+    let aligned = aligned_from_image(&img, &face.landmarks).expect("aligns");
+    // Detect again on the aligned crop (made RGB): its eyes must be at the template's eyes.
+    let grey = aligned.to_luma8();
+    let rgb = RgbImage::from_fn(FACE_SIZE as u32, FACE_SIZE as u32, |x, y| {
+        let v = grey.get_pixel(x, y).0[0];
+        image::Rgb([v, v, v])
+    });
+    let again = det.detect(&rgb).expect("detects on crop");
+    assert!(
+        !again.is_empty(),
+        "the aligned crop is still a face to BlazeFace"
+    );
+    for (k, ([x, y], [tx, ty])) in again[0]
+        .landmarks
+        .iter()
+        .zip(TEMPLATE_64)
+        .take(2)
+        .enumerate()
+    {
+        let err = ((x - tx).powi(2) + (y - ty).powi(2)).sqrt();
+        assert!(
+            err < 3.0,
+            "eye {k} at ({x:.1}, {y:.1}), template ({tx}, {ty})"
+        );
+    }
+}
+
+#[test]
+fn a_rotated_and_rescaled_photo_aligns_to_the_same_crop() {
+    let det = util::detector();
+    let img = tfeid_image("0111b01.jpg");
+    // Rotate by 15 degrees and shrink to 70 % with the image crate's own operators.
+    let small = image::imageops::resize(&img, 180, 180, image::imageops::FilterType::Triangle);
+    let mut canvas = RgbImage::from_pixel(360, 300, image::Rgb([200, 200, 200]));
+    image::imageops::overlay(&mut canvas, &small, 100, 60);
+    let angle = 15f32.to_radians();
+    let (cx, cy) = (190.0f32, 150.0f32);
+    let rotated = RgbImage::from_fn(360, 300, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let sx = angle.cos() * dx + angle.sin() * dy + cx;
+        let sy = -angle.sin() * dx + angle.cos() * dy + cy;
+        if sx >= 0.0 && sy >= 0.0 && (sx as u32) < 360 && (sy as u32) < 300 {
+            *canvas.get_pixel(sx as u32, sy as u32)
+        } else {
+            image::Rgb([200, 200, 200])
+        }
+    });
+    let a = det.detect(&img).expect("detects")[0].clone();
+    let b = det
+        .detect(&rotated)
+        .expect("detects")
+        .first()
+        .cloned()
+        .expect("rotated face found");
+    let fa = aligned_from_image(&img, &a.landmarks).expect("aligns");
+    let fb = aligned_from_image(&rotated, &b.landmarks).expect("aligns");
+    let mad: f32 = fa
+        .pixels
+        .iter()
+        .zip(&fb.pixels)
+        .map(|(p, q)| (p - q).abs())
+        .sum::<f32>()
+        / fa.pixels.len() as f32;
+    assert!(mad < 0.1, "mean absolute difference {mad}");
+    // And a different person's crop differs by more.
+    let other = tfeid_image("2731g15.jpg");
+    let c = det.detect(&other).expect("detects")[0].clone();
+    let fc = aligned_from_image(&other, &c.landmarks).expect("aligns");
+    let mad_other: f32 = fa
+        .pixels
+        .iter()
+        .zip(&fc.pixels)
+        .map(|(p, q)| (p - q).abs())
+        .sum::<f32>()
+        / fa.pixels.len() as f32;
+    eprintln!("same person {mad:.4}, other person {mad_other:.4}");
+    assert!(mad_other > mad * 1.5, "same {mad} vs other {mad_other}");
+}

@@ -1,0 +1,165 @@
+//! The `dgcn` binary as a user runs it: infer on real images with the shipped weights, and the
+//! one-line errors for bad input.
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+
+use dgcn::data::DatasetKind;
+
+fn dgcn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
+    c.env("DGCN_BLAZEFACE", util::blazeface_path())
+        .env("DGCN_LOG", "error");
+    c
+}
+
+fn shipped_weights() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors")
+}
+
+fn stderr_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[test]
+fn infer_finds_the_face_and_returns_eight_probabilities() {
+    let img = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "tfeid_happy.jpg");
+    let refs = util::temp_dir("infer-refs");
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .arg("--save-reference")
+        .arg(&refs)
+        .arg(&img)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON line");
+    let faces = v["faces"].as_array().expect("faces");
+    assert_eq!(faces.len(), 1);
+    let probs = faces[0]["probs"].as_object().expect("probs");
+    assert_eq!(probs.len(), 8);
+    let keys: Vec<&str> = probs.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]
+    );
+    let sum: f64 = probs.values().filter_map(|p| p.as_f64()).sum();
+    assert!((sum - 1.0).abs() < 1e-3, "sum {sum}");
+    let label = faces[0]["label"].as_str().expect("label");
+    assert!(probs.contains_key(label));
+    let bbox = faces[0]["box"].as_array().expect("box");
+    assert_eq!(bbox.len(), 4);
+    assert_eq!(faces[0]["landmarks"].as_array().map(|l| l.len()), Some(5));
+    for f in ["tfeid_happy.query.png", "tfeid_happy.reference.png"] {
+        let img = image::open(refs.join(f)).expect("saved PNG");
+        assert_eq!((img.width(), img.height()), (64, 64));
+    }
+}
+
+#[test]
+fn infer_aligned_and_an_image_without_a_face() {
+    let face = util::temp_image(
+        DatasetKind::Ckplus48,
+        "S010_006_00000015.png",
+        "ck_face.png",
+    );
+    let blank = util::temp_dir("blank").join("blank.png");
+    image::RgbImage::from_pixel(200, 150, image::Rgb([30, 90, 160]))
+        .save(&blank)
+        .expect("png");
+    let out = dgcn()
+        .args(["infer", "--aligned", "--weights"])
+        .arg(shipped_weights())
+        .arg(&face)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["faces"].as_array().map(|f| f.len()), Some(1));
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .arg(&blank)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["faces"], serde_json::json!([]));
+}
+
+#[test]
+fn bad_weights_images_and_datasets_give_one_line_errors() {
+    let dir = util::temp_dir("bad-input");
+    let img = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "tfeid_for_errors.jpg");
+    // Missing weights.
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(dir.join("none.safetensors"))
+        .arg(&img)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("none.safetensors") && err.contains("not found"),
+        "{err}"
+    );
+    // Corrupt weights (a valid sidecar beside garbage).
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"garbage").expect("write");
+    std::fs::copy(
+        shipped_weights().with_extension("json"),
+        dir.join("bad.json"),
+    )
+    .expect("sidecar");
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(&bad)
+        .arg(&img)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad.safetensors"), "{err}");
+    // Unreadable image.
+    let notimg = dir.join("photo.jpg");
+    std::fs::write(&notimg, b"this is text").expect("write");
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .arg(&notimg)
+        .output()
+        .expect("runs");
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr_line(&out);
+    assert!(
+        err.lines()
+            .next()
+            .is_some_and(|l| l.contains("photo.jpg") && l.contains("expected a JPEG or PNG")),
+        "{err}"
+    );
+    // A dataset folder in the wrong layout.
+    std::fs::create_dir_all(dir.join("data/tfeid")).expect("mkdir");
+    std::fs::write(dir.join("data/tfeid/readme.txt"), b"x").expect("write");
+    let out = dgcn()
+        .args(["train", "--datasets", "tfeid", "--epochs", "1", "--data"])
+        .arg(dir.join("data"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("wrong layout") && err.contains("faces_256x256"),
+        "{err}"
+    );
+}
