@@ -15,8 +15,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The live app (default).
-    Live,
+    /// The live app (default). So far only its headless mode runs.
+    Live(LiveArgs),
     /// Train GCNet (generator first, then the whole network).
     Train(TrainArgs),
     /// Cross-validate and test: accuracy, confusion matrices, reference fidelity.
@@ -163,4 +163,25 @@ pub struct InferArgs {
     /// Images to read.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Weights (default: $DGCN_WEIGHTS or the shipped weights/gcnet.safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Run the pipeline without a window and write one JSON line per frame.
+    #[arg(long)]
+    pub headless: bool,
+    /// An image or a folder of images (camera and video files come with the live window).
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Where the JSON lines go (`-`: standard output).
+    #[arg(long, default_value = "-")]
+    pub out: PathBuf,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub max_frames: Option<u64>,
 }

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::Device;
 
-use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, ModelTrainArgs, TrainArgs};
+use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
 use crate::eval::{cross_validate, evaluate, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
@@ -254,7 +254,9 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
     if let Some(dir) = &args.save_reference {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut failed = 0usize;
+    // Every image is tried; a single image's error is the command's error, several are listed
+    // and summed up.
+    let mut errors = Vec::new();
     for path in &args.images {
         match infer_one(
             path,
@@ -263,15 +265,21 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
             args.save_reference.as_deref(),
         ) {
             Ok(line) => println!("{line}"),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed += 1;
-            }
+            Err(e) => errors.push(e),
         }
     }
+    if args.images.len() == 1 {
+        if let Some(e) = errors.pop() {
+            return Err(e);
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e:#}");
+    }
     anyhow::ensure!(
-        failed == 0,
-        "{failed} of {} images failed",
+        errors.is_empty(),
+        "{} of {} images failed",
+        errors.len(),
         args.images.len()
     );
     Ok(())
@@ -302,7 +310,7 @@ fn infer_one(
             .into_iter()
             .filter_map(|f| {
                 let aligned = aligned_from_image(&img, &f.landmarks)?;
-                let r = |v: f32| (v * 10.0).round() / 10.0;
+                let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
                 Some((
                     serde_json::json!({
                         "box": f.bbox.map(r),
@@ -367,6 +375,64 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
         "ONNX Runtime: {}",
         std::env::var("ORT_DYLIB_PATH")
             .unwrap_or_else(|_| env!("DGCN_DEFAULT_ORT_DYLIB").to_string())
+    );
+    Ok(())
+}
+
+/// `dgcn live`: so far the headless pipeline over images; the window, camera and video sources
+/// are the live-app issue's.
+pub fn run_live(args: &LiveArgs) -> Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(
+        args.headless,
+        "the live window is not built yet: run `dgcn live --headless --source PATH`, or `dgcn infer IMAGE…`"
+    );
+    let source_path = args
+        .source
+        .as_ref()
+        .context("--source PATH is needed (the camera source is not built yet)")?;
+    let device = setup_device(&args.common)?;
+    let weights = args.weights.clone().unwrap_or_else(default_weights_path);
+    let predictor = Predictor::load(&weights, device)?;
+    let det = detector(&args.common)?;
+    let source = crate::capture::open_source(source_path)?;
+    tracing::info!(source = %source.describe(), device = %device_name(device), "headless pipeline");
+    let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        let f = std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        Box::new(std::io::BufWriter::new(f))
+    };
+    let mut pipeline = crate::pipeline::Pipeline::start(
+        source,
+        det,
+        predictor,
+        crate::pipeline::PipelineConfig {
+            max_frames: args.max_frames,
+            lossless: true,
+        },
+    )?;
+    let started = std::time::Instant::now();
+    let mut totals = Vec::new();
+    for result in pipeline.results.iter() {
+        writeln!(out, "{}", result.to_json())
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        totals.push(result.total_ms);
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    pipeline.stop();
+    if let Ok(e) = pipeline.errors.try_recv() {
+        anyhow::bail!("{e}");
+    }
+    totals.sort_by(f64::total_cmp);
+    let median = totals.get(totals.len() / 2).copied().unwrap_or(0.0);
+    tracing::info!(
+        frames = totals.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        median_total_ms = median,
+        "headless run done"
     );
     Ok(())
 }

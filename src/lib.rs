@@ -4,12 +4,15 @@
 //! [`face::align`] makes each a 64×64 grey crop → [`model`] synthesises the person's neutral
 //! reference, embeds query and reference and classifies their difference → 8 expression
 //! probabilities. [`data`], [`train`] and [`eval`] build and measure the weights; [`infer`] runs them.
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod eval;
 pub mod face;
+pub mod frame;
 pub mod infer;
 pub mod labels;
 pub mod model;
+pub mod pipeline;
 pub mod train;

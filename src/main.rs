@@ -4,17 +4,21 @@ use dgcn::cli::{Cli, Command};
 use dgcn::commands;
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.command.is_none() {
+        cli = Cli::parse_from(["dgcn", "live"]);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("DGCN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dgcn=info,warn,ort=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command.unwrap_or(Command::Live) {
-        Command::Live => Err(anyhow::anyhow!(
-            "the live app is not built yet; use `dgcn infer IMAGE…` (see README)"
-        )),
+    let Some(command) = cli.command else {
+        return;
+    };
+    let result = match command {
+        Command::Live(a) => commands::run_live(&a),
         Command::Train(a) => commands::run_train(&a),
         Command::Eval(a) => commands::run_eval(&a),
         Command::Infer(a) => commands::run_infer(&a),

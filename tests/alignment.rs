@@ -49,6 +49,10 @@ fn detected_eyes_land_where_the_template_says() {
     }
 }
 
+fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(p, q)| (p - q).abs()).sum::<f32>() / a.len() as f32
+}
+
 #[test]
 fn a_rotated_and_rescaled_photo_aligns_to_the_same_crop() {
     let det = util::detector();
@@ -78,25 +82,13 @@ fn a_rotated_and_rescaled_photo_aligns_to_the_same_crop() {
         .expect("rotated face found");
     let fa = aligned_from_image(&img, &a.landmarks).expect("aligns");
     let fb = aligned_from_image(&rotated, &b.landmarks).expect("aligns");
-    let mad: f32 = fa
-        .pixels
-        .iter()
-        .zip(&fb.pixels)
-        .map(|(p, q)| (p - q).abs())
-        .sum::<f32>()
-        / fa.pixels.len() as f32;
+    let mad = mean_abs_diff(&fa.pixels, &fb.pixels);
     assert!(mad < 0.1, "mean absolute difference {mad}");
     // And a different person's crop differs by more.
     let other = tfeid_image("2731g15.jpg");
     let c = det.detect(&other).expect("detects")[0].clone();
     let fc = aligned_from_image(&other, &c.landmarks).expect("aligns");
-    let mad_other: f32 = fa
-        .pixels
-        .iter()
-        .zip(&fc.pixels)
-        .map(|(p, q)| (p - q).abs())
-        .sum::<f32>()
-        / fa.pixels.len() as f32;
+    let mad_other = mean_abs_diff(&fa.pixels, &fc.pixels);
     eprintln!("same person {mad:.4}, other person {mad_other:.4}");
     assert!(mad_other > mad * 1.5, "same {mad} vs other {mad_other}");
 }

@@ -92,23 +92,32 @@ fn infer_aligned_and_an_image_without_a_face() {
     assert_eq!(v["faces"], serde_json::json!([]));
 }
 
+/// Runs `dgcn infer --weights W IMAGE`, returning the exit code and the whole of stderr.
+fn infer_error(weights: &Path, image: &Path) -> (Option<i32>, String) {
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(weights)
+        .arg(image)
+        .output()
+        .expect("runs");
+    (out.status.code(), stderr_line(&out))
+}
+
 #[test]
 fn bad_weights_images_and_datasets_give_one_line_errors() {
     let dir = util::temp_dir("bad-input");
     let img = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "tfeid_for_errors.jpg");
+    let one_line = |(code, err): (Option<i32>, String), needles: &[&str]| {
+        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{err} should mention {n}");
+        }
+    };
     // Missing weights.
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(dir.join("none.safetensors"))
-        .arg(&img)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_line(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("none.safetensors") && err.contains("not found"),
-        "{err}"
+    one_line(
+        infer_error(&dir.join("none.safetensors"), &img),
+        &["none.safetensors", "not found"],
     );
     // Corrupt weights (a valid sidecar beside garbage).
     let bad = dir.join("bad.safetensors");
@@ -118,32 +127,16 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
         dir.join("bad.json"),
     )
     .expect("sidecar");
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(&bad)
-        .arg(&img)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_line(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("bad.safetensors"), "{err}");
+    one_line(
+        infer_error(&bad, &img),
+        &["bad.safetensors", "expected GCNet safetensors"],
+    );
     // Unreadable image.
     let notimg = dir.join("photo.jpg");
     std::fs::write(&notimg, b"this is text").expect("write");
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(shipped_weights())
-        .arg(&notimg)
-        .output()
-        .expect("runs");
-    assert_ne!(out.status.code(), Some(0));
-    let err = stderr_line(&out);
-    assert!(
-        err.lines()
-            .next()
-            .is_some_and(|l| l.contains("photo.jpg") && l.contains("expected a JPEG or PNG")),
-        "{err}"
+    one_line(
+        infer_error(&shipped_weights(), &notimg),
+        &["photo.jpg", "expected a JPEG or PNG"],
     );
     // A dataset folder in the wrong layout.
     std::fs::create_dir_all(dir.join("data/tfeid")).expect("mkdir");
@@ -155,11 +148,8 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
         .arg(dir.join("cache"))
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_line(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("wrong layout") && err.contains("faces_256x256"),
-        "{err}"
+    one_line(
+        (out.status.code(), stderr_line(&out)),
+        &["wrong layout", "faces_256x256"],
     );
 }

@@ -1,0 +1,73 @@
+//! What travels between the pipeline's threads: a captured frame, its faces, its predictions,
+//! and the per-stage timestamps that go with it.
+use std::time::Instant;
+
+use image::RgbImage;
+
+use crate::face::{AlignedFace, DetectedFace};
+use crate::infer::FacePrediction;
+
+/// A frame as the capture thread hands it on.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Index in the source, from 0.
+    pub seq: u64,
+    /// Position in the source (video time, or seconds since capture started).
+    pub time_s: f64,
+    pub captured_at: Instant,
+    pub capture_ms: f64,
+    pub rgb: RgbImage,
+}
+
+/// A frame with every face found and aligned.
+#[derive(Debug, Clone)]
+pub struct FacesFrame {
+    pub frame: Frame,
+    pub faces: Vec<(DetectedFace, AlignedFace)>,
+    pub detect_ms: f64,
+    pub align_ms: f64,
+}
+
+/// The pipeline's result for one frame: faces largest first, each with its prediction.
+#[derive(Debug, Clone)]
+pub struct FrameResult {
+    pub frame: Frame,
+    pub faces: Vec<FaceResult>,
+    pub detect_ms: f64,
+    pub align_ms: f64,
+    pub model_ms: f64,
+    /// From capture to the end of inference.
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FaceResult {
+    pub detected: DetectedFace,
+    pub aligned: AlignedFace,
+    pub prediction: FacePrediction,
+}
+
+impl FrameResult {
+    /// One JSON object per frame, with the field names of `dgcn infer`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
+        let ms = |v: f64| (v * 100.0).round() / 100.0;
+        serde_json::json!({
+            "frame": self.frame.seq,
+            "time_s": (self.frame.time_s * 1000.0).round() / 1000.0,
+            "faces": self.faces.iter().map(|f| serde_json::json!({
+                "box": f.detected.bbox.map(r),
+                "landmarks": f.detected.landmarks.map(|p| p.map(r)),
+                "probs": crate::infer::probs_json(&f.prediction.probs),
+                "label": f.prediction.label.name(),
+            })).collect::<Vec<_>>(),
+            "latency_ms": {
+                "capture": ms(self.frame.capture_ms),
+                "detect": ms(self.detect_ms),
+                "align": ms(self.align_ms),
+                "model": ms(self.model_ms),
+                "total": ms(self.total_ms),
+            },
+        })
+    }
+}

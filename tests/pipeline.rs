@@ -1,0 +1,116 @@
+//! The headless pipeline (capture → detect/align → inference threads) on a folder of real faces.
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dgcn::data::{self, source::read_files, DatasetKind};
+use dgcn::infer::Predictor;
+use dgcn::pipeline::{Pipeline, PipelineConfig};
+
+fn shipped_weights() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors")
+}
+
+/// Twelve TFEID portraits of one performer, written to a folder.
+fn portrait_folder() -> std::path::PathBuf {
+    let dir = util::temp_dir("portraits");
+    let files = read_files(&data::locate(DatasetKind::Tfeid, &util::data_dir()), |p| {
+        p.contains("faces_256x256/01") && p.ends_with(".jpg")
+    })
+    .expect("archive reads");
+    for (i, (_, bytes)) in files.into_iter().take(12).enumerate() {
+        std::fs::write(dir.join(format!("frame{i:03}.jpg")), bytes).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn headless_run_writes_one_line_per_frame_in_order() {
+    let folder = portrait_folder();
+    let out = util::temp_dir("headless").join("results.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_dgcn"))
+        .env("DGCN_BLAZEFACE", util::blazeface_path())
+        .env("DGCN_LOG", "error")
+        .args(["live", "--headless", "--weights"])
+        .arg(shipped_weights())
+        .arg("--source")
+        .arg(&folder)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = std::fs::read_to_string(&out).expect("results");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 12);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["frame"].as_u64(), Some(i as u64));
+        let faces = v["faces"].as_array().expect("faces");
+        assert_eq!(faces.len(), 1, "frame {i}");
+        let sum: f64 = faces[0]["probs"]
+            .as_object()
+            .expect("probs")
+            .values()
+            .filter_map(|p| p.as_f64())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-3);
+        assert!(v["latency_ms"]["total"].as_f64().is_some_and(|t| t > 0.0));
+    }
+}
+
+#[test]
+fn dropping_the_pipeline_stops_its_threads_promptly() {
+    let folder = portrait_folder();
+    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let source = dgcn::capture::open_source(&folder).expect("source");
+    let mut pipeline = Pipeline::start(
+        source,
+        util::detector(),
+        predictor,
+        PipelineConfig {
+            max_frames: None,
+            lossless: false,
+        },
+    )
+    .expect("starts");
+    let first = pipeline
+        .results
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a result");
+    assert_eq!(first.faces.len(), 1);
+    let t0 = Instant::now();
+    pipeline.stop();
+    drop(pipeline);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_missing_source_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dgcn"))
+        .env("DGCN_BLAZEFACE", util::blazeface_path())
+        .args(["live", "--headless", "--weights"])
+        .arg(shipped_weights())
+        .args(["--source", "/nonexistent/clip"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.contains("/nonexistent/clip") && last.contains("no such file"),
+        "{err}"
+    );
+}
