@@ -152,7 +152,11 @@ fn cache_key(kind: DatasetKind, root: &Path, detector: &Detector) -> String {
             h.update(format!("{t:?}"));
         }
     }
-    h.update(detector.model_path.to_string_lossy().as_bytes());
+    // The detector model by content, so the same model at another path reuses the cache.
+    match std::fs::read(&detector.model_path) {
+        Ok(bytes) => h.update(Sha256::digest(&bytes)),
+        Err(_) => h.update(detector.model_path.to_string_lossy().as_bytes()),
+    }
     format!("{:x}", h.finalize())[..16].to_string()
 }
 
