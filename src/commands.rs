@@ -13,7 +13,7 @@ use crate::eval::{cross_validate, evaluate, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
 use crate::infer::{choose_device, default_weights_path, device_name, probs_json, Predictor};
 use crate::model::ModelConfig;
-use crate::train::{save_weights, train, TrainConfig, TrainData};
+use crate::train::{train, TrainConfig, TrainData};
 
 pub const VERSION_LINE: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -150,8 +150,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "train_accuracy": last.map(|m| m.train_acc),
         "validation": "held-out TFEID performers + FER+ Valid",
     });
-    let path = save_weights(&trained, &cfg, &args.weights, training, metrics)?;
-    println!("weights written to {}", path.display());
+    crate::model::weights::save(&trained.vs, cfg.model, &args.weights, training, metrics)?;
+    println!("weights written to {}", args.weights.display());
     Ok(())
 }
 

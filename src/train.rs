@@ -3,8 +3,7 @@
 //! L_Cls + λ_gen·L_Gen + λ_contr·L_Contr + λ_recon·L_Recon; samples without a neutral partner
 //! (CK+48, FER) train every loss but L_Gen. Adam, fixed seeds, augmentation, checkpoints, resume.
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use crate::data::PreparedSet;
-use crate::eval::{evaluate, Confusion};
+use crate::eval::evaluate;
 use crate::face::FACE_SIZE;
 use crate::labels::Expression;
-use crate::model::{losses, weights, GcNet, ModelConfig};
+use crate::model::{losses, GcNet, ModelConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -499,31 +498,4 @@ pub fn tensor_to_luma(t: &Tensor) -> image::GrayImage {
         .collect();
     image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, px)
         .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
-}
-
-/// Writes the final weights and their sidecar.
-pub fn save_weights(
-    trained: &Trained,
-    cfg: &TrainConfig,
-    path: &Path,
-    training: serde_json::Value,
-    metrics: serde_json::Value,
-) -> Result<PathBuf> {
-    weights::save(&trained.vs, cfg.model, path, training, metrics)?;
-    Ok(path.to_path_buf())
-}
-
-/// Appends a line to a log file (used for the run's command line).
-pub fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(f, "{line}")?;
-    Ok(())
-}
-
-/// Confusion of a trained network on a pool, re-exported for callers that only import train.
-pub fn confusion(net: &GcNet, data: &TrainData, device: Device) -> Confusion {
-    evaluate(net, data, device, 256)
 }

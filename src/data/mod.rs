@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tch::{Device, Kind, Tensor};
 
 pub use datasets::{DatasetKind, SampleInfo, Split};
 
-use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE, TEMPLATE_64};
+use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE};
 
 /// Bumped whenever alignment or preparation changes, so stale caches are not reused.
 const PREPARE_VERSION: u32 = 1;
@@ -78,27 +77,6 @@ impl PreparedSet {
         (0..self.len())
             .filter(|&i| self.samples[i].split == split)
             .collect()
-    }
-
-    /// N×1×64×64 float tensor in [0, 1] for the given samples.
-    pub fn faces_tensor(&self, indices: &[usize], device: Device) -> Tensor {
-        let mut buf = Vec::with_capacity(indices.len() * FACE_PIXELS);
-        for &i in indices {
-            buf.extend_from_slice(self.face(i));
-        }
-        Tensor::from_slice(&buf)
-            .view([indices.len() as i64, 1, FACE_SIZE as i64, FACE_SIZE as i64])
-            .to_device(device)
-            .to_kind(Kind::Float)
-            / 255.0
-    }
-
-    pub fn labels_tensor(&self, indices: &[usize], device: Device) -> Tensor {
-        let v: Vec<i64> = indices
-            .iter()
-            .map(|&i| self.samples[i].label.index() as i64)
-            .collect();
-        Tensor::from_slice(&v).to_device(device)
     }
 
     /// Keeps only the first `n` samples of each (label, split), for quick runs and tests.
@@ -340,9 +318,4 @@ pub fn locate(kind: DatasetKind, data_dir: &Path) -> PathBuf {
         return folder;
     }
     archive
-}
-
-/// The template, re-exported for reports.
-pub fn template() -> [[f32; 2]; 5] {
-    TEMPLATE_64
 }

@@ -82,11 +82,6 @@ impl Similarity {
         })
     }
 
-    /// Scale factor of the transform.
-    pub fn scale(&self) -> f32 {
-        (self.a * self.a + self.b * self.b).sqrt()
-    }
-
     /// Least-squares similarity mapping `src` onto `dst` (Umeyama 1991, without reflection).
     pub fn estimate(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Similarity> {
         if src.len() != dst.len() || src.len() < 2 {
