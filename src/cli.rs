@@ -15,7 +15,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The live app (default). So far only its headless mode runs.
+    /// The live app (default): camera, video or images → faces → expressions, in a window or headless.
     Live(LiveArgs),
     /// Train GCNet (generator first, then the whole network).
     Train(TrainArgs),
@@ -165,23 +165,54 @@ pub struct InferArgs {
     pub images: Vec<PathBuf>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct LiveArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Weights (default: $DGCN_WEIGHTS or the shipped weights/gcnet.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// `camera`, `camera:N`, `demo`, a video file, an image or a folder of images
+    /// (default: the first camera, or the demo clip when there is none).
+    #[arg(long)]
+    pub source: Option<crate::capture::SourceSpec>,
+    /// Camera resolution to ask for (the closest the camera offers is used).
+    #[arg(long, default_value = "640x480", value_parser = parse_resolution)]
+    pub camera_resolution: (u32, u32),
+    /// Camera frame rate to ask for.
+    #[arg(long, default_value_t = 30)]
+    pub camera_fps: u32,
     /// Run the pipeline without a window and write one JSON line per frame.
     #[arg(long)]
     pub headless: bool,
-    /// An image or a folder of images (camera and video files come with the live window).
-    #[arg(long)]
-    pub source: Option<PathBuf>,
-    /// Where the JSON lines go (`-`: standard output).
+    /// Where the JSON lines go in headless mode (`-`: standard output).
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
     /// Stop after this many frames.
     #[arg(long)]
     pub max_frames: Option<u64>,
+    /// Headless: play videos at their own frame rate and drop frames the pipeline cannot keep up
+    /// with, as with a camera (default: every frame, as fast as possible).
+    #[arg(long)]
+    pub realtime: bool,
+    /// Start a video again when it ends.
+    #[arg(long = "loop")]
+    pub looped: bool,
+    /// Window: after this many frames, save a screenshot of the window to PATH (and its layout to
+    /// PATH.json), then close. For tests and documentation.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+    /// Frames to show before `--screenshot` is taken.
+    #[arg(long, default_value_t = 45)]
+    pub screenshot_after: u64,
+}
+
+fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X', '×'])
+        .ok_or_else(|| format!("{s}: expected WIDTHxHEIGHT, as in 640x480"))?;
+    match (w.trim().parse(), h.trim().parse()) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!("{s}: expected WIDTHxHEIGHT, as in 640x480")),
+    }
 }

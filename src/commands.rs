@@ -379,24 +379,43 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     Ok(())
 }
 
-/// `dgcn live`: so far the headless pipeline over images; the window, camera and video sources
-/// are the live-app issue's.
+/// `dgcn live`: the window, or with `--headless` one JSON line per frame.
 pub fn run_live(args: &LiveArgs) -> Result<()> {
+    if args.headless {
+        run_headless(args)
+    } else {
+        crate::ui::run_window(args)
+    }
+}
+
+fn run_headless(args: &LiveArgs) -> Result<()> {
     use std::io::Write;
-    anyhow::ensure!(
-        args.headless,
-        "the live window is not built yet: run `dgcn live --headless --source PATH`, or `dgcn infer IMAGE…`"
-    );
-    let source_path = args
-        .source
-        .as_ref()
-        .context("--source PATH is needed (the camera source is not built yet)")?;
-    let device = setup_device(&args.common)?;
-    let weights = args.weights.clone().unwrap_or_else(default_weights_path);
-    let predictor = Predictor::load(&weights, device)?;
-    let det = detector(&args.common)?;
-    let source = crate::capture::open_source(source_path)?;
-    tracing::info!(source = %source.describe(), device = %device_name(device), "headless pipeline");
+    let setup = crate::live::LiveSetup::from_args(args);
+    let spec = match &args.source {
+        Some(s) => s.clone(),
+        None => {
+            let (spec, message) = setup.default_source();
+            if let Some(m) = message {
+                tracing::warn!("{m}");
+            }
+            spec
+        }
+    };
+    let live_feed = args.realtime || matches!(spec, crate::capture::SourceSpec::Camera(_));
+    let started = setup.start(
+        &spec,
+        crate::capture::VideoOptions {
+            realtime: args.realtime,
+            looped: args.looped,
+        },
+        crate::pipeline::PipelineConfig {
+            max_frames: args.max_frames,
+            lossless: !live_feed,
+            notify: None,
+        },
+    )?;
+    let mut pipeline = started.pipeline;
+    tracing::info!(source = %pipeline.source_description, device = %started.device, "headless pipeline");
     let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -404,16 +423,7 @@ pub fn run_live(args: &LiveArgs) -> Result<()> {
             .with_context(|| format!("creating {}", args.out.display()))?;
         Box::new(std::io::BufWriter::new(f))
     };
-    let mut pipeline = crate::pipeline::Pipeline::start(
-        source,
-        det,
-        predictor,
-        crate::pipeline::PipelineConfig {
-            max_frames: args.max_frames,
-            lossless: true,
-        },
-    )?;
-    let started = std::time::Instant::now();
+    let t0 = std::time::Instant::now();
     let mut totals = Vec::new();
     for result in pipeline.results.iter() {
         writeln!(out, "{}", result.to_json())
@@ -430,7 +440,8 @@ pub fn run_live(args: &LiveArgs) -> Result<()> {
     let median = totals.get(totals.len() / 2).copied().unwrap_or(0.0);
     tracing::info!(
         frames = totals.len(),
-        seconds = started.elapsed().as_secs_f64(),
+        dropped = pipeline.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        seconds = t0.elapsed().as_secs_f64(),
         median_total_ms = median,
         "headless run done"
     );

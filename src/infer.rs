@@ -45,6 +45,10 @@ pub struct FacePrediction {
     pub label: Expression,
     /// The reference the query was compared with (generated or the user's own), 64×64 grey.
     pub reference: AlignedFace,
+    /// The generator's neutral face for this query (equal to `reference` unless `own_reference`).
+    pub generated: AlignedFace,
+    /// Whether `reference` is the person's own neutral face.
+    pub own_reference: bool,
 }
 
 pub struct Predictor {
@@ -71,52 +75,61 @@ impl Predictor {
         })
     }
 
-    /// Predicts all faces in one batch. `own_reference` replaces the generated reference.
+    /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its
+    /// reference instead of the generated one (the generated one is still returned).
     pub fn predict(
         &self,
         faces: &[AlignedFace],
-        own_reference: Option<&AlignedFace>,
+        own: Option<(usize, &AlignedFace)>,
     ) -> Vec<FacePrediction> {
         if faces.is_empty() {
             return Vec::new();
         }
-        let refs: Vec<&AlignedFace> = faces.iter().collect();
-        let x = faces_to_tensor(&refs, self.device);
-        let own = own_reference.map(|r| {
-            faces_to_tensor(&[r], self.device).expand(
-                [faces.len() as i64, 1, FACE_SIZE as i64, FACE_SIZE as i64],
-                false,
-            )
+        let all: Vec<&AlignedFace> = faces.iter().collect();
+        let x = faces_to_tensor(&all, self.device);
+        let own = own.filter(|(i, _)| *i < faces.len());
+        let (probs, reference, generated) = tch::no_grad(|| {
+            let net = &self.model.net;
+            let generated = net.generator.forward_t(&x, false);
+            let reference = match own {
+                Some((i, face)) => {
+                    let reference = generated.copy();
+                    reference
+                        .narrow(0, i as i64, 1)
+                        .copy_(&faces_to_tensor(&[face], self.device));
+                    reference
+                }
+                None => generated.shallow_clone(),
+            };
+            let logits = net.logits_against(&x, &reference);
+            (logits.softmax(-1, Kind::Float), reference, generated)
         });
-        let (probs, reference) = tch::no_grad(|| {
-            let out = self.model.net.forward_t(&x, own.as_ref(), false);
-            let reference = own.unwrap_or(out.generated);
-            (out.logits.softmax(-1, Kind::Float), reference)
-        });
-        let probs: Vec<f32> = probs
-            .to_device(Device::Cpu)
-            .flatten(0, -1)
-            .try_into()
-            .unwrap_or_default();
-        let reference: Vec<f32> = reference
-            .to_device(Device::Cpu)
-            .flatten(0, -1)
-            .try_into()
-            .unwrap_or_default();
+        let to_vec = |t: Tensor| -> Vec<f32> {
+            t.to_device(Device::Cpu)
+                .flatten(0, -1)
+                .try_into()
+                .unwrap_or_default()
+        };
+        let (probs, reference, generated) = (to_vec(probs), to_vec(reference), to_vec(generated));
         let px = FACE_SIZE * FACE_SIZE;
+        let face_at = |v: &[f32], i: usize| AlignedFace {
+            pixels: v.get(i * px..(i + 1) * px).unwrap_or_default().to_vec(),
+        };
         (0..faces.len())
             .map(|i| {
                 let mut p = [0.0f32; NUM_CLASSES];
-                p.copy_from_slice(&probs[i * NUM_CLASSES..(i + 1) * NUM_CLASSES]);
+                if let Some(src) = probs.get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES) {
+                    p.copy_from_slice(src);
+                }
                 let best = (0..NUM_CLASSES)
                     .max_by(|&a, &b| p[a].total_cmp(&p[b]))
                     .unwrap_or(0);
                 FacePrediction {
                     probs: p,
                     label: Expression::from_index(best).unwrap_or(Expression::Neutral),
-                    reference: AlignedFace {
-                        pixels: reference[i * px..(i + 1) * px].to_vec(),
-                    },
+                    reference: face_at(&reference, i),
+                    generated: face_at(&generated, i),
+                    own_reference: own.is_some_and(|(j, _)| j == i),
                 }
             })
             .collect()

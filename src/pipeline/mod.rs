@@ -12,7 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::FrameSource;
-use crate::face::{aligned_from_image, Detector};
+use crate::face::{aligned_from_image, AlignedFace, DetectedFace, Detector};
 use crate::frame::{FaceResult, FacesFrame, Frame, FrameResult};
 use crate::infer::Predictor;
 
@@ -45,16 +45,60 @@ fn stage_channel<T>(
     }
 }
 
+/// What the UI can ask of the running inference thread.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Compare the tracked face with this neutral face instead of its generated reference;
+    /// `None` returns to the generated one.
+    OwnReference(Option<OwnReference>),
+}
+
+/// The person's own neutral face, and where their face was when it was taken (box centre, pixels),
+/// so that it follows that face from frame to frame and is not applied to anyone else.
+#[derive(Debug, Clone)]
+pub struct OwnReference {
+    pub face: AlignedFace,
+    pub center: [f32; 2],
+}
+
+/// The face that continues `own`: the nearest box centre, if within one box size.
+fn track_own(own: &mut OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
+    let center = |d: &DetectedFace| [d.bbox[0] + d.bbox[2] / 2.0, d.bbox[1] + d.bbox[3] / 2.0];
+    let (i, dist, size) = faces
+        .iter()
+        .enumerate()
+        .map(|(i, (d, _))| {
+            let c = center(d);
+            let dist = ((c[0] - own.center[0]).powi(2) + (c[1] - own.center[1]).powi(2)).sqrt();
+            (i, dist, d.bbox[2].max(d.bbox[3]))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    if dist > size {
+        return None;
+    }
+    own.center = center(&faces[i].0);
+    Some(i)
+}
+
 pub struct PipelineConfig {
     /// Stop after this many frames.
     pub max_frames: Option<u64>,
     /// Never drop a frame (files); otherwise newest wins (camera).
     pub lossless: bool,
+    /// Called after each result is handed over (the window uses it to repaint).
+    pub notify: Option<Notify>,
 }
+
+/// Called by the inference thread after each result.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
 
 /// The running stages. Dropping it stops them and joins every thread.
 pub struct Pipeline {
     pub results: Receiver<FrameResult>,
+    /// Commands for the inference thread (bounded; `try_send` from the UI).
+    pub control: Sender<Control>,
+    /// What the source said it is, once opened.
+    pub source_description: String,
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
     /// Errors a stage stopped on, for the caller to report.
@@ -77,6 +121,8 @@ impl Pipeline {
         let stop = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
         let (err_tx, errors) = bounded::<String>(16);
+        let (control, control_rx) = bounded::<Control>(8);
+        let source_description = source.describe();
         let (frame_tx, frame_rx) = stage_channel::<Frame>(config.lossless, 2, &dropped);
         let (faces_tx, faces_rx) = stage_channel::<FacesFrame>(config.lossless, 2, &dropped);
         let (result_tx, results) = stage_channel::<FrameResult>(config.lossless, 4, &dropped);
@@ -93,7 +139,7 @@ impl Pipeline {
                         && config.max_frames.is_none_or(|m| seq < m)
                     {
                         let t0 = Instant::now();
-                        match source.next_frame() {
+                        match source.next_frame(&stop_c) {
                             Ok(Some(f)) => {
                                 let frame = Frame {
                                     seq,
@@ -159,17 +205,26 @@ impl Pipeline {
         );
 
         let stop_i = stop.clone();
+        let notify = config.notify.clone();
         handles.push(
             std::thread::Builder::new()
                 .name("inference".into())
                 .spawn(move || {
+                    let mut own: Option<OwnReference> = None;
                     for ff in faces_rx.iter() {
                         if stop_i.load(Ordering::Relaxed) {
                             break;
                         }
+                        while let Ok(Control::OwnReference(r)) = control_rx.try_recv() {
+                            own = r;
+                        }
                         let t0 = Instant::now();
                         let aligned: Vec<_> = ff.faces.iter().map(|(_, a)| a.clone()).collect();
-                        let preds = predictor.predict(&aligned, None);
+                        let own_for = own
+                            .as_mut()
+                            .and_then(|o| track_own(o, &ff.faces).map(|i| (i, o.face.clone())));
+                        let preds =
+                            predictor.predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)));
                         let model_ms = ms_since(t0);
                         let total_ms = ms_since(ff.frame.captured_at);
                         let faces = ff
@@ -193,17 +248,27 @@ impl Pipeline {
                         if !result_tx.send(result) {
                             break;
                         }
+                        if let Some(n) = &notify {
+                            n();
+                        }
                     }
                 })?,
         );
 
         Ok(Pipeline {
             results,
+            control,
+            source_description,
             stop,
             handles,
             errors,
             dropped,
         })
+    }
+
+    /// Whether every stage has ended (the source ran out or a stage stopped on an error).
+    pub fn is_finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
     }
 
     /// Stops every stage and waits for the threads.

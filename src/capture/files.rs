@@ -1,0 +1,70 @@
+//! Still images as a source: one image, or every image of a folder in name order.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use super::{CaptureError, FrameSource, SourceFrame};
+
+const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+pub fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+pub struct ImageFiles {
+    origin: PathBuf,
+    files: Vec<PathBuf>,
+    next: usize,
+}
+
+impl ImageFiles {
+    pub fn open(path: &Path) -> Result<ImageFiles, CaptureError> {
+        let err = |reason: String| CaptureError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let files = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| err(e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_image(p))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(err("no JPEG or PNG images in this folder".into()));
+            }
+            files
+        } else if path.is_file() {
+            vec![path.to_path_buf()]
+        } else {
+            return Err(err("no such file or folder".into()));
+        };
+        Ok(ImageFiles {
+            origin: path.to_path_buf(),
+            files,
+            next: 0,
+        })
+    }
+}
+
+impl FrameSource for ImageFiles {
+    fn next_frame(&mut self, _stop: &AtomicBool) -> Result<Option<SourceFrame>, CaptureError> {
+        let Some(path) = self.files.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        let img = image::open(path).map_err(|e| CaptureError::Decode {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(SourceFrame {
+            rgb: img.to_rgb8(),
+            time_s: None,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({} images)", self.origin.display(), self.files.len())
+    }
+}

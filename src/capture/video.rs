@@ -1,0 +1,243 @@
+//! Video files (mp4, mkv, avi, webm, … whatever the system's FFmpeg decodes) through ffmpeg-next,
+//! decoded on the source's own thread. Live viewing paces frames at the file's own rate; batch
+//! runs read them as fast as the pipeline takes them. `looped` restarts at the end (the demo).
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+
+use super::threaded::Producer;
+use super::{CaptureError, SourceFrame};
+
+pub const VIDEO_EXTENSIONS: [&str; 8] = ["mp4", "m4v", "mov", "mkv", "avi", "webm", "mpg", "y4m"];
+
+pub fn is_video(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VideoOptions {
+    /// Sleep so that frames come at the file's frame rate.
+    pub realtime: bool,
+    /// Start again at the end.
+    pub looped: bool,
+}
+
+/// One opened file: demuxer, decoder and the converter to RGB.
+struct Opened {
+    input: ffmpeg::format::context::Input,
+    stream_index: usize,
+    time_base: f64,
+    decoder: ffmpeg::decoder::Video,
+    scaler: scaling::Context,
+    eof_sent: bool,
+}
+
+pub struct VideoProducer {
+    path: PathBuf,
+    options: VideoOptions,
+    opened: Opened,
+    frames_per_s: f64,
+    /// Time of the first frame of the current pass, for pacing.
+    pass_started: Option<Instant>,
+    /// Seconds added to timestamps after each loop.
+    loop_offset_s: f64,
+    last_time_s: f64,
+    width: u32,
+    height: u32,
+    /// The first frame, decoded when opening to prove the file plays.
+    pending: Option<(RgbImage, f64)>,
+}
+
+fn video_err(path: &Path, reason: impl std::fmt::Display) -> CaptureError {
+    CaptureError::Video {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
+    ffmpeg::init().map_err(|e| video_err(path, e))?;
+    // FFmpeg's own log lines would repeat what the error we return says.
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    if !path.is_file() {
+        return Err(video_err(path, "no such file"));
+    }
+    let input = ffmpeg::format::input(path).map_err(|e| video_err(path, e))?;
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or_else(|| video_err(path, "no video stream in this file"))?;
+    let stream_index = stream.index();
+    let tb = stream.time_base();
+    let time_base = if tb.denominator() != 0 {
+        tb.numerator() as f64 / tb.denominator() as f64
+    } else {
+        0.0
+    };
+    let rate = stream.avg_frame_rate();
+    let frames_per_s = if rate.denominator() != 0 && rate.numerator() > 0 {
+        rate.numerator() as f64 / rate.denominator() as f64
+    } else {
+        30.0
+    };
+    let decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| video_err(path, format!("no decoder: {e}")))?;
+    if decoder.width() == 0 || decoder.height() == 0 {
+        return Err(video_err(path, "the video stream has no frame size"));
+    }
+    let scaler = scaling::Context::get(
+        decoder.format(),
+        decoder.width(),
+        decoder.height(),
+        Pixel::RGB24,
+        decoder.width(),
+        decoder.height(),
+        scaling::Flags::BILINEAR,
+    )
+    .map_err(|e| video_err(path, e))?;
+    Ok((
+        Opened {
+            input,
+            stream_index,
+            time_base,
+            decoder,
+            scaler,
+            eof_sent: false,
+        },
+        frames_per_s,
+    ))
+}
+
+impl VideoProducer {
+    pub fn open(path: &Path, options: VideoOptions) -> Result<VideoProducer, CaptureError> {
+        let (opened, frames_per_s) = open_file(path)?;
+        let (width, height) = (opened.decoder.width(), opened.decoder.height());
+        let mut producer = VideoProducer {
+            path: path.to_path_buf(),
+            options,
+            opened,
+            frames_per_s,
+            pass_started: None,
+            loop_offset_s: 0.0,
+            last_time_s: 0.0,
+            width,
+            height,
+            pending: None,
+        };
+        producer.pending = Some(
+            producer
+                .decode_next()?
+                .ok_or_else(|| video_err(path, "no frame could be decoded"))?,
+        );
+        Ok(producer)
+    }
+
+    /// The next decoded frame of this pass, `None` at the end of the file.
+    fn decode_next(&mut self) -> Result<Option<(RgbImage, f64)>, CaptureError> {
+        let o = &mut self.opened;
+        let mut decoded = VideoFrame::empty();
+        loop {
+            if o.decoder.receive_frame(&mut decoded).is_ok() {
+                let mut rgb = VideoFrame::empty();
+                o.scaler
+                    .run(&decoded, &mut rgb)
+                    .map_err(|e| video_err(&self.path, e))?;
+                let time_s = decoded
+                    .timestamp()
+                    .or(decoded.pts())
+                    .map(|t| t as f64 * o.time_base)
+                    .unwrap_or(self.last_time_s + 1.0 / self.frames_per_s);
+                return Ok(Some((rgb_from_frame(&rgb), time_s)));
+            }
+            if o.eof_sent {
+                return Ok(None);
+            }
+            // Feed the decoder the next packet of our stream, or the end of the stream.
+            let mut fed = false;
+            for (stream, packet) in o.input.packets() {
+                if stream.index() == o.stream_index {
+                    o.decoder
+                        .send_packet(&packet)
+                        .map_err(|e| video_err(&self.path, format!("corrupt video data: {e}")))?;
+                    fed = true;
+                    break;
+                }
+            }
+            if !fed {
+                o.decoder.send_eof().map_err(|e| video_err(&self.path, e))?;
+                o.eof_sent = true;
+            }
+        }
+    }
+}
+
+/// Copies FFmpeg's RGB24 rows (which may be padded) into a tight image.
+fn rgb_from_frame(frame: &VideoFrame) -> RgbImage {
+    let (w, h) = (frame.width(), frame.height());
+    let stride = frame.stride(0);
+    let data = frame.data(0);
+    let row = 3 * w as usize;
+    let mut buf = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        buf.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    RgbImage::from_raw(w, h, buf).unwrap_or_else(|| RgbImage::new(w, h))
+}
+
+impl Producer for VideoProducer {
+    fn produce(&mut self) -> Result<Option<SourceFrame>, CaptureError> {
+        let next = match self.pending.take() {
+            Some(f) => Some(f),
+            None => self.decode_next()?,
+        };
+        let (rgb, pts_s) = match next {
+            Some(f) => f,
+            None if self.options.looped => {
+                self.loop_offset_s = self.last_time_s + 1.0 / self.frames_per_s;
+                self.opened = open_file(&self.path)?.0;
+                self.pass_started = None;
+                match self.decode_next()? {
+                    Some(f) => f,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        };
+        let pass_time_s = pts_s.max(0.0);
+        let time_s = self.loop_offset_s + pass_time_s;
+        if self.options.realtime {
+            let started = *self
+                .pass_started
+                .get_or_insert_with(|| Instant::now() - Duration::from_secs_f64(pass_time_s));
+            let due = started + Duration::from_secs_f64(pass_time_s);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        self.last_time_s = time_s;
+        Ok(Some(SourceFrame {
+            rgb,
+            time_s: Some(time_s),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}×{}, {:.0} fps{})",
+            self.path.display(),
+            self.width,
+            self.height,
+            self.frames_per_s,
+            if self.options.looped { ", looped" } else { "" }
+        )
+    }
+}

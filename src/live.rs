@@ -1,0 +1,86 @@
+//! Starting the live pipeline from the command line's choices: which source, detector, weights
+//! and device. Shared by the window (which restarts it when the user picks another source) and
+//! by headless mode.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::capture::{self, CameraRequest, SourceSpec, VideoOptions};
+use crate::cli::{CommonArgs, LiveArgs};
+use crate::commands::{detector, setup_device};
+use crate::infer::{default_weights_path, device_name, Predictor};
+use crate::pipeline::{Pipeline, PipelineConfig};
+
+#[derive(Debug, Clone)]
+pub struct LiveSetup {
+    pub common: CommonArgs,
+    pub weights: PathBuf,
+    pub camera: CameraRequest,
+}
+
+/// A started pipeline and what it runs on.
+pub struct Started {
+    pub pipeline: Pipeline,
+    pub spec: SourceSpec,
+    pub device: String,
+}
+
+impl LiveSetup {
+    pub fn from_args(args: &LiveArgs) -> LiveSetup {
+        LiveSetup {
+            common: args.common.clone(),
+            weights: args.weights.clone().unwrap_or_else(default_weights_path),
+            camera: CameraRequest {
+                index: 0,
+                width: args.camera_resolution.0,
+                height: args.camera_resolution.1,
+                frames_per_s: args.camera_fps,
+            },
+        }
+    }
+
+    /// The camera request for camera `index` with this setup's resolution and frame rate.
+    pub fn camera_spec(&self, index: u32) -> SourceSpec {
+        SourceSpec::Camera(CameraRequest {
+            index,
+            ..self.camera
+        })
+    }
+
+    /// What to open when no source is named: the first camera; with none, the demo clip, and a
+    /// message saying so.
+    pub fn default_source(&self) -> (SourceSpec, Option<String>) {
+        match capture::list_cameras().first() {
+            Some(c) => (self.camera_spec(c.index), None),
+            None => (
+                SourceSpec::Demo,
+                Some("No camera found: showing the demo clip (\"carphone\", BSD) instead.".into()),
+            ),
+        }
+    }
+
+    /// Loads the model and the detector and starts the pipeline on `spec`.
+    pub fn start(
+        &self,
+        spec: &SourceSpec,
+        video: VideoOptions,
+        config: PipelineConfig,
+    ) -> Result<Started> {
+        let spec = match spec {
+            // `camera:N` from the command line gets this setup's resolution and frame rate.
+            SourceSpec::Camera(r) => self.camera_spec(r.index),
+            other => other.clone(),
+        };
+        let device = setup_device(&self.common)?;
+        let predictor = Predictor::load(&self.weights, device)?;
+        let det = detector(&self.common)?;
+        let source = capture::open_source(&spec, video)?;
+        let pipeline = Pipeline::start(source, det, predictor, config)
+            .context("starting the pipeline threads")?;
+        Ok(Started {
+            pipeline,
+            spec,
+            device: device_name(device),
+        })
+    }
+}

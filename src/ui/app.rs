@@ -1,0 +1,741 @@
+//! The live window's state and its frame-by-frame `ui`: takes the newest result without waiting,
+//! keeps the selected face, smoothing and history, and (re)starts the pipeline on a background
+//! thread when the user picks a source.
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver};
+use egui::{Color32, ColorImage, Key, RichText, TextureOptions};
+
+use super::views::{self, ImageView, Smoother, Timeline};
+use crate::capture::{list_cameras, CameraEntry, SourceSpec, VideoOptions};
+use crate::face::AlignedFace;
+use crate::frame::FrameResult;
+use crate::labels::{Expression, NUM_CLASSES};
+use crate::live::{LiveSetup, Started};
+use crate::pipeline::{Control, OwnReference, Pipeline, PipelineConfig};
+
+/// Take a screenshot of the window after some frames, then close (tests, documentation).
+#[derive(Debug, Clone)]
+pub struct ScreenshotPlan {
+    pub path: PathBuf,
+    pub after_frames: u64,
+}
+
+enum ScreenshotState {
+    Waiting(ScreenshotPlan),
+    Requested {
+        plan: ScreenshotPlan,
+        image: Receiver<Arc<ColorImage>>,
+        layout: serde_json::Value,
+    },
+    Done,
+}
+
+struct Running {
+    pipeline: Pipeline,
+    spec: SourceSpec,
+    device: String,
+    ended: bool,
+}
+
+/// Per-stage latencies and frame rate, as shown in the status bar.
+#[derive(Default)]
+struct Stats {
+    arrivals: VecDeque<Instant>,
+    /// capture, detect, align, model, total (ms), smoothed.
+    latency_ms: [f64; 5],
+}
+
+impl Stats {
+    fn add(&mut self, r: &FrameResult) {
+        let now = Instant::now();
+        self.arrivals.push_back(now);
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.arrivals.pop_front();
+        }
+        let new = [
+            r.frame.capture_ms,
+            r.detect_ms,
+            r.align_ms,
+            r.model_ms,
+            r.total_ms,
+        ];
+        for (s, n) in self.latency_ms.iter_mut().zip(new) {
+            *s = if *s == 0.0 { n } else { 0.8 * *s + 0.2 * n };
+        }
+    }
+
+    fn frames_per_s(&self) -> usize {
+        self.arrivals.len()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Severity {
+    Info,
+    Problem,
+}
+
+pub struct LiveApp {
+    setup: LiveSetup,
+    ctx: egui::Context,
+    running: Option<Running>,
+    starting: Option<(SourceSpec, Receiver<Result<Started, String>>)>,
+    cameras: Vec<CameraEntry>,
+    path_input: String,
+    message: Option<(String, Severity)>,
+    latest: Option<FrameResult>,
+    frames_shown: u64,
+    selected: usize,
+    selected_center: Option<[f32; 2]>,
+    smoother: Smoother,
+    shown_probs: [f32; NUM_CLASSES],
+    show_raw: bool,
+    timeline: Timeline,
+    own_reference: Option<AlignedFace>,
+    frame_view: ImageView,
+    query_view: ImageView,
+    reference_view: ImageView,
+    generated_view: ImageView,
+    difference_view: ImageView,
+    stats: Stats,
+    screenshot: ScreenshotState,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl LiveApp {
+    pub fn new(
+        ctx: &egui::Context,
+        setup: LiveSetup,
+        source: Option<SourceSpec>,
+        screenshot: Option<ScreenshotPlan>,
+        failure: Arc<Mutex<Option<String>>>,
+    ) -> LiveApp {
+        let mut app = LiveApp {
+            setup,
+            ctx: ctx.clone(),
+            running: None,
+            starting: None,
+            cameras: list_cameras(),
+            path_input: String::new(),
+            message: None,
+            latest: None,
+            frames_shown: 0,
+            selected: 0,
+            selected_center: None,
+            smoother: Smoother::new(0.3),
+            shown_probs: [0.0; NUM_CLASSES],
+            show_raw: false,
+            timeline: Timeline::new(20.0),
+            own_reference: None,
+            frame_view: ImageView::new("frame", TextureOptions::LINEAR),
+            query_view: ImageView::new("query", TextureOptions::NEAREST),
+            reference_view: ImageView::new("reference", TextureOptions::NEAREST),
+            generated_view: ImageView::new("generated", TextureOptions::NEAREST),
+            difference_view: ImageView::new("difference", TextureOptions::NEAREST),
+            stats: Stats::default(),
+            screenshot: match screenshot {
+                Some(p) => ScreenshotState::Waiting(p),
+                None => ScreenshotState::Done,
+            },
+            failure,
+        };
+        let spec = match source {
+            Some(s) => s,
+            None => {
+                let (spec, note) = app.setup.default_source();
+                if let Some(n) = note {
+                    tracing::warn!("{n}");
+                    app.message = Some((n, Severity::Info));
+                }
+                spec
+            }
+        };
+        app.start(spec);
+        app
+    }
+
+    /// Starts `spec` on a background thread; the current source keeps running until it is ready.
+    fn start(&mut self, spec: SourceSpec) {
+        let (tx, rx) = bounded(1);
+        let setup = self.setup.clone();
+        let ctx = self.ctx.clone();
+        let spec_t = spec.clone();
+        let spawned = std::thread::Builder::new()
+            .name("open-source".into())
+            .spawn(move || {
+                let notify_ctx = ctx.clone();
+                let started = setup
+                    .start(
+                        &spec_t,
+                        VideoOptions {
+                            realtime: true,
+                            looped: false,
+                        },
+                        PipelineConfig {
+                            max_frames: None,
+                            lossless: false,
+                            notify: Some(Arc::new(move || notify_ctx.request_repaint())),
+                        },
+                    )
+                    .map_err(|e| format!("{e:#}"));
+                let _ = tx.send(started);
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.starting = Some((spec, rx)),
+            Err(e) => self.message = Some((format!("could not start: {e}"), Severity::Problem)),
+        }
+    }
+
+    /// Stops a pipeline off the UI thread (joining its threads may take a moment).
+    fn retire(running: Running) {
+        let _ = std::thread::Builder::new()
+            .name("stop-source".into())
+            .spawn(move || drop(running));
+    }
+
+    fn poll_start(&mut self) {
+        let Some((spec, rx)) = &self.starting else {
+            return;
+        };
+        let Ok(outcome) = rx.try_recv() else {
+            return;
+        };
+        let spec = spec.clone();
+        self.starting = None;
+        match outcome {
+            Ok(started) => {
+                if let Some(old) = self.running.take() {
+                    Self::retire(old);
+                }
+                tracing::info!(source = %started.pipeline.source_description, device = %started.device, "source started");
+                self.running = Some(Running {
+                    pipeline: started.pipeline,
+                    spec: started.spec,
+                    device: started.device,
+                    ended: false,
+                });
+                self.timeline.clear();
+                self.smoother.reset();
+                self.set_own_reference(None);
+                if self
+                    .message
+                    .as_ref()
+                    .is_some_and(|(_, s)| *s == Severity::Problem)
+                {
+                    self.message = None;
+                }
+            }
+            Err(e) => {
+                let fallback = !matches!(spec, SourceSpec::Demo) && self.running.is_none();
+                let note = if fallback {
+                    format!("{spec}: {e} — showing the demo clip instead.")
+                } else {
+                    format!("{spec}: {e}")
+                };
+                tracing::warn!("{note}");
+                self.message = Some((note, Severity::Problem));
+                if fallback {
+                    self.start(SourceSpec::Demo);
+                }
+            }
+        }
+    }
+
+    /// Takes the newest result (older ones are stale) and checks whether the source stopped.
+    fn poll_results(&mut self) {
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        if matches!(self.screenshot, ScreenshotState::Requested { .. }) {
+            return; // frozen until the screenshot is saved
+        }
+        let mut newest = None;
+        while let Ok(r) = running.pipeline.results.try_recv() {
+            self.stats.add(&r);
+            newest = Some(r);
+        }
+        if let Ok(e) = running.pipeline.errors.try_recv() {
+            let note = format!("{e}. The app keeps running: pick another source above.");
+            tracing::warn!("{note}");
+            self.message = Some((note, Severity::Problem));
+            running.ended = true;
+        } else if newest.is_none()
+            && !running.ended
+            && running.pipeline.results.is_empty()
+            && running.pipeline.is_finished()
+        {
+            running.ended = true;
+            self.message = Some((format!("{}: end of source.", running.spec), Severity::Info));
+        }
+        if let Some(r) = newest {
+            self.show_result(r);
+        }
+    }
+
+    fn show_result(&mut self, r: FrameResult) {
+        self.frames_shown += 1;
+        self.frame_view.set(
+            &self.ctx,
+            ColorImage::from_rgb(
+                [r.frame.rgb.width() as usize, r.frame.rgb.height() as usize],
+                r.frame.rgb.as_raw(),
+            ),
+        );
+        // Follow the selected face: the nearest box to where it was, else the largest.
+        let center = |f: &crate::frame::FaceResult| {
+            let b = f.detected.bbox;
+            [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]
+        };
+        let previous = self.selected;
+        self.selected = self
+            .selected_center
+            .and_then(|c| {
+                r.faces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let m = center(f);
+                        let d = ((m[0] - c[0]).powi(2) + (m[1] - c[1]).powi(2)).sqrt();
+                        (i, d, f.detected.bbox[2].max(f.detected.bbox[3]))
+                    })
+                    .filter(|(_, d, size)| d <= size)
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(i, _, _)| i)
+            })
+            .unwrap_or(0);
+        if previous != self.selected {
+            self.smoother.reset();
+        }
+        if let Some(face) = r.faces.get(self.selected) {
+            self.selected_center = Some(center(face));
+            let p = &face.prediction;
+            self.query_view
+                .set(&self.ctx, views::grey_image(&face.aligned));
+            self.reference_view
+                .set(&self.ctx, views::grey_image(&p.reference));
+            self.generated_view
+                .set(&self.ctx, views::grey_image(&p.generated));
+            self.difference_view.set(
+                &self.ctx,
+                views::heat_map_image(&face.aligned, &p.reference),
+            );
+            let smoothed = self.smoother.update(r.frame.time_s, &p.probs);
+            self.shown_probs = if self.show_raw { p.probs } else { smoothed };
+            self.timeline.push(r.frame.time_s, self.shown_probs);
+        } else {
+            self.selected_center = None;
+        }
+        self.latest = Some(r);
+    }
+
+    fn set_own_reference(&mut self, own: Option<OwnReference>) {
+        self.own_reference = own.as_ref().map(|o| o.face.clone());
+        if let Some(r) = &self.running {
+            if r.pipeline
+                .control
+                .try_send(Control::OwnReference(own))
+                .is_err()
+            {
+                self.message = Some((
+                    "the model is busy: press the button again".into(),
+                    Severity::Problem,
+                ));
+            }
+        }
+    }
+
+    fn toggle_own_reference(&mut self) {
+        if self.own_reference.is_some() {
+            self.set_own_reference(None);
+            return;
+        }
+        let face = self
+            .latest
+            .as_ref()
+            .and_then(|r| r.faces.get(self.selected));
+        match face {
+            Some(f) => {
+                let b = f.detected.bbox;
+                let own = OwnReference {
+                    face: f.aligned.clone(),
+                    center: [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0],
+                };
+                self.set_own_reference(Some(own));
+            }
+            None => {
+                self.message = Some((
+                    "no face in view to take as your neutral face".into(),
+                    Severity::Problem,
+                ))
+            }
+        }
+    }
+
+    fn source_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Source:");
+            let current = self
+                .running
+                .as_ref()
+                .map(|r| r.spec.to_string())
+                .unwrap_or_else(|| "none".into());
+            let mut chosen: Option<SourceSpec> = None;
+            egui::ComboBox::from_id_salt("source")
+                .selected_text(&current)
+                .show_ui(ui, |ui| {
+                    if self.cameras.is_empty() {
+                        ui.label("no camera found");
+                    }
+                    for c in &self.cameras {
+                        if ui
+                            .selectable_label(
+                                current == format!("camera:{}", c.index),
+                                format!("camera {}: {}", c.index, c.name),
+                            )
+                            .clicked()
+                        {
+                            chosen = Some(self.setup.camera_spec(c.index));
+                        }
+                    }
+                    if ui
+                        .selectable_label(current == "demo", "demo clip (carphone)")
+                        .clicked()
+                    {
+                        chosen = Some(SourceSpec::Demo);
+                    }
+                });
+            if ui
+                .button("⟳ cameras")
+                .on_hover_text("list the cameras again")
+                .clicked()
+            {
+                self.cameras = list_cameras();
+            }
+            ui.separator();
+            ui.label("Resolution:");
+            let mut res = (self.setup.camera.width, self.setup.camera.height);
+            egui::ComboBox::from_id_salt("resolution")
+                .selected_text(format!("{}×{}", res.0, res.1))
+                .show_ui(ui, |ui| {
+                    for (w, h) in [(320, 240), (640, 480), (1280, 720), (1920, 1080)] {
+                        ui.selectable_value(&mut res, (w, h), format!("{w}×{h}"));
+                    }
+                });
+            (self.setup.camera.width, self.setup.camera.height) = res;
+            egui::ComboBox::from_id_salt("fps")
+                .selected_text(format!("{} fps", self.setup.camera.frames_per_s))
+                .show_ui(ui, |ui| {
+                    for f in [15, 30, 60] {
+                        ui.selectable_value(
+                            &mut self.setup.camera.frames_per_s,
+                            f,
+                            format!("{f} fps"),
+                        );
+                    }
+                });
+            ui.separator();
+            ui.add(
+                egui::TextEdit::singleline(&mut self.path_input)
+                    .hint_text("video, image or folder path")
+                    .desired_width(220.0),
+            );
+            if ui.button("Open").clicked() && !self.path_input.trim().is_empty() {
+                chosen = Some(SourceSpec::Path(PathBuf::from(self.path_input.trim())));
+            }
+            if let Some((spec, _)) = &self.starting {
+                ui.spinner();
+                ui.label(format!("opening {spec}…"));
+            }
+            if let Some(spec) = chosen {
+                self.start(spec);
+            }
+        });
+    }
+
+    fn status_bar_ui(&self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            match &self.running {
+                Some(r) => {
+                    let l = self.stats.latency_ms;
+                    ui.label(format!(
+                        "{} fps · capture {:.1} · detect {:.1} · align {:.1} · model {:.1} · total {:.1} ms · device {} · dropped {}",
+                        self.stats.frames_per_s(),
+                        l[0], l[1], l[2], l[3], l[4],
+                        r.device,
+                        r.pipeline.dropped.load(Ordering::Relaxed),
+                    ));
+                    ui.separator();
+                    ui.label(&r.pipeline.source_description);
+                }
+                None => {
+                    ui.label("no source running");
+                }
+            }
+        });
+    }
+
+    /// The face tiles, bars and timeline; returns the layout for screenshots.
+    fn face_panel_ui(&mut self, ui: &mut egui::Ui) -> serde_json::Value {
+        let faces = self.latest.as_ref().map(|r| r.faces.len()).unwrap_or(0);
+        let ppp = ui.ctx().pixels_per_point();
+        let px = |r: egui::Rect| {
+            serde_json::json!([
+                (r.min.x * ppp).round(),
+                (r.min.y * ppp).round(),
+                (r.max.x * ppp).round(),
+                (r.max.y * ppp).round()
+            ])
+        };
+        let mut layout = serde_json::Map::new();
+        if faces == 0 {
+            ui.label(RichText::new("No face in view").heading());
+            ui.label("Face the camera, with light on your face.");
+        } else if faces > 1 {
+            ui.label(format!("{faces} faces: click one to select it."));
+        }
+        let width = ui.available_width();
+        let own = self.own_reference.is_some();
+        let tiles = if own { 4.0 } else { 3.0 };
+        let side = ((width - 12.0 * tiles) / tiles).clamp(96.0, 200.0);
+        ui.horizontal(|ui| {
+            layout.insert(
+                "query".into(),
+                px(views::face_tile_ui(
+                    ui,
+                    &self.query_view,
+                    "query (aligned 64×64)",
+                    side,
+                )),
+            );
+            let caption = if own {
+                "your neutral face"
+            } else {
+                "generated neutral"
+            };
+            layout.insert(
+                "reference".into(),
+                px(views::face_tile_ui(ui, &self.reference_view, caption, side)),
+            );
+            layout.insert(
+                "difference".into(),
+                px(views::face_tile_ui(
+                    ui,
+                    &self.difference_view,
+                    "difference",
+                    side,
+                )),
+            );
+            if own {
+                views::face_tile_ui(ui, &self.generated_view, "generated neutral", side);
+            }
+        });
+        ui.horizontal(|ui| {
+            let label = if own {
+                "Use the generated reference (N)"
+            } else {
+                "Use my neutral face (N)"
+            };
+            if ui
+                .button(label)
+                .on_hover_text(
+                    "take the selected face, as it is now, as this person's neutral reference",
+                )
+                .clicked()
+            {
+                self.toggle_own_reference();
+            }
+            ui.checkbox(&mut self.show_raw, "raw values (R)")
+                .on_hover_text("off: smoothed over about 0.3 s");
+        });
+        ui.add_space(6.0);
+        let tracks = views::expression_bars_ui(ui, &self.shown_probs, width);
+        layout.insert(
+            "bars".into(),
+            serde_json::Value::Array(
+                Expression::ALL
+                    .iter()
+                    .zip(&tracks)
+                    .map(|(e, t)| {
+                        let c = views::expression_color(*e);
+                        serde_json::json!({
+                            "label": e.name(),
+                            "rect": px(*t),
+                            "value": self.shown_probs[e.index()],
+                            "color": [c.r(), c.g(), c.b()],
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+        ui.add_space(6.0);
+        let plot = views::timeline_ui(ui, &self.timeline, ui.available_height().max(120.0));
+        layout.insert("timeline".into(), px(plot));
+        layout.insert("pixels_per_point".into(), serde_json::json!(ppp));
+        serde_json::Value::Object(layout)
+    }
+
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        if ctx.memory(|m| m.focused().is_some()) {
+            return; // typing a path
+        }
+        let (n, r) = ctx.input(|i| (i.key_pressed(Key::N), i.key_pressed(Key::R)));
+        if n {
+            self.toggle_own_reference();
+        }
+        if r {
+            self.show_raw = !self.show_raw;
+        }
+    }
+
+    fn screenshot_step(&mut self, ctx: &egui::Context, layout: serde_json::Value) {
+        let state = std::mem::replace(&mut self.screenshot, ScreenshotState::Done);
+        self.screenshot = match state {
+            ScreenshotState::Waiting(plan) if self.frames_shown >= plan.after_frames => {
+                let (tx, rx) = bounded(1);
+                let repaint = ctx.clone();
+                ctx.request_screenshot(move |image| {
+                    let _ = tx.send(image);
+                    repaint.request_repaint();
+                });
+                let mut layout = layout;
+                if let Some(m) = layout.as_object_mut() {
+                    m.insert("frames_shown".into(), self.frames_shown.into());
+                }
+                ScreenshotState::Requested {
+                    plan,
+                    image: rx,
+                    layout,
+                }
+            }
+            ScreenshotState::Requested {
+                plan,
+                image,
+                layout,
+            } => match image.try_recv() {
+                Ok(img) => {
+                    if let Err(e) = save_screenshot(&plan.path, &img, &layout) {
+                        if let Ok(mut f) = self.failure.lock() {
+                            *f = Some(format!("{e:#}"));
+                        }
+                    } else {
+                        tracing::info!(path = %plan.path.display(), "screenshot saved");
+                    }
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    ScreenshotState::Done
+                }
+                Err(_) => ScreenshotState::Requested {
+                    plan,
+                    image,
+                    layout,
+                },
+            },
+            other => other,
+        };
+    }
+}
+
+fn save_screenshot(
+    path: &std::path::Path,
+    img: &ColorImage,
+    layout: &serde_json::Value,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let [w, h] = img.size;
+    let rgba: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let buf = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
+        .context("screenshot has an inconsistent size")?;
+    buf.save(path)
+        .with_context(|| format!("saving the screenshot {}", path.display()))?;
+    let mut json = path.as_os_str().to_owned();
+    json.push(".json");
+    std::fs::write(&json, serde_json::to_string_pretty(layout)?)
+        .with_context(|| format!("writing {}", PathBuf::from(&json).display()))?;
+    Ok(())
+}
+
+impl eframe::App for LiveApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.poll_start();
+        self.poll_results();
+        self.handle_keys(&ctx);
+
+        egui::Panel::top("source").show(ui, |ui| {
+            ui.add_space(4.0);
+            self.source_bar_ui(ui);
+            ui.add_space(4.0);
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            self.status_bar_ui(ui);
+        });
+        let mut layout = serde_json::Value::Null;
+        egui::Panel::right("face")
+            .resizable(true)
+            .default_size(660.0)
+            .min_size(420.0)
+            .show(ui, |ui| {
+                layout = self.face_panel_ui(ui);
+            });
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            if let Some((text, severity)) = &self.message {
+                let color = match severity {
+                    Severity::Info => ui.visuals().text_color(),
+                    Severity::Problem => Color32::from_rgb(255, 120, 90),
+                };
+                ui.label(RichText::new(text).color(color).size(16.0));
+            }
+            let (size, faces) = match &self.latest {
+                Some(r) => (
+                    [r.frame.rgb.width() as usize, r.frame.rgb.height() as usize],
+                    r.faces.as_slice(),
+                ),
+                None => ([640, 480], &[][..]),
+            };
+            let (rect, clicked) =
+                views::frame_view_ui(ui, &self.frame_view, size, faces, self.selected);
+            if let Some(i) = clicked {
+                if let Some(f) = faces.get(i) {
+                    let b = f.detected.bbox;
+                    self.selected_center = Some([b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]);
+                    self.selected = i;
+                    self.smoother.reset();
+                }
+            }
+            if let Some(m) = layout.as_object_mut() {
+                let ppp = ctx.pixels_per_point();
+                m.insert(
+                    "frame".into(),
+                    serde_json::json!([
+                        (rect.min.x * ppp).round(),
+                        (rect.min.y * ppp).round(),
+                        (rect.max.x * ppp).round(),
+                        (rect.max.y * ppp).round()
+                    ]),
+                );
+                m.insert("faces".into(), faces.len().into());
+            }
+        });
+        self.screenshot_step(&ctx, layout);
+        // A heartbeat for the status bar; results themselves request repaints.
+        ctx.request_repaint_after(Duration::from_millis(250));
+    }
+}
+
+impl Drop for LiveApp {
+    fn drop(&mut self) {
+        // Stop every thread and release the camera before the process ends.
+        if let Some(r) = self.running.take() {
+            drop(r);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Video sources and the live pipeline on the clips in ../shared/clips: decoding, timestamps,
+//! looping, the demo fallback without a camera, label agreement on the labelled synthetic clip.
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn clip(name: &str) -> PathBuf {
+    util::shared_dir().join("clips").join(name)
+}
+
+fn dgcn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
+    c.env("DGCN_BLAZEFACE", util::blazeface_path())
+        .env("DGCN_LOG", "dgcn=info,warn")
+        .env(
+            "DGCN_WEIGHTS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        );
+    c
+}
+
+fn run_headless(args: &[&str], out: &Path) -> (Vec<serde_json::Value>, String) {
+    let output = dgcn()
+        .args(["live", "--headless", "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{stderr}");
+    let lines = std::fs::read_to_string(out)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    (lines, stderr)
+}
+
+fn top_label(v: &serde_json::Value) -> Option<String> {
+    v["faces"]
+        .as_array()
+        .and_then(|f| f.first())
+        .and_then(|f| f["label"].as_str())
+        .map(String::from)
+}
+
+/// Frames at least `margin` frames away from any change of label.
+fn stable_frames(labels: &[String], margin: usize) -> Vec<usize> {
+    (0..labels.len())
+        .filter(|&i| {
+            let lo = i.saturating_sub(margin);
+            let hi = (i + margin).min(labels.len() - 1);
+            labels[lo..=hi].iter().all(|l| *l == labels[i])
+        })
+        .collect()
+}
+
+#[test]
+fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
+    let csv_path = clip("synth_tfeid_s01_expressions_labels.csv");
+    let mut reader = csv::Reader::from_path(&csv_path).expect("labels csv");
+    let rows: Vec<(u64, f64, String)> = reader.deserialize().map(|r| r.expect("row")).collect();
+    let out = util::temp_dir("synth").join("results.jsonl");
+    let source = clip("synth_tfeid_s01_expressions.mp4");
+    let (lines, _) = run_headless(&["--source", source.to_str().expect("utf-8")], &out);
+
+    // Every frame of the file, in order, at the file's timestamps.
+    assert_eq!(lines.len(), rows.len());
+    for (v, (frame, time_s, _)) in lines.iter().zip(&rows) {
+        assert_eq!(v["frame"].as_u64(), Some(*frame));
+        let t = v["time_s"].as_f64().expect("time_s");
+        assert!((t - time_s).abs() < 0.002, "frame {frame}: {t} vs {time_s}");
+    }
+    let with_face = lines.iter().filter(|v| top_label(v).is_some()).count();
+    assert!(
+        with_face * 100 >= lines.len() * 99,
+        "a face in {with_face} of {} frames",
+        lines.len()
+    );
+
+    let labels: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
+    let stable = stable_frames(&labels, 10);
+    let agree = stable
+        .iter()
+        .filter(|&&i| top_label(&lines[i]).as_deref() == Some(labels[i].as_str()))
+        .count();
+    let agreement = agree as f64 / stable.len() as f64;
+    let neutral: Vec<_> = stable.iter().filter(|&&i| labels[i] == "neutral").collect();
+    let neutral_ok = neutral
+        .iter()
+        .filter(|&&&i| top_label(&lines[i]).as_deref() == Some("neutral"))
+        .count();
+    eprintln!(
+        "label agreement on {} frames ≥ 10 frames from a label change: {:.1} % (neutral {}/{})",
+        stable.len(),
+        agreement * 100.0,
+        neutral_ok,
+        neutral.len()
+    );
+    assert!(stable.len() >= 100, "{} stable frames", stable.len());
+    // Measured with the shipped weights: 66.7 % (neutral and surprise right, the other five
+    // expressions mostly taken for neutral or surprise). The issue aims at 90 %; this bound
+    // guards against regressions of the pipeline (decoding, alignment, model wiring).
+    assert!(agreement >= 0.6, "agreement {agreement:.3}");
+}
+
+#[test]
+fn no_camera_falls_back_to_the_demo_clip() {
+    if Path::new("/dev/video0").exists() {
+        eprintln!("skipped: this machine has a camera");
+        return;
+    }
+    let out = util::temp_dir("demo").join("results.jsonl");
+    let output = dgcn()
+        .env("DGCN_DEMO_CLIP", clip("carphone_pristine.mp4"))
+        .args(["live", "--headless", "--max-frames", "40", "--out"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("No camera found"), "{stderr}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 40);
+    let with_face = lines.iter().filter(|v| top_label(v).is_some()).count();
+    assert!(
+        with_face >= 36,
+        "face found in {with_face}/40 frames of carphone"
+    );
+}
+
+#[test]
+fn a_looped_video_keeps_going_with_increasing_time() {
+    let out = util::temp_dir("loop").join("results.jsonl");
+    let source = clip("carphone_pristine.mp4");
+    let (lines, _) = run_headless(
+        &[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--loop",
+            "--max-frames",
+            "150",
+        ],
+        &out,
+    );
+    assert_eq!(lines.len(), 150, "the 120-frame clip played past its end");
+    let times: Vec<f64> = lines.iter().filter_map(|v| v["time_s"].as_f64()).collect();
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "time goes forward");
+    assert!(times[149] > times[119]);
+}
+
+#[test]
+fn a_corrupt_or_missing_video_is_a_clear_error() {
+    let dir = util::temp_dir("badvideo");
+    let bad = dir.join("broken.mp4");
+    // The first 4 KiB of a real file: a header with no movie in it.
+    let bytes = std::fs::read(clip("carphone_pristine.mp4")).expect("clip");
+    std::fs::write(&bad, &bytes[..4096]).expect("write");
+    for path in [bad, dir.join("absent.mp4")] {
+        let out = dgcn()
+            .args(["live", "--headless", "--source"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.trim().lines().last().unwrap_or_default().to_string();
+        assert!(
+            last.starts_with("error: video") && last.contains(&*path.to_string_lossy()),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
