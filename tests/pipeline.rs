@@ -177,3 +177,88 @@ fn a_camera_that_disappears_ends_the_source_with_a_message() {
     assert!(pipeline.is_finished());
     pipeline.stop();
 }
+
+fn aligned_faces(n: usize) -> Vec<dgcn::face::AlignedFace> {
+    let folder = portrait_folder();
+    let detector = util::detector();
+    let mut paths: Vec<_> = std::fs::read_dir(&folder)
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .take(n)
+        .map(|p| {
+            let rgb = image::open(p).expect("image").to_rgb8();
+            let face = detector.detect(&rgb).expect("detects").remove(0);
+            dgcn::face::aligned_from_image(&rgb, &face.landmarks).expect("aligns")
+        })
+        .collect()
+}
+
+#[test]
+fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
+    let faces = aligned_faces(3);
+    let (queries, own) = (&faces[..2], &faces[2]);
+    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let generated = predictor.predict(queries, None);
+    let with_own = predictor.predict(queries, Some((0, own)));
+    assert!(with_own[0].own_reference && !with_own[1].own_reference);
+    assert_eq!(with_own[0].reference, *own);
+    // The generated reference is still there to show beside the own one.
+    assert_eq!(with_own[0].generated, generated[0].generated);
+    // Face 1 is untouched; face 0 is now compared with another reference.
+    for (a, b) in with_own[1].probs.iter().zip(&generated[1].probs) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let moved: f32 = with_own[0]
+        .probs
+        .iter()
+        .zip(&generated[0].probs)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(moved > 1e-3, "probabilities did not change ({moved})");
+}
+
+#[test]
+fn the_pipeline_applies_an_own_reference_sent_while_running() {
+    let folder = portrait_folder();
+    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let own = aligned_faces(1).remove(0);
+    let mut pipeline = Pipeline::start(
+        dgcn::capture::open_source(
+            &dgcn::capture::SourceSpec::Path(folder),
+            dgcn::capture::VideoOptions::default(),
+        )
+        .expect("source"),
+        util::detector(),
+        predictor,
+        PipelineConfig {
+            max_frames: None,
+            lossless: true,
+            notify: None,
+        },
+    )
+    .expect("starts");
+    let first = pipeline
+        .results
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a result");
+    assert!(!first.faces[0].prediction.own_reference);
+    let b = first.faces[0].detected.bbox;
+    pipeline
+        .control
+        .try_send(dgcn::pipeline::Control::OwnReference(Some(
+            dgcn::pipeline::OwnReference {
+                face: own.clone(),
+                center: [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0],
+            },
+        )))
+        .expect("control accepted");
+    let rest: Vec<_> = pipeline.results.iter().collect();
+    let last = rest.last().expect("more frames");
+    assert!(last.faces[0].prediction.own_reference);
+    assert_eq!(last.faces[0].prediction.reference, own);
+    pipeline.stop();
+}
