@@ -25,6 +25,8 @@ pub enum Command {
     Infer(InferArgs),
     /// Show which device, libraries and model files would be used.
     Doctor(CommonArgs),
+    /// Time each stage and the whole pipeline on a clip; prints a Markdown table.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -145,6 +147,10 @@ pub struct EvalArgs {
     /// Folder for report.json and report.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
+    /// Re-score a recorded session instead: run --weights over its faces and compare with its
+    /// labels (and with the predictions recorded at the time).
+    #[arg(long, value_name = "SESSION")]
+    pub session: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +188,12 @@ pub struct LiveArgs {
     /// Camera frame rate to ask for.
     #[arg(long, default_value_t = 30)]
     pub camera_fps: u32,
+    /// Search the whole frame every N frames and track faces in between (1: every frame).
+    #[arg(long, default_value_t = 10)]
+    pub detect_every: u32,
+    /// Whole-frame searches run on the frame scaled to this longer side (0: full size).
+    #[arg(long, default_value_t = 320)]
+    pub detect_max_side: u32,
     /// Run the pipeline without a window and write one JSON line per frame.
     #[arg(long)]
     pub headless: bool,
@@ -198,6 +210,16 @@ pub struct LiveArgs {
     /// Start a video again when it ends.
     #[arg(long = "loop")]
     pub looped: bool,
+    /// Record the session into this folder (created; it must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Headless recording: take each frame's label from this CSV (`frame,label` columns, as
+    /// the labelled clips have; labels that are not one of the 8 expressions mean none).
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+    /// Also save every whole frame as JPEG in the session.
+    #[arg(long)]
+    pub record_frames: bool,
     /// Window: after this many frames, save a screenshot of the window to PATH (and its layout to
     /// PATH.json), then close. For tests and documentation.
     #[arg(long, value_name = "PATH")]
@@ -215,4 +237,34 @@ fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
         (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
         _ => Err(format!("{s}: expected WIDTHxHEIGHT, as in 640x480")),
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Weights (default: $DGCN_WEIGHTS or the shipped weights/gcnet.safetensors).
+    #[arg(long, default_value_os_t = crate::infer::default_weights_path())]
+    pub weights: PathBuf,
+    /// The clip to measure on.
+    #[arg(
+        long,
+        default_value = "../shared/clips/synth_tfeid_s01_expressions.mp4"
+    )]
+    pub clip: PathBuf,
+    /// Frames of the clip used for the per-stage timings.
+    #[arg(long, default_value_t = 60)]
+    pub frames: usize,
+    /// Passes over those frames per stage.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Frames of the clip for the whole-pipeline runs (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub pipeline_frames: u64,
+    /// Also run the looped clip for this many frames and report memory along the way.
+    #[arg(long, default_value_t = 0)]
+    pub memory_frames: u64,
+    /// Also write the report to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -156,6 +156,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    if let Some(session) = &args.session {
+        return crate::rescore::run_rescore(session, args);
+    }
     let device = setup_device(&args.common)?;
     let det = detector(&args.common)?;
     let cfg = train_config(&args.model);
@@ -412,10 +415,30 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
             max_frames: args.max_frames,
             lossless: !live_feed,
             notify: None,
+            track: setup.track,
         },
     )?;
     let mut pipeline = started.pipeline;
     tracing::info!(source = %pipeline.source_description, device = %started.device, "headless pipeline");
+    let labels = match &args.labels {
+        Some(p) => Some(crate::rescore::read_label_csv(p)?),
+        None => None,
+    };
+    let recorder = match &args.record {
+        Some(dir) => {
+            let manifest = crate::rescore::new_manifest(
+                &setup,
+                &started.spec,
+                &pipeline.source_description,
+                &started.device,
+                args.labels.as_ref().map(|p| p.display().to_string()),
+            )?;
+            let r = crate::session::Recorder::start(dir, manifest, args.record_frames)?;
+            tracing::info!(session = %dir.display(), "recording");
+            Some(r)
+        }
+        None => None,
+    };
     let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -429,10 +452,26 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
         writeln!(out, "{}", result.to_json())
             .with_context(|| format!("writing {}", args.out.display()))?;
         totals.push(result.total_ms);
+        if let Some(r) = &recorder {
+            let label = labels
+                .as_ref()
+                .and_then(|l| l.get(&result.frame.seq).copied().flatten());
+            r.record(
+                crate::session::recorder::RecordItem { result, label },
+                !live_feed,
+            );
+        }
     }
     out.flush()
         .with_context(|| format!("writing {}", args.out.display()))?;
     pipeline.stop();
+    if let Some(r) = recorder {
+        let summary = r.finish()?;
+        if let Some(stopped) = summary.stopped_by {
+            anyhow::bail!("{stopped}");
+        }
+        tracing::info!(session = %summary.dir.display(), frames = summary.frames, rows = summary.rows, dropped = summary.dropped, "session recorded");
+    }
     if let Ok(e) = pipeline.errors.try_recv() {
         anyhow::bail!("{e}");
     }

@@ -39,6 +39,32 @@ impl Confusion {
         correct as f64 / self.total().max(1) as f64
     }
 
+    /// Rows: true class (those present), columns: predicted, and the recall of each row.
+    pub fn markdown_table(&self) -> String {
+        let mut s = String::from("| true \\ predicted |");
+        for e in Expression::ALL {
+            s += &format!(" {} |", e.name());
+        }
+        s += " recall |\n|---|";
+        s += &"---|".repeat(NUM_CLASSES + 1);
+        s += "\n";
+        for (t, e) in Expression::ALL.iter().enumerate() {
+            let row: u64 = self.matrix[t].iter().sum();
+            if row == 0 {
+                continue;
+            }
+            s += &format!("| {} |", e.name());
+            for p in 0..NUM_CLASSES {
+                s += &format!(" {} |", self.matrix[t][p]);
+            }
+            s += &format!(
+                " {:.1} % |\n",
+                self.matrix[t][t] as f64 / row as f64 * 100.0
+            );
+        }
+        s
+    }
+
     /// Recall per class, `None` for classes absent from the ground truth.
     pub fn recall(&self) -> [Option<f64>; NUM_CLASSES] {
         std::array::from_fn(|t| {
@@ -222,27 +248,7 @@ impl DatasetReport {
                 .collect();
             s += &format!("Per-fold accuracy (%): {}\n\n", folds.join(", "));
         }
-        s += "| true \\ predicted |";
-        for e in Expression::ALL {
-            s += &format!(" {} |", e.name());
-        }
-        s += " recall |\n|---|";
-        s += &"---|".repeat(NUM_CLASSES + 1);
-        s += "\n";
-        for (t, e) in Expression::ALL.iter().enumerate() {
-            let row: u64 = self.confusion.matrix[t].iter().sum();
-            if row == 0 {
-                continue;
-            }
-            s += &format!("| {} |", e.name());
-            for p in 0..NUM_CLASSES {
-                s += &format!(" {} |", self.confusion.matrix[t][p]);
-            }
-            s += &format!(
-                " {:.1} % |\n",
-                self.confusion.matrix[t][t] as f64 / row as f64 * 100.0
-            );
-        }
+        s += &self.confusion.markdown_table();
         if let Some(f) = &self.fidelity {
             s += &format!(
                 "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3}; L1 {:.4} vs {:.4}; the classifier calls {:.1} % of references neutral.\n",

@@ -14,7 +14,9 @@ pub struct Frame {
     pub seq: u64,
     /// Position in the source (video time, or seconds since capture started).
     pub time_s: f64,
+    /// When the capture thread had the frame in hand: end-to-end latency counts from here.
     pub captured_at: Instant,
+    /// Time spent waiting for and decoding the frame.
     pub capture_ms: f64,
     pub rgb: RgbImage,
 }

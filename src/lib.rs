@@ -4,6 +4,7 @@
 //! [`face::align`] makes each a 64×64 grey crop → [`model`] synthesises the person's neutral
 //! reference, embeds query and reference and classifies their difference → 8 expression
 //! probabilities. [`data`], [`train`] and [`eval`] build and measure the weights; [`infer`] runs them.
+pub mod bench;
 pub mod capture;
 pub mod cli;
 pub mod commands;
@@ -16,5 +17,7 @@ pub mod labels;
 pub mod live;
 pub mod model;
 pub mod pipeline;
+pub mod rescore;
+pub mod session;
 pub mod train;
 pub mod ui;

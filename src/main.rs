@@ -23,6 +23,7 @@ fn main() {
         Command::Eval(a) => commands::run_eval(&a),
         Command::Infer(a) => commands::run_infer(&a),
         Command::Doctor(a) => commands::run_doctor(&a),
+        Command::Bench(a) => dgcn::bench::run_bench(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -84,6 +84,7 @@ fn dropping_the_pipeline_stops_its_threads_promptly() {
             max_frames: None,
             lossless: false,
             notify: None,
+            track: dgcn::face::TrackConfig::default(),
         },
     )
     .expect("starts");
@@ -164,6 +165,7 @@ fn a_camera_that_disappears_ends_the_source_with_a_message() {
             max_frames: None,
             lossless: true,
             notify: None,
+            track: dgcn::face::TrackConfig::default(),
         },
     )
     .expect("starts");
@@ -238,6 +240,7 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
             max_frames: None,
             lossless: true,
             notify: None,
+            track: dgcn::face::TrackConfig::default(),
         },
     )
     .expect("starts");

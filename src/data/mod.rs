@@ -15,7 +15,7 @@ pub use datasets::{DatasetKind, SampleInfo, Split};
 use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE};
 
 /// Bumped whenever alignment or preparation changes, so stale caches are not reused.
-const PREPARE_VERSION: u32 = 1;
+const PREPARE_VERSION: u32 = 2;
 const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
 
 #[derive(Debug, thiserror::Error)]

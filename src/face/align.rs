@@ -46,9 +46,19 @@ impl AlignedFace {
             image::imageops::FilterType::Triangle,
         );
         AlignedFace {
-            pixels: resized.pixels().map(|p| p.0[0] as f32 / 255.0).collect(),
+            pixels: resized
+                .pixels()
+                .map(|p| quantize_16bit(p.0[0] as f32 / 255.0))
+                .collect(),
         }
     }
+}
+
+/// Rounds a grey value in [0, 1] to the 16-bit grid, so that a face saved as a 16-bit PNG (a
+/// recorded session) reads back bit for bit. It matters: max-pooling's argmax (which the
+/// generator's unpooling follows) flips under perturbations of 1e-5, moving probabilities by 1e-2.
+pub fn quantize_16bit(v: f32) -> f32 {
+    (v.clamp(0.0, 1.0) * 65535.0).round() / 65535.0
 }
 
 /// A 2-D similarity transform `p' = [a -b; b a] p + t`.
@@ -155,7 +165,7 @@ pub fn aligned_from_image(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Option<A
         for x in 0..FACE_SIZE {
             // Sample at pixel centres.
             let [sx, sy] = to_image.apply([x as f32 + 0.5, y as f32 + 0.5]);
-            pixels.push(sample_grey(img, sx - 0.5, sy - 0.5));
+            pixels.push(quantize_16bit(sample_grey(img, sx - 0.5, sy - 0.5)));
         }
     }
     Some(AlignedFace { pixels })

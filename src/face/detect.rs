@@ -86,6 +86,7 @@ impl DetectedFace {
 pub struct Detector {
     inner: Box<dyn rust_faces::FaceDetector>,
     pub model_path: PathBuf,
+    target_size: u32,
 }
 
 /// Points ONNX Runtime at the library set-up installed, unless the user chose one.
@@ -168,7 +169,11 @@ impl Detector {
                 })
             }
         };
-        Ok(Detector { inner, model_path })
+        Ok(Detector {
+            inner,
+            model_path,
+            target_size: config.variant.target_size() as u32,
+        })
     }
 
     /// Faces in `img`, largest first.
@@ -176,15 +181,24 @@ impl Detector {
         if img.width() == 0 || img.height() == 0 {
             return Ok(Vec::new());
         }
-        let (work, scale, pad) = enlarge_if_small(img);
-        let (w, h) = (work.width() as usize, work.height() as usize);
-        let array = ndarray::Array3::from_shape_vec((h, w, 3), work.into_raw())
+        let enlarged = enlarge_if_small(img);
+        let (work, scale, pad) = match &enlarged {
+            Some((big, scale, pad)) => (big, *scale, *pad),
+            None => (img, 1.0, 0.0),
+        };
+        let fitted = fit_to_grid(work, self.target_size);
+        let (input, sx, sy) = match &fitted {
+            Some((f, sx, sy)) => (f, *sx, *sy),
+            None => (work, 1.0, 1.0),
+        };
+        let (w, h) = (input.width() as usize, input.height() as usize);
+        let array = ndarray::ArrayView3::from_shape((h, w, 3), input.as_raw().as_slice())
             .map_err(|e| DetectError::Inference(e.to_string()))?;
         let faces = self
             .inner
-            .detect(array.into_dyn().view())
+            .detect(array.into_dyn())
             .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let back = |x: f32, y: f32| [(x - pad) / scale, (y - pad) / scale];
+        let back = |x: f32, y: f32| [(x / sx - pad) / scale, (y / sy - pad) / scale];
         let mut out: Vec<DetectedFace> = faces
             .into_iter()
             .filter_map(|f| {
@@ -198,7 +212,7 @@ impl Detector {
                 }
                 let [x, y] = back(f.rect.x, f.rect.y);
                 Some(DetectedFace {
-                    bbox: [x, y, f.rect.width / scale, f.rect.height / scale],
+                    bbox: [x, y, f.rect.width / sx / scale, f.rect.height / sy / scale],
                     landmarks,
                     score: f.confidence,
                 })
@@ -223,13 +237,44 @@ fn check_model_file(path: &Path) -> Result<(), DetectError> {
     Ok(())
 }
 
+/// BlazeFace's input padding in rust-faces centres the image on a 16-pixel grid but maps boxes
+/// back as if it had not: an input whose sides (after its scaling to `target`) are not multiples
+/// of 16 comes back shifted by up to 8 input pixels (measured: 26 px on a 550×480 crop). So we
+/// scale to fit `target` ourselves and pad right and bottom, which moves nothing. Returns the
+/// image and its x and y scale, or `None` when the image is already on the grid.
+fn fit_to_grid(img: &RgbImage, target: u32) -> Option<(RgbImage, f32, f32)> {
+    let (w, h) = img.dimensions();
+    let ratio = (target as f32 / w as f32)
+        .min(target as f32 / h as f32)
+        .min(1.0);
+    let rw = ((w as f32 * ratio).round() as u32).max(1);
+    let rh = ((h as f32 * ratio).round() as u32).max(1);
+    if rw == w && rh == h && w % 16 == 0 && h % 16 == 0 {
+        return None;
+    }
+    let resized;
+    let scaled = if rw == w && rh == h {
+        img
+    } else {
+        resized = image::imageops::resize(img, rw, rh, image::imageops::FilterType::Triangle);
+        &resized
+    };
+    let mut out = RgbImage::from_pixel(
+        rw.div_ceil(16) * 16,
+        rh.div_ceil(16) * 16,
+        image::Rgb([123, 117, 104]),
+    );
+    image::imageops::replace(&mut out, scaled, 0, 0);
+    Some((out, rw as f32 / w as f32, rh as f32 / h as f32))
+}
+
 /// Enlarges an image whose shorter side is under [`MIN_DETECT_SIDE_PX`] by an integer factor and
 /// adds a replicated border of a quarter of its size. Returns the image, the scale and the
-/// padding, so that original = (work - pad) / scale.
-fn enlarge_if_small(img: &RgbImage) -> (RgbImage, f32, f32) {
+/// padding, so that original = (work - pad) / scale; `None` when the image is large enough.
+fn enlarge_if_small(img: &RgbImage) -> Option<(RgbImage, f32, f32)> {
     let short = img.width().min(img.height());
     if short >= MIN_DETECT_SIDE_PX {
-        return (img.clone(), 1.0, 0.0);
+        return None;
     }
     let factor = MIN_DETECT_SIDE_PX.div_ceil(short.max(1));
     let (w, h) = (img.width() * factor, img.height() * factor);
@@ -241,5 +286,5 @@ fn enlarge_if_small(img: &RgbImage) -> (RgbImage, f32, f32) {
         let sy = (y as i64 - pad as i64).clamp(0, h as i64 - 1) as u32;
         *px = *big.get_pixel(sx, sy);
     }
-    (out, factor as f32, pad as f32)
+    Some((out, factor as f32, pad as f32))
 }

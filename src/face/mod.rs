@@ -3,6 +3,8 @@
 //! through [`align::aligned_from_image`], so they see faces framed exactly alike.
 pub mod align;
 pub mod detect;
+pub mod track;
 
 pub use align::{aligned_from_image, AlignedFace, FACE_SIZE, TEMPLATE_64};
 pub use detect::{DetectedFace, Detector, DetectorConfig};
+pub use track::{FaceTracker, TrackConfig};

@@ -12,7 +12,9 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::capture::FrameSource;
-use crate::face::{aligned_from_image, AlignedFace, DetectedFace, Detector};
+use crate::face::{
+    aligned_from_image, AlignedFace, DetectedFace, Detector, FaceTracker, TrackConfig,
+};
 use crate::frame::{FaceResult, FacesFrame, Frame, FrameResult};
 use crate::infer::Predictor;
 
@@ -87,6 +89,8 @@ pub struct PipelineConfig {
     pub lossless: bool,
     /// Called after each result is handed over (the window uses it to repaint).
     pub notify: Option<Notify>,
+    /// How often the whole frame is searched; faces are tracked in between.
+    pub track: TrackConfig,
 }
 
 /// Called by the inference thread after each result.
@@ -146,7 +150,9 @@ impl Pipeline {
                                     time_s: f
                                         .time_s
                                         .unwrap_or_else(|| started.elapsed().as_secs_f64()),
-                                    captured_at: t0,
+                                    // Latency counts from the moment the frame is ours; the
+                                    // wait for it (camera exposure, decoding) is `capture_ms`.
+                                    captured_at: Instant::now(),
                                     capture_ms: ms_since(t0),
                                     rgb: f.rgb,
                                 };
@@ -171,12 +177,13 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("detect".into())
                 .spawn(move || {
+                    let mut tracker = FaceTracker::new(detector, config.track);
                     for frame in frame_rx.iter() {
                         if stop_d.load(Ordering::Relaxed) {
                             break;
                         }
                         let t0 = Instant::now();
-                        let detected = match detector.detect(&frame.rgb) {
+                        let detected = match tracker.detect(&frame.rgb) {
                             Ok(d) => d,
                             Err(e) => {
                                 let _ = err_d.try_send(e.to_string());

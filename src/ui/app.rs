@@ -184,6 +184,7 @@ impl LiveApp {
                             max_frames: None,
                             lossless: false,
                             notify: Some(Arc::new(move || notify_ctx.request_repaint())),
+                            track: setup.track,
                         },
                     )
                     .map_err(|e| format!("{e:#}"));

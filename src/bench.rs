@@ -1,0 +1,369 @@
+//! `dgcn bench`: each stage of the pipeline on real frames of a clip, then the whole headless
+//! pipeline, printed as one Markdown table. Stage timings are medians and 95th percentiles over
+//! repeated runs on the same frames; memory is the process's peak resident set (VmHWM).
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+use tch::Device;
+
+use crate::capture::threaded::Producer;
+use crate::capture::video::{VideoOptions, VideoProducer};
+use crate::capture::{FrameSource, SourceSpec};
+use crate::cli::BenchArgs;
+use crate::commands::{detector, setup_device};
+use crate::face::detect::BlazeFaceVariant;
+use crate::face::{aligned_from_image, Detector, DetectorConfig, FaceTracker, TrackConfig};
+use crate::infer::{device_name, Predictor};
+use crate::pipeline::{Pipeline, PipelineConfig};
+
+/// Median and 95th percentile of a set of timings, in ms.
+pub fn median_p95(values: &mut [f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95))
+}
+
+fn time_ms(f: impl FnOnce()) -> f64 {
+    let t0 = Instant::now();
+    f();
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Peak and current resident memory of this process, in MB (Linux; `None` elsewhere).
+pub fn memory_mb() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+struct Table {
+    rows: Vec<[String; 4]>,
+}
+
+impl Table {
+    fn row(&mut self, stage: &str, setting: &str, median: f64, p95: f64) {
+        self.rows.push([
+            stage.into(),
+            setting.into(),
+            format!("{median:.2}"),
+            format!("{p95:.2}"),
+        ]);
+        eprintln!("  {stage:<28} {setting:<44} {median:>8.2} {p95:>8.2}");
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::from("| stage | setting | median ms | p95 ms |\n|---|---|---:|---:|\n");
+        for r in &self.rows {
+            s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
+        }
+        s
+    }
+}
+
+fn decode_all(path: &Path, limit: usize) -> Result<(Vec<RgbImage>, Vec<f64>)> {
+    let mut producer = VideoProducer::open(path, VideoOptions::default())?;
+    let mut frames = Vec::new();
+    let mut times = Vec::new();
+    loop {
+        let t0 = Instant::now();
+        let Some(f) = producer.produce()? else { break };
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if frames.len() < limit {
+            frames.push(f.rgb);
+        }
+    }
+    Ok((frames, times))
+}
+
+fn blazeface_file(variant: BlazeFaceVariant, args: &BenchArgs) -> Option<std::path::PathBuf> {
+    if variant == BlazeFaceVariant::B640 {
+        if let Some(p) = &args.common.detector {
+            return Some(p.clone());
+        }
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from)?;
+    let p = home.join(".rust_faces").join(variant.cache_file_name());
+    p.exists().then_some(p)
+}
+
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    let clip = &args.clip;
+    anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
+    let threads = if args.common.threads > 0 {
+        args.common.threads
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    };
+    // Single-stage timings use all the threads asked for.
+    setup_device(&args.common)?;
+    let mut table = Table { rows: Vec::new() };
+    eprintln!(
+        "  {:<28} {:<44} {:>8} {:>8}",
+        "stage", "setting", "median", "p95"
+    );
+
+    // Decode.
+    let (frames, mut decode_ms) = decode_all(clip, args.frames)?;
+    anyhow::ensure!(
+        !frames.is_empty(),
+        "no frames decoded from {}",
+        clip.display()
+    );
+    let (w, h) = frames[0].dimensions();
+    let (m, p) = median_p95(&mut decode_ms);
+    table.row(
+        "decode (FFmpeg → RGB)",
+        &format!("{w}×{h}, {} frames", decode_ms.len()),
+        m,
+        p,
+    );
+
+    // Detect: each variant, full frame and downscaled, and tracking.
+    let mut detections = Vec::new();
+    for variant in [BlazeFaceVariant::B640, BlazeFaceVariant::B320] {
+        let Some(model) = blazeface_file(variant, args) else {
+            eprintln!(
+                "  (BlazeFace-{} model not found; skipped)",
+                variant.target_size()
+            );
+            continue;
+        };
+        let make = || {
+            Detector::new(&DetectorConfig {
+                model_path: Some(model.clone()),
+                variant,
+                threads,
+                ..DetectorConfig::default()
+            })
+        };
+        let name = format!("detect BlazeFace-{}", variant.target_size());
+        for (label, track) in [
+            (
+                format!("whole frame {w}×{h}, every frame"),
+                TrackConfig::every_frame(),
+            ),
+            (
+                "whole frame at 320 px, every frame".to_string(),
+                TrackConfig {
+                    full_every: 1,
+                    ..TrackConfig::default()
+                },
+            ),
+            (
+                format!(
+                    "tracked: 192 px crops, whole frame every {}",
+                    TrackConfig::default().full_every
+                ),
+                TrackConfig::default(),
+            ),
+        ] {
+            let mut tracker = FaceTracker::new(make()?, track);
+            let _ = tracker.detect(&frames[0])?; // warm-up
+            let mut ms = Vec::new();
+            for _ in 0..args.repeats {
+                for f in &frames {
+                    let mut found = Vec::new();
+                    ms.push(time_ms(|| found = tracker.detect(f).unwrap_or_default()));
+                    if variant == BlazeFaceVariant::B640 && track == TrackConfig::every_frame() {
+                        detections.push((f, found));
+                    }
+                }
+            }
+            let (m, p) = median_p95(&mut ms);
+            table.row(&name, &label, m, p);
+        }
+    }
+
+    // Align.
+    let mut align_ms = Vec::new();
+    for (f, faces) in &detections {
+        for face in faces {
+            align_ms.push(time_ms(|| {
+                let _ = aligned_from_image(f, &face.landmarks);
+            }));
+        }
+    }
+    let (m, p) = median_p95(&mut align_ms);
+    table.row("align (5 points → 64×64)", "per face", m, p);
+
+    // GCNet forward.
+    let faces: Vec<_> = detections
+        .iter()
+        .filter_map(|(f, d)| d.first().and_then(|d| aligned_from_image(f, &d.landmarks)))
+        .collect();
+    anyhow::ensure!(!faces.is_empty(), "no face found in {}", clip.display());
+    let mut devices = vec![Device::Cpu];
+    if tch::Cuda::is_available() {
+        devices.push(Device::Cuda(0));
+    }
+    for dev in devices {
+        let predictor = Predictor::load(&args.weights, dev)?;
+        for batch in [1usize, 4] {
+            let input: Vec<_> = faces.iter().cycle().take(batch).cloned().collect();
+            for _ in 0..10 {
+                predictor.predict(&input, None);
+            }
+            let mut ms: Vec<f64> = (0..args.repeats * 100)
+                .map(|_| {
+                    time_ms(|| {
+                        predictor.predict(&input, None);
+                    })
+                })
+                .collect();
+            let (m, p) = median_p95(&mut ms);
+            table.row(
+                "GCNet forward (G + encoder + classifier)",
+                &format!("{}, batch {batch}", device_name(dev)),
+                m,
+                p,
+            );
+        }
+    }
+
+    // The whole pipeline, as `dgcn live --headless` runs it (threads per stage as it sets them).
+    let stage_common = crate::cli::CommonArgs {
+        threads: crate::live::per_stage_threads(&args.common),
+        ..args.common.clone()
+    };
+    let device = setup_device(&stage_common)?;
+    let mut summary = Vec::new();
+    for (label, track) in [
+        ("whole frame every frame", TrackConfig::every_frame()),
+        ("tracking (default)", TrackConfig::default()),
+    ] {
+        for (mode, realtime) in [
+            ("as fast as possible", false),
+            ("paced at the clip's rate", true),
+        ] {
+            let source: Box<dyn FrameSource> = crate::capture::open_source(
+                &SourceSpec::Path(clip.clone()),
+                VideoOptions {
+                    realtime,
+                    looped: false,
+                },
+            )?;
+            let mut pipeline = Pipeline::start(
+                source,
+                detector(&stage_common)?,
+                Predictor::load(&args.weights, device)?,
+                PipelineConfig {
+                    max_frames: (args.pipeline_frames > 0).then_some(args.pipeline_frames),
+                    lossless: !realtime,
+                    notify: None,
+                    track,
+                },
+            )
+            .context("starting the pipeline")?;
+            let t0 = Instant::now();
+            let mut total = Vec::new();
+            for r in pipeline.results.iter() {
+                total.push(r.total_ms);
+            }
+            let seconds = t0.elapsed().as_secs_f64();
+            pipeline.stop();
+            let n = total.len();
+            let (m, p) = median_p95(&mut total);
+            table.row(
+                &format!("pipeline, {label}"),
+                &format!("{mode}: {n} frames, {:.0} fps", n as f64 / seconds),
+                m,
+                p,
+            );
+            summary.push(format!("{label}, {mode}: {:.0} fps", n as f64 / seconds));
+        }
+    }
+
+    // Memory over a long run of the looped clip.
+    if args.memory_frames > 0 {
+        let source = crate::capture::open_source(
+            &SourceSpec::Path(clip.clone()),
+            VideoOptions {
+                realtime: false,
+                looped: true,
+            },
+        )?;
+        let mut pipeline = Pipeline::start(
+            source,
+            detector(&stage_common)?,
+            Predictor::load(&args.weights, device)?,
+            PipelineConfig {
+                max_frames: Some(args.memory_frames),
+                lossless: true,
+                notify: None,
+                track: TrackConfig::default(),
+            },
+        )?;
+        let mut samples = Vec::new();
+        for (i, _) in pipeline.results.iter().enumerate() {
+            if i % 1000 == 0 {
+                if let Some((_, rss)) = memory_mb() {
+                    samples.push((i, rss));
+                }
+            }
+        }
+        pipeline.stop();
+        let line = samples
+            .iter()
+            .map(|(i, r)| format!("{i}: {r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!(
+            "  resident MB by frame over {} frames: {line}",
+            args.memory_frames
+        );
+        summary.push(format!(
+            "resident memory (MB) by frame over a {}-frame run: {line}",
+            args.memory_frames
+        ));
+    }
+    if let Some((peak, _)) = memory_mb() {
+        summary.push(format!(
+            "peak resident memory of the whole bench: {peak:.0} MB"
+        ));
+    }
+
+    let machine = format!(
+        "{} threads per stage ({} for the single-stage timings), device {}, {}",
+        stage_common.threads,
+        threads,
+        device_name(device),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into())
+    );
+    let report = format!(
+        "Clip: {}\nMachine: {machine}\n\n{}\n{}\n",
+        clip.display(),
+        table.markdown(),
+        summary
+            .iter()
+            .map(|s| format!("- {s}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}

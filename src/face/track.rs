@@ -1,0 +1,204 @@
+//! Face tracking between detections, so that most frames skip the full-frame detector: each face
+//! found is looked for again in a small square around where it was (BlazeFace on a crop scaled to
+//! `roi_side_px`), and the whole frame, downscaled, is searched only every `full_every` frames or
+//! when a face is lost. BlazeFace's cost grows with the pixels it sees: a 192×192 crop is 8× fewer
+//! than a 640×480 frame.
+use image::{imageops, RgbImage};
+
+use super::detect::{DetectError, DetectedFace, Detector};
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TrackConfig {
+    /// Search the whole frame at least every this many frames (1: every frame, no tracking).
+    pub full_every: u32,
+    /// Full-frame searches run on the frame scaled down to this longer side (0: full size).
+    pub full_max_side_px: u32,
+    /// Tracked faces are searched in a crop of this many pixels a side.
+    pub roi_side_px: u32,
+    /// The crop's side, in face-box sizes.
+    pub roi_scale: f32,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        TrackConfig {
+            full_every: 10,
+            full_max_side_px: 320,
+            roi_side_px: 192,
+            roi_scale: 2.0,
+        }
+    }
+}
+
+impl TrackConfig {
+    /// The whole frame at full size on every frame (the reference for speed-ups).
+    pub fn every_frame() -> TrackConfig {
+        TrackConfig {
+            full_every: 1,
+            full_max_side_px: 0,
+            ..TrackConfig::default()
+        }
+    }
+}
+
+pub struct FaceTracker {
+    detector: Detector,
+    config: TrackConfig,
+    tracked: Vec<DetectedFace>,
+    since_full: u32,
+    /// Full-frame searches so far (for benchmarks and tests).
+    pub full_searches: u64,
+    pub frames: u64,
+}
+
+/// `face` mapped from a crop's coordinates back to the frame's: frame = crop / scale + offset.
+fn from_crop(face: &DetectedFace, offset: [f32; 2], scale: f32) -> DetectedFace {
+    let map = |p: [f32; 2]| [p[0] / scale + offset[0], p[1] / scale + offset[1]];
+    let [x, y] = map([face.bbox[0], face.bbox[1]]);
+    DetectedFace {
+        bbox: [x, y, face.bbox[2] / scale, face.bbox[3] / scale],
+        landmarks: face.landmarks.map(map),
+        score: face.score,
+    }
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let x0 = a[0].max(b[0]);
+    let y0 = a[1].max(b[1]);
+    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
+    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
+    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
+/// A scaled copy of `img` (or of a region of it) whose longer side is at most `max_side`.
+fn shrink(img: &RgbImage, max_side: u32) -> (Option<RgbImage>, f32) {
+    let long = img.width().max(img.height());
+    if max_side == 0 || long <= max_side {
+        return (None, 1.0);
+    }
+    let scale = max_side as f32 / long as f32;
+    let w = ((img.width() as f32 * scale).round() as u32).max(1);
+    let h = ((img.height() as f32 * scale).round() as u32).max(1);
+    (
+        Some(imageops::resize(img, w, h, imageops::FilterType::Triangle)),
+        scale,
+    )
+}
+
+impl FaceTracker {
+    pub fn new(detector: Detector, config: TrackConfig) -> FaceTracker {
+        FaceTracker {
+            detector,
+            config,
+            tracked: Vec::new(),
+            since_full: 0,
+            full_searches: 0,
+            frames: 0,
+        }
+    }
+
+    fn full_search(&mut self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
+        self.full_searches += 1;
+        let (small, scale) = shrink(img, self.config.full_max_side_px);
+        let faces = match &small {
+            Some(s) => self
+                .detector
+                .detect(s)?
+                .iter()
+                .map(|f| from_crop(f, [0.0, 0.0], scale))
+                .collect(),
+            None => self.detector.detect(img)?,
+        };
+        Ok(faces)
+    }
+
+    /// The face near `last` in this frame, searched in a crop around it.
+    fn follow(
+        &self,
+        img: &RgbImage,
+        last: &DetectedFace,
+    ) -> Result<Option<DetectedFace>, DetectError> {
+        let side = (last.bbox[2].max(last.bbox[3]) * self.config.roi_scale).max(32.0);
+        let cx = last.bbox[0] + last.bbox[2] / 2.0;
+        let cy = last.bbox[1] + last.bbox[3] / 2.0;
+        let x0 = (cx - side / 2.0).clamp(0.0, img.width() as f32 - 1.0) as u32;
+        let y0 = (cy - side / 2.0).clamp(0.0, img.height() as f32 - 1.0) as u32;
+        let w = (side as u32).min(img.width() - x0);
+        let h = (side as u32).min(img.height() - y0);
+        if w < 16 || h < 16 {
+            return Ok(None);
+        }
+        let crop = imageops::crop_imm(img, x0, y0, w, h).to_image();
+        let (small, scale) = shrink(&crop, self.config.roi_side_px);
+        let found = self.detector.detect(small.as_ref().unwrap_or(&crop))?;
+        let offset = [x0 as f32, y0 as f32];
+        Ok(found
+            .iter()
+            .map(|f| from_crop(f, offset, scale))
+            .filter(|f| iou(&f.bbox, &last.bbox) > 0.3)
+            .max_by(|a, b| iou(&a.bbox, &last.bbox).total_cmp(&iou(&b.bbox, &last.bbox))))
+    }
+
+    /// Faces in this frame, largest first.
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
+        self.frames += 1;
+        let due = self.tracked.is_empty() || self.since_full + 1 >= self.config.full_every;
+        if !due {
+            let mut followed = Vec::with_capacity(self.tracked.len());
+            let mut lost = false;
+            for last in &self.tracked {
+                match self.follow(img, last)? {
+                    Some(f)
+                        if !followed
+                            .iter()
+                            .any(|g: &DetectedFace| iou(&g.bbox, &f.bbox) > 0.5) =>
+                    {
+                        followed.push(f)
+                    }
+                    Some(_) => {}
+                    None => lost = true,
+                }
+            }
+            if !lost {
+                self.since_full += 1;
+                followed.sort_by(|a, b| b.area().total_cmp(&a.area()));
+                self.tracked = followed.clone();
+                return Ok(followed);
+            }
+        }
+        let faces = self.full_search(img)?;
+        self.since_full = 0;
+        self.tracked = faces.clone();
+        Ok(faces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_coordinates_map_back_to_the_frame() {
+        let f = DetectedFace {
+            bbox: [10.0, 20.0, 40.0, 50.0],
+            landmarks: [[20.0, 30.0]; 5],
+            score: 0.9,
+        };
+        let g = from_crop(&f, [100.0, 200.0], 0.5);
+        assert_eq!(g.bbox, [120.0, 240.0, 80.0, 100.0]);
+        assert_eq!(g.landmarks[0], [140.0, 260.0]);
+    }
+
+    #[test]
+    fn overlap_of_boxes() {
+        assert!((iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]) - 1.0).abs() < 1e-6);
+        assert!((iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 10.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[20.0, 0.0, 10.0, 10.0]), 0.0);
+    }
+}

@@ -1,0 +1,158 @@
+//! The session format: the manifest and the rows of `frames.csv`, and 16-bit grey PNGs for faces.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::face::{AlignedFace, FACE_SIZE};
+use crate::labels::{Expression, NUM_CLASSES};
+
+pub const MANIFEST_FILE: &str = "session.json";
+pub const FRAMES_FILE: &str = "frames.csv";
+pub const FACES_DIR: &str = "faces";
+pub const REFERENCES_DIR: &str = "references";
+pub const FRAMES_DIR: &str = "frames";
+pub const FORMAT: &str = "dgcn-session/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CameraSettings {
+    pub index: u32,
+    pub width: u32,
+    pub height: u32,
+    pub frames_per_s: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub app_version: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub source: String,
+    pub camera: Option<CameraSettings>,
+    pub weights_path: String,
+    pub weights_sha256: String,
+    pub classes: Vec<String>,
+    pub device: String,
+    /// Where the labels came from: "keys" (live), or the CSV a headless run read them from.
+    pub labels_from: Option<String>,
+    /// Set when the recording ends normally or stops on an error.
+    pub ended_at: Option<String>,
+    pub frames: Option<u64>,
+    pub rows: Option<u64>,
+    /// Frames the recorder could not keep up with (live recording only).
+    pub dropped: Option<u64>,
+    /// Why the recording stopped early (a full disk, say).
+    pub stopped_by: Option<String>,
+}
+
+/// One face in one frame, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceRecord {
+    pub index: usize,
+    pub bbox: [f32; 4],
+    pub landmarks: [[f32; 2]; 5],
+    pub probs: [f32; NUM_CLASSES],
+    pub predicted: Expression,
+    /// The person's own neutral face (true) or the generated reference.
+    pub own_reference: bool,
+    /// Relative to the session folder.
+    pub query_png: String,
+    pub reference_png: String,
+}
+
+/// A row of `frames.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameRow {
+    pub frame: u64,
+    pub time_s: f64,
+    /// The label in force when the frame was shown.
+    pub label: Option<Expression>,
+    pub face: Option<FaceRecord>,
+}
+
+pub fn header() -> Vec<String> {
+    let mut h: Vec<String> = [
+        "frame", "time_s", "label", "face", "box_x", "box_y", "box_w", "box_h",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 0..5 {
+        h.push(format!("lm{i}_x"));
+        h.push(format!("lm{i}_y"));
+    }
+    for e in Expression::ALL {
+        h.push(format!("p_{}", e.name()));
+    }
+    for s in ["predicted", "reference", "query_png", "reference_png"] {
+        h.push(s.into());
+    }
+    h
+}
+
+impl FrameRow {
+    pub fn to_record(&self) -> Vec<String> {
+        let mut r = vec![
+            self.frame.to_string(),
+            format!("{:.4}", self.time_s),
+            self.label.map(|l| l.name().to_string()).unwrap_or_default(),
+        ];
+        match &self.face {
+            Some(f) => {
+                r.push(f.index.to_string());
+                r.extend(f.bbox.iter().map(|v| format!("{v:.1}")));
+                r.extend(f.landmarks.iter().flatten().map(|v| format!("{v:.1}")));
+                r.extend(f.probs.iter().map(|v| format!("{v:.6}")));
+                r.push(f.predicted.name().into());
+                r.push(if f.own_reference { "own" } else { "generated" }.into());
+                r.push(f.query_png.clone());
+                r.push(f.reference_png.clone());
+            }
+            None => r.extend(std::iter::repeat_n(String::new(), header().len() - 3)),
+        }
+        r
+    }
+}
+
+/// Writes a face as a 16-bit grey PNG (the model's input, to 1/65535).
+pub fn save_face_png(face: &AlignedFace, path: &Path) -> image::ImageResult<()> {
+    let data: Vec<u16> = face
+        .pixels
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
+        .collect();
+    let img: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+        image::ImageBuffer::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, data).ok_or_else(
+            || {
+                image::ImageError::Parameter(image::error::ParameterError::from_kind(
+                    image::error::ParameterErrorKind::DimensionMismatch,
+                ))
+            },
+        )?;
+    img.save(path)
+}
+
+/// Reads a face PNG written by [`save_face_png`] (or any 64×64 grey image).
+pub fn load_face_png(path: &Path) -> Result<AlignedFace, String> {
+    let img = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if img.width() as usize != FACE_SIZE || img.height() as usize != FACE_SIZE {
+        return Err(format!(
+            "{}: {}×{}, expected {FACE_SIZE}×{FACE_SIZE}",
+            path.display(),
+            img.width(),
+            img.height()
+        ));
+    }
+    let grey = img.to_luma16();
+    Ok(AlignedFace {
+        pixels: grey
+            .pixels()
+            .map(|p| crate::face::align::quantize_16bit(p.0[0] as f32 / 65535.0))
+            .collect(),
+    })
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,270 @@
+//! Recorded sessions, end to end through the command line: a headless recording of the labelled
+//! clip reopens with every frame and re-scores to the same predictions; a recording killed with
+//! SIGKILL keeps every row flushed before; a full disk stops the recording and keeps what was
+//! written; broken sessions give one clear error.
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dgcn::session::open_session;
+
+fn clip(name: &str) -> PathBuf {
+    util::shared_dir().join("clips").join(name)
+}
+
+fn dgcn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
+    c.env("DGCN_BLAZEFACE", util::blazeface_path())
+        .env("DGCN_LOG", "dgcn=info,warn")
+        .env(
+            "DGCN_WEIGHTS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        );
+    c
+}
+
+/// Every row's images exist and read back as 64×64 faces.
+fn assert_images_exist(session: &dgcn::session::Session) {
+    for row in &session.rows {
+        if let Some(f) = &row.face {
+            for rel in [&f.query_png, &f.reference_png] {
+                dgcn::session::format::load_face_png(&session.dir.join(rel))
+                    .unwrap_or_else(|e| panic!("frame {}: {e}", row.frame));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
+    let dir = util::temp_dir("session_record").join("s1");
+    let labels_csv = clip("synth_tfeid_s01_expressions_labels.csv");
+    let out = dgcn()
+        .args(["live", "--headless", "--out", "/dev/null", "--source"])
+        .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        .arg("--record")
+        .arg(&dir)
+        .arg("--labels")
+        .arg(&labels_csv)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let session = open_session(&dir).expect("opens");
+    assert!(session.warnings.is_empty(), "{:?}", session.warnings);
+    assert_eq!(
+        session.frames(),
+        (0..510).collect::<Vec<u64>>(),
+        "every frame"
+    );
+    assert_eq!(session.manifest.frames, Some(510));
+    assert!(session.manifest.ended_at.is_some());
+    assert_eq!(session.manifest.classes.len(), 8);
+    // Labels in force are the CSV's (transitions are no label).
+    let truth = dgcn::rescore::read_label_csv(&labels_csv).expect("labels");
+    for row in &session.rows {
+        assert_eq!(row.label, truth[&row.frame], "frame {}", row.frame);
+    }
+    assert_images_exist(&session);
+
+    // A second recording never reuses the folder.
+    let again = dgcn()
+        .args([
+            "live",
+            "--headless",
+            "--out",
+            "/dev/null",
+            "--max-frames",
+            "2",
+            "--source",
+        ])
+        .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        .arg("--record")
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let rescored = dgcn()
+        .args(["eval", "--session"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&rescored.stdout);
+    assert!(
+        rescored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rescored.stderr)
+    );
+    let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
+    assert!(
+        text.contains(&format!(
+            "Same prediction as recorded: {faces} of {faces} faces"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Accuracy against the session's labels"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_recording_killed_mid_way_keeps_every_flushed_row() {
+    let dir = util::temp_dir("session_kill").join("s");
+    let mut child = dgcn()
+        .args([
+            "live",
+            "--headless",
+            "--loop",
+            "--out",
+            "/dev/null",
+            "--source",
+        ])
+        .arg(clip("carphone_pristine.mp4"))
+        .arg("--record")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let csv = dir.join("frames.csv");
+    let t0 = Instant::now();
+    let mut seen = 0;
+    while seen < 40 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no rows after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        seen = std::fs::read_to_string(&csv)
+            .map(|t| t.matches('\n').count().saturating_sub(1))
+            .unwrap_or(0);
+    }
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+    let _ = child.wait();
+    let session = open_session(&dir).expect("a killed session opens");
+    assert!(
+        session.rows.len() >= seen,
+        "{} rows, {seen} seen before the kill",
+        session.rows.len()
+    );
+    assert!(
+        session.manifest.ended_at.is_none(),
+        "it never ended normally"
+    );
+    let frames = session.frames();
+    assert_eq!(
+        frames,
+        (0..frames.len() as u64).collect::<Vec<_>>(),
+        "no frame missing"
+    );
+    assert_images_exist(&session);
+}
+
+#[test]
+fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
+    let mount = util::temp_dir("session_full");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let dir = mount.join("s");
+    let out = dgcn()
+        .args(["live", "--headless", "--out", "/dev/null", "--source"])
+        .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        .arg("--record")
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    let session = open_session(&dir);
+    let _ = Command::new("umount").arg(&mount).status();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("recording stopped") && last.contains("rows written before are kept"),
+        "{stderr}"
+    );
+    let session = session.expect("what was written opens");
+    assert!(
+        !session.rows.is_empty() && session.rows.len() < 510,
+        "{} rows",
+        session.rows.len()
+    );
+}
+
+#[test]
+fn broken_sessions_give_a_clear_error() {
+    let base = util::temp_dir("session_broken");
+    let good = base.join("good");
+    let out = dgcn()
+        .args([
+            "live",
+            "--headless",
+            "--out",
+            "/dev/null",
+            "--max-frames",
+            "5",
+            "--source",
+        ])
+        .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        .arg("--record")
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(good.join("frames.csv")).expect("csv");
+
+    let copy = |name: &str, frames: &str, manifest: bool| {
+        let d = base.join(name);
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(d.join("frames.csv"), frames).expect("write");
+        if manifest {
+            std::fs::copy(good.join("session.json"), d.join("session.json")).expect("copy");
+        }
+        d
+    };
+    let malformed = csv.replacen("\n1,", "\n1,x", 1);
+    let cases = [
+        (copy("no_manifest", &csv, false), "has no session.json"),
+        (copy("malformed", &malformed, true), "line 3"),
+        (copy("no_header", "", true), "frames.csv"),
+    ];
+    for (dir, expected) in cases {
+        let out = dgcn()
+            .args(["eval", "--session"])
+            .arg(&dir)
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error:") && last.contains(expected),
+            "{last}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Cut off in the middle of the last row: opens with the rows before, and says so.
+    let cut = copy("cut", &csv[..csv.len() - 7], true);
+    let session = open_session(&cut).expect("opens");
+    assert_eq!(session.rows.len(), 4);
+    assert_eq!(session.warnings.len(), 1);
+}

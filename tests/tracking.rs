@@ -1,0 +1,109 @@
+//! Face tracking between whole-frame searches, on real frames of the labelled clip: the tracked
+//! boxes and landmarks must match what searching every whole frame finds. And `dgcn bench` runs
+//! end to end and reports every stage.
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+
+use dgcn::capture::threaded::Producer;
+use dgcn::capture::video::{VideoOptions, VideoProducer};
+use dgcn::face::{FaceTracker, TrackConfig};
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let x0 = a[0].max(b[0]);
+    let y0 = a[1].max(b[1]);
+    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
+    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
+    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+    inter / (a[2] * a[3] + b[2] * b[3] - inter)
+}
+
+#[test]
+fn tracked_faces_match_whole_frame_detection() {
+    let clip = util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4");
+    let mut video = VideoProducer::open(&clip, VideoOptions::default()).expect("clip opens");
+    let frames: Vec<_> = (0..60)
+        .map(|_| video.produce().expect("decodes").expect("a frame").rgb)
+        .collect();
+    let mut tracked = FaceTracker::new(util::detector(), TrackConfig::default());
+    let mut every = FaceTracker::new(util::detector(), TrackConfig::every_frame());
+    let mut compared = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let a = tracked.detect(f).expect("tracks");
+        let b = every.detect(f).expect("detects");
+        assert_eq!(a.len(), b.len(), "frame {i}: faces");
+        for (a, b) in a.iter().zip(&b) {
+            let overlap = iou(&a.bbox, &b.bbox);
+            assert!(overlap > 0.8, "frame {i}: IoU {overlap:.2}");
+            let eye_dist = (b.landmarks[1][0] - b.landmarks[0][0]).abs();
+            for (p, q) in a.landmarks.iter().zip(&b.landmarks) {
+                let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+                assert!(
+                    d < 0.1 * eye_dist,
+                    "frame {i}: landmark off by {d:.1} px\n{a:?}\n{b:?}"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 58, "{compared} faces compared");
+    assert_eq!(every.full_searches, 60);
+    assert_eq!(
+        tracked.full_searches, 6,
+        "the whole frame searched every 10th frame only"
+    );
+}
+
+#[test]
+fn bench_reports_every_stage() {
+    let out = util::temp_dir("bench").join("bench.md");
+    let status = Command::new(env!("CARGO_BIN_EXE_dgcn"))
+        .env("DGCN_LOG", "error")
+        .args([
+            "bench",
+            "--frames",
+            "5",
+            "--repeats",
+            "1",
+            "--pipeline-frames",
+            "30",
+        ])
+        .arg("--detector")
+        .arg(util::blazeface_path())
+        .arg("--weights")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"))
+        .arg("--clip")
+        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report = std::fs::read_to_string(&out).expect("report");
+    for stage in [
+        "| decode",
+        "| detect BlazeFace-640 | whole frame",
+        "| detect BlazeFace-640 | tracked",
+        "| align",
+        "| GCNet forward (G + encoder + classifier) | cpu, batch 1",
+        "| GCNet forward (G + encoder + classifier) | cpu, batch 4",
+        "| pipeline, tracking (default) | as fast as possible: 30 frames",
+        "peak resident memory",
+    ] {
+        assert!(report.contains(stage), "missing {stage:?} in\n{report}");
+    }
+    // Every timing is a positive number.
+    for line in report
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| stage"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let median: f64 = cells[3].parse().expect("median");
+        assert!(median > 0.0 && median.is_finite(), "{line}");
+    }
+}
