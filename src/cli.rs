@@ -27,6 +27,8 @@ pub enum Command {
     Doctor(CommonArgs),
     /// Time each stage and the whole pipeline on a clip; prints a Markdown table.
     Bench(BenchArgs),
+    /// Browse a recorded session: frames, query and reference, labels, confusion, export.
+    Open(OpenArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -217,6 +219,9 @@ pub struct LiveArgs {
     /// the labelled clips have; labels that are not one of the 8 expressions mean none).
     #[arg(long, value_name = "CSV")]
     pub labels: Option<PathBuf>,
+    /// Window: where recordings go (default ~/dgcn-sessions), one new folder each.
+    #[arg(long, value_name = "DIR")]
+    pub sessions_dir: Option<PathBuf>,
     /// Also save every whole frame as JPEG in the session.
     #[arg(long)]
     pub record_frames: bool,
@@ -267,4 +272,16 @@ pub struct BenchArgs {
     /// Also write the report to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenArgs {
+    /// The session folder (made by recording in the app or with `dgcn live --record`).
+    pub session: PathBuf,
+    /// Start at this frame.
+    #[arg(long)]
+    pub frame: Option<u64>,
+    /// Save a screenshot of the window to PATH (and its layout to PATH.json), then close.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
 }

@@ -24,6 +24,7 @@ fn main() {
         Command::Infer(a) => commands::run_infer(&a),
         Command::Doctor(a) => commands::run_doctor(&a),
         Command::Bench(a) => dgcn::bench::run_bench(&a),
+        Command::Open(a) => dgcn::ui::run_browser(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

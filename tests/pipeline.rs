@@ -13,8 +13,13 @@ fn shipped_weights() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors")
 }
 
-/// Twelve TFEID portraits of one performer, written to a folder.
+/// Twelve TFEID portraits of one performer, written to a folder once (the tests run in parallel).
 fn portrait_folder() -> std::path::PathBuf {
+    static FOLDER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FOLDER.get_or_init(write_portraits).clone()
+}
+
+fn write_portraits() -> std::path::PathBuf {
     let dir = util::temp_dir("portraits");
     let files = read_files(&data::locate(DatasetKind::Tfeid, &util::data_dir()), |p| {
         p.contains("faces_256x256/01") && p.ends_with(".jpg")

@@ -97,26 +97,28 @@ fn is_grey(p: [u8; 3]) -> bool {
     p[0].abs_diff(p[1]) <= 3 && p[1].abs_diff(p[2]) <= 3
 }
 
-#[test]
-fn the_window_draws_face_reference_difference_and_bars() {
+/// Runs `dgcn ARGS --screenshot DIR/NAME.png` under its own Xvfb and returns the screenshot and
+/// the layout the window saved beside it.
+fn screenshot_of(
+    dir: &Path,
+    name: &str,
+    args: &[&std::ffi::OsStr],
+) -> (image::RgbaImage, serde_json::Value) {
     let xvfb = Xvfb::start();
-    let dir = util::temp_dir("window");
-    let shot = dir.join("window.png");
+    let shot = dir.join(format!("{name}.png"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_dgcn"))
         .env("DISPLAY", &xvfb.display)
         .env_remove("WAYLAND_DISPLAY")
-        .env("XDG_RUNTIME_DIR", &dir)
+        .env("XDG_RUNTIME_DIR", dir)
         .env("DGCN_BLAZEFACE", util::blazeface_path())
         .env("DGCN_LOG", "dgcn=info,warn")
         .env(
             "DGCN_WEIGHTS",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
         )
-        .args(["live", "--source"])
-        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
+        .args(args)
         .arg("--screenshot")
         .arg(&shot)
-        .args(["--screenshot-after", "20"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -138,24 +140,19 @@ fn the_window_draws_face_reference_difference_and_bars() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(status.success(), "{stderr}");
-
     let img = image::open(&shot).expect("screenshot PNG").to_rgba8();
-    let layout: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("window.png.json")).expect("layout"),
-    )
-    .expect("layout JSON");
-    assert_eq!(layout["faces"].as_u64(), Some(1), "one face selected");
+    let mut json = shot.into_os_string();
+    json.push(".json");
+    let layout = serde_json::from_str(&std::fs::read_to_string(&json).expect("layout"))
+        .expect("layout JSON");
+    (img, layout)
+}
 
-    // The live frame holds the performer's face: far from flat.
-    let frame: Vec<f64> = pixels(&img, rect(&layout["frame"]))
-        .into_iter()
-        .map(luma)
-        .collect();
-    assert!(std_dev(&frame) > 20.0, "frame std {:.1}", std_dev(&frame));
-
-    // Query and reference: grey faces, and the reference resembles the query.
-    let query = pixels(&img, rect(&layout["query"]));
-    let reference = pixels(&img, rect(&layout["reference"]));
+/// Query and reference are grey faces, the reference resembles the query, the difference is a
+/// mostly dark colour map, and each bar is filled as far as its value.
+fn assert_faces_and_bars_drawn(img: &image::RgbaImage, layout: &serde_json::Value) {
+    let query = pixels(img, rect(&layout["query"]));
+    let reference = pixels(img, rect(&layout["reference"]));
     for (name, px) in [("query", &query), ("reference", &reference)] {
         let grey = px.iter().filter(|p| is_grey(**p)).count() as f64 / px.len() as f64;
         assert!(grey > 0.98, "{name}: {:.2} of pixels grey", grey);
@@ -167,8 +164,7 @@ fn the_window_draws_face_reference_difference_and_bars() {
     let r = correlation(&ql, &rl);
     assert!(r > 0.7, "reference vs query correlation {r:.2}");
 
-    // Difference: a colour map, mostly dark (the faces agree in most places).
-    let diff = pixels(&img, rect(&layout["difference"]));
+    let diff = pixels(img, rect(&layout["difference"]));
     let coloured = diff.iter().filter(|p| !is_grey(**p)).count() as f64 / diff.len() as f64;
     let mean_diff = diff.iter().map(|p| luma(*p)).sum::<f64>() / diff.len() as f64;
     let mean_query = ql.iter().sum::<f64>() / ql.len() as f64;
@@ -178,7 +174,6 @@ fn the_window_draws_face_reference_difference_and_bars() {
         "difference {mean_diff:.0} vs query {mean_query:.0}"
     );
 
-    // Bars: along each track's middle row, the expression's colour covers its value.
     let bars = layout["bars"].as_array().expect("bars");
     assert_eq!(bars.len(), 8);
     let mut total = 0.0;
@@ -208,4 +203,127 @@ fn the_window_draws_face_reference_difference_and_bars() {
         total += value;
     }
     assert!((total - 1.0).abs() < 0.02, "bars sum to {total}");
+}
+
+#[test]
+fn the_window_draws_face_reference_difference_and_bars_and_records() {
+    let dir = util::temp_dir("window");
+    let clip = util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4");
+    let labels = util::shared_dir().join("clips/synth_tfeid_s01_expressions_labels.csv");
+    let session = dir.join("session");
+    let (img, layout) = screenshot_of(
+        &dir,
+        "window",
+        &[
+            "live".as_ref(),
+            "--source".as_ref(),
+            clip.as_os_str(),
+            "--screenshot-after".as_ref(),
+            "20".as_ref(),
+            "--record".as_ref(),
+            session.as_os_str(),
+            "--labels".as_ref(),
+            labels.as_os_str(),
+        ],
+    );
+    assert_eq!(layout["faces"].as_u64(), Some(1), "one face selected");
+    // The live frame holds the performer's face: far from flat.
+    let frame: Vec<f64> = pixels(&img, rect(&layout["frame"]))
+        .into_iter()
+        .map(luma)
+        .collect();
+    assert!(std_dev(&frame) > 20.0, "frame std {:.1}", std_dev(&frame));
+    assert_faces_and_bars_drawn(&img, &layout);
+
+    // What the window recorded reopens: every frame it showed, labelled from the CSV.
+    let s = dgcn::session::open_session(&session).expect("the window's recording opens");
+    assert!(
+        s.manifest.ended_at.is_some(),
+        "closing the window ended the recording"
+    );
+    assert!(
+        s.frames().len() >= 20,
+        "{} frames recorded",
+        s.frames().len()
+    );
+    let truth = dgcn::rescore::read_label_csv(&labels).expect("labels");
+    for row in &s.rows {
+        assert_eq!(row.label, truth[&row.frame], "frame {}", row.frame);
+    }
+}
+
+#[test]
+fn the_session_browser_shows_frame_reference_bars_and_label_bands() {
+    let dir = util::temp_dir("browser");
+    let session = dir.join("session");
+    let out = Command::new(env!("CARGO_BIN_EXE_dgcn"))
+        .env("DGCN_BLAZEFACE", util::blazeface_path())
+        .env("DGCN_LOG", "error")
+        .args([
+            "live",
+            "--headless",
+            "--out",
+            "/dev/null",
+            "--max-frames",
+            "250",
+            "--source",
+        ])
+        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
+        .arg("--labels")
+        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions_labels.csv"))
+        .arg("--record")
+        .arg(&session)
+        .output()
+        .expect("records");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (img, layout) = screenshot_of(
+        &dir,
+        "browser",
+        &[
+            "open".as_ref(),
+            session.as_os_str(),
+            "--frame".as_ref(),
+            "45".as_ref(),
+        ],
+    );
+    assert_eq!(layout["frame"].as_u64(), Some(45));
+    assert_faces_and_bars_drawn(&img, &layout);
+    // The timeline shows the label bands: each band's colour, blended over the dark plot, is
+    // present in the plot area.
+    let plot = pixels(&img, rect(&layout["timeline"]));
+    let bands = layout["bands"].as_array().expect("bands");
+    assert!(bands.len() >= 4, "{} bands", bands.len());
+    for band in bands {
+        let c: Vec<f64> = band["color"]
+            .as_array()
+            .expect("color")
+            .iter()
+            .map(|v| v.as_f64().expect("number"))
+            .collect();
+        if c[0] == c[1] && c[1] == c[2] {
+            continue; // neutral's grey band: no hue to look for
+        }
+        // Same hue as the label colour: the pixel's channels order like the colour's.
+        let tinted = plot
+            .iter()
+            .filter(|p| {
+                let q: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+                let dot: f64 = (0..3).map(|i| (q[i] - 30.0) * (c[i] - 128.0)).sum();
+                !is_grey(**p) && dot > 0.0 && {
+                    let qn = (0..3).map(|i| (q[i] - 30.0).powi(2)).sum::<f64>().sqrt();
+                    let cn = (0..3).map(|i| (c[i] - 128.0).powi(2)).sum::<f64>().sqrt();
+                    dot / (qn * cn + 1e-9) > 0.9
+                }
+            })
+            .count();
+        assert!(
+            tinted > 500,
+            "band {}: {tinted} tinted pixels",
+            band["label"]
+        );
+    }
 }

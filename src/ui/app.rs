@@ -1,8 +1,8 @@
 //! The live window's state and its frame-by-frame `ui`: takes the newest result without waiting,
 //! keeps the selected face, smoothing and history, and (re)starts the pipeline on a background
 //! thread when the user picks a source.
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 use egui::{Color32, ColorImage, Key, RichText, TextureOptions};
 
+use super::browser::SessionBrowser;
+use super::screenshot::{ScreenshotPlan, Screenshotter};
 use super::views::{self, ImageView, Smoother, Timeline};
 use crate::capture::{list_cameras, CameraEntry, SourceSpec, VideoOptions};
 use crate::face::AlignedFace;
@@ -17,23 +19,8 @@ use crate::frame::FrameResult;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::live::{LiveSetup, Started};
 use crate::pipeline::{Control, OwnReference, Pipeline, PipelineConfig};
-
-/// Take a screenshot of the window after some frames, then close (tests, documentation).
-#[derive(Debug, Clone)]
-pub struct ScreenshotPlan {
-    pub path: PathBuf,
-    pub after_frames: u64,
-}
-
-enum ScreenshotState {
-    Waiting(ScreenshotPlan),
-    Requested {
-        plan: ScreenshotPlan,
-        image: Receiver<Arc<ColorImage>>,
-        layout: serde_json::Value,
-    },
-    Done,
-}
+use crate::session::recorder::RecordItem;
+use crate::session::Recorder;
 
 struct Running {
     pipeline: Pipeline,
@@ -84,6 +71,17 @@ enum Severity {
     Problem,
 }
 
+/// What the command line asks of the window.
+#[derive(Debug, Clone, Default)]
+pub struct WindowOptions {
+    pub source: Option<SourceSpec>,
+    pub screenshot: Option<ScreenshotPlan>,
+    pub sessions_dir: PathBuf,
+    pub record: Option<PathBuf>,
+    pub labels: Option<HashMap<u64, Option<Expression>>>,
+    pub record_frames: bool,
+}
+
 pub struct LiveApp {
     setup: LiveSetup,
     ctx: egui::Context,
@@ -107,18 +105,36 @@ pub struct LiveApp {
     generated_view: ImageView,
     difference_view: ImageView,
     stats: Stats,
-    screenshot: ScreenshotState,
+    screenshot: Screenshotter,
     failure: Arc<Mutex<Option<String>>>,
+    recorder: Option<Recorder>,
+    /// The label in force (number keys 1–8; 0 clears).
+    label: Option<Expression>,
+    sessions_dir: PathBuf,
+    record_frames: bool,
+    /// `--record DIR`: start recording into DIR as soon as the source runs.
+    record_into: Option<PathBuf>,
+    /// `--labels CSV`: labels by frame number instead of keys.
+    label_track: Option<HashMap<u64, Option<Expression>>>,
+    session_input: String,
+    browser: Option<SessionBrowser>,
 }
 
 impl LiveApp {
     pub fn new(
         ctx: &egui::Context,
         setup: LiveSetup,
-        source: Option<SourceSpec>,
-        screenshot: Option<ScreenshotPlan>,
+        options: WindowOptions,
         failure: Arc<Mutex<Option<String>>>,
     ) -> LiveApp {
+        let WindowOptions {
+            source,
+            screenshot,
+            sessions_dir,
+            record,
+            labels,
+            record_frames,
+        } = options;
         let mut app = LiveApp {
             setup,
             ctx: ctx.clone(),
@@ -142,11 +158,16 @@ impl LiveApp {
             generated_view: ImageView::new("generated", TextureOptions::NEAREST),
             difference_view: ImageView::new("difference", TextureOptions::NEAREST),
             stats: Stats::default(),
-            screenshot: match screenshot {
-                Some(p) => ScreenshotState::Waiting(p),
-                None => ScreenshotState::Done,
-            },
+            screenshot: Screenshotter::new(screenshot),
             failure,
+            recorder: None,
+            label: None,
+            sessions_dir,
+            record_frames,
+            record_into: record,
+            label_track: labels,
+            session_input: String::new(),
+            browser: None,
         };
         let spec = match source {
             Some(s) => s,
@@ -228,6 +249,9 @@ impl LiveApp {
                 self.timeline.clear();
                 self.smoother.reset();
                 self.set_own_reference(None);
+                if let Some(dir) = self.record_into.take() {
+                    self.start_recording(dir);
+                }
                 if self
                     .message
                     .as_ref()
@@ -257,14 +281,32 @@ impl LiveApp {
         let Some(running) = &mut self.running else {
             return;
         };
-        if matches!(self.screenshot, ScreenshotState::Requested { .. }) {
+        if self.screenshot.is_taking() {
             return; // frozen until the screenshot is saved
         }
         let mut newest = None;
         while let Ok(r) = running.pipeline.results.try_recv() {
             self.stats.add(&r);
+            if let Some(track) = &self.label_track {
+                self.label = track.get(&r.frame.seq).copied().flatten();
+            }
+            if let Some(rec) = &self.recorder {
+                let item = RecordItem {
+                    result: r.clone(),
+                    label: self.label,
+                };
+                rec.record(item, false);
+            }
             newest = Some(r);
         }
+        let failed = self.recorder.as_ref().and_then(|r| r.failure());
+        if let Some(f) = failed {
+            self.message = Some((f, Severity::Problem));
+            self.stop_recording();
+        }
+        let Some(running) = &mut self.running else {
+            return;
+        };
         if let Ok(e) = running.pipeline.errors.try_recv() {
             let note = format!("{e}. The app keeps running: pick another source above.");
             tracing::warn!("{note}");
@@ -589,79 +631,147 @@ impl LiveApp {
         if ctx.memory(|m| m.focused().is_some()) {
             return; // typing a path
         }
-        let (n, r) = ctx.input(|i| (i.key_pressed(Key::N), i.key_pressed(Key::R)));
+        const DIGITS: [Key; 9] = [
+            Key::Num0,
+            Key::Num1,
+            Key::Num2,
+            Key::Num3,
+            Key::Num4,
+            Key::Num5,
+            Key::Num6,
+            Key::Num7,
+            Key::Num8,
+        ];
+        let (n, r, record, digit) = ctx.input(|i| {
+            (
+                i.key_pressed(Key::N),
+                i.key_pressed(Key::R) && !i.modifiers.command,
+                i.key_pressed(Key::R) && i.modifiers.command,
+                DIGITS.iter().position(|k| i.key_pressed(*k)),
+            )
+        });
         if n {
             self.toggle_own_reference();
         }
         if r {
             self.show_raw = !self.show_raw;
         }
+        if record {
+            self.toggle_recording();
+        }
+        match digit {
+            Some(0) => self.label = None,
+            Some(d) => self.label = Expression::from_index(d - 1),
+            None => {}
+        }
     }
 
-    fn screenshot_step(&mut self, ctx: &egui::Context, layout: serde_json::Value) {
-        let state = std::mem::replace(&mut self.screenshot, ScreenshotState::Done);
-        self.screenshot = match state {
-            ScreenshotState::Waiting(plan) if self.frames_shown >= plan.after_frames => {
-                let (tx, rx) = bounded(1);
-                let repaint = ctx.clone();
-                ctx.request_screenshot(move |image| {
-                    let _ = tx.send(image);
-                    repaint.request_repaint();
-                });
-                let mut layout = layout;
-                if let Some(m) = layout.as_object_mut() {
-                    m.insert("frames_shown".into(), self.frames_shown.into());
-                }
-                ScreenshotState::Requested {
-                    plan,
-                    image: rx,
-                    layout,
+    fn toggle_recording(&mut self) {
+        if self.recorder.is_some() {
+            self.stop_recording();
+            return;
+        }
+        let dir = crate::session::new_session_dir(&self.sessions_dir);
+        self.start_recording(dir);
+    }
+
+    fn start_recording(&mut self, dir: PathBuf) {
+        let Some(running) = &self.running else {
+            self.message = Some(("no source to record".into(), Severity::Problem));
+            return;
+        };
+        let started = crate::rescore::new_manifest(
+            &self.setup,
+            &running.spec,
+            &running.pipeline.source_description,
+            &running.device,
+            Some(if self.label_track.is_some() {
+                "--labels CSV".into()
+            } else {
+                "keys 1–8 in the live window".into()
+            }),
+        )
+        .and_then(|m| Ok(Recorder::start(&dir, m, self.record_frames)?));
+        match started {
+            Ok(r) => {
+                tracing::info!(session = %dir.display(), "recording");
+                self.recorder = Some(r);
+            }
+            Err(e) => {
+                self.message = Some((
+                    format!("could not start recording: {e:#}"),
+                    Severity::Problem,
+                ))
+            }
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(r) = self.recorder.take() else {
+            return;
+        };
+        match r.finish() {
+            Ok(s) => {
+                let note = format!(
+                    "recorded {} frames ({} rows, {} dropped) in {}",
+                    s.frames,
+                    s.rows,
+                    s.dropped,
+                    s.dir.display()
+                );
+                tracing::info!("{note}");
+                self.session_input = s.dir.display().to_string();
+                if s.stopped_by.is_none() {
+                    self.message = Some((note, Severity::Info));
                 }
             }
-            ScreenshotState::Requested {
-                plan,
-                image,
-                layout,
-            } => match image.try_recv() {
-                Ok(img) => {
-                    if let Err(e) = save_screenshot(&plan.path, &img, &layout) {
-                        if let Ok(mut f) = self.failure.lock() {
-                            *f = Some(format!("{e:#}"));
-                        }
-                    } else {
-                        tracing::info!(path = %plan.path.display(), "screenshot saved");
-                    }
-                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-                    ScreenshotState::Done
-                }
-                Err(_) => ScreenshotState::Requested {
-                    plan,
-                    image,
-                    layout,
-                },
-            },
-            other => other,
-        };
+            Err(e) => self.message = Some((format!("{e}"), Severity::Problem)),
+        }
     }
-}
 
-fn save_screenshot(
-    path: &std::path::Path,
-    img: &ColorImage,
-    layout: &serde_json::Value,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let [w, h] = img.size;
-    let rgba: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_array()).collect();
-    let buf = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
-        .context("screenshot has an inconsistent size")?;
-    buf.save(path)
-        .with_context(|| format!("saving the screenshot {}", path.display()))?;
-    let mut json = path.as_os_str().to_owned();
-    json.push(".json");
-    std::fs::write(&json, serde_json::to_string_pretty(layout)?)
-        .with_context(|| format!("writing {}", PathBuf::from(&json).display()))?;
-    Ok(())
+    fn recording_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            match &self.recorder {
+                Some(r) => {
+                    if ui.button("■ Stop recording (Ctrl+R)").clicked() {
+                        self.stop_recording();
+                        return;
+                    }
+                    ui.label(
+                        RichText::new(format!("● REC {} rows, {} dropped", r.rows(), r.dropped()))
+                            .color(Color32::from_rgb(255, 80, 80)),
+                    );
+                    ui.label(r.dir().display().to_string());
+                }
+                None => {
+                    if ui
+                        .button("● Record (Ctrl+R)")
+                        .on_hover_text(format!(
+                            "record a session into {}; keys 1–8 set the label, 0 clears it",
+                            self.sessions_dir.display()
+                        ))
+                        .clicked()
+                    {
+                        self.toggle_recording();
+                    }
+                    ui.checkbox(&mut self.record_frames, "with whole frames (JPEG)");
+                }
+            }
+            ui.separator();
+            ui.label("Session:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.session_input)
+                    .hint_text("session folder")
+                    .desired_width(260.0),
+            );
+            if ui.button("Browse").clicked() {
+                match SessionBrowser::open(Path::new(self.session_input.trim())) {
+                    Ok(b) => self.browser = Some(b),
+                    Err(e) => self.message = Some((format!("{e:#}"), Severity::Problem)),
+                }
+            }
+        });
+    }
 }
 
 impl eframe::App for LiveApp {
@@ -674,8 +784,25 @@ impl eframe::App for LiveApp {
         egui::Panel::top("source").show(ui, |ui| {
             ui.add_space(4.0);
             self.source_bar_ui(ui);
+            self.recording_bar_ui(ui);
             ui.add_space(4.0);
         });
+        if self.browser.is_some() {
+            let mut close = false;
+            egui::CentralPanel::default_margins().show(ui, |ui| {
+                if ui.button("◀ Back to live").clicked() {
+                    close = true;
+                }
+                if let Some(b) = &mut self.browser {
+                    b.ui(ui);
+                }
+            });
+            if close {
+                self.browser = None;
+            }
+            ctx.request_repaint_after(Duration::from_millis(250));
+            return;
+        }
         egui::Panel::bottom("status").show(ui, |ui| {
             self.status_bar_ui(ui);
         });
@@ -688,6 +815,16 @@ impl eframe::App for LiveApp {
                 layout = self.face_panel_ui(ui);
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
+            if self.recorder.is_some() || self.label.is_some() {
+                let (text, color) = match self.label {
+                    Some(l) => (
+                        format!("label: {} ({})", l.name(), l.index() + 1),
+                        views::expression_color(l),
+                    ),
+                    None => ("no label (keys 1–8 set one)".into(), Color32::GRAY),
+                };
+                ui.label(RichText::new(text).size(34.0).strong().color(color));
+            }
             if let Some((text, severity)) = &self.message {
                 let color = match severity {
                     Severity::Info => ui.visuals().text_color(),
@@ -726,7 +863,12 @@ impl eframe::App for LiveApp {
                 m.insert("faces".into(), faces.len().into());
             }
         });
-        self.screenshot_step(&ctx, layout);
+        let ready = self.frames_shown >= self.screenshot.after_frames();
+        if let Err(e) = self.screenshot.step(&ctx, ready, layout) {
+            if let Ok(mut f) = self.failure.lock() {
+                *f = Some(format!("{e:#}"));
+            }
+        }
         // A heartbeat for the status bar; results themselves request repaints.
         ctx.request_repaint_after(Duration::from_millis(250));
     }
@@ -734,6 +876,7 @@ impl eframe::App for LiveApp {
 
 impl Drop for LiveApp {
     fn drop(&mut self) {
+        self.stop_recording();
         // Stop every thread and release the camera before the process ends.
         if let Some(r) = self.running.take() {
             drop(r);
