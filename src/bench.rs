@@ -101,13 +101,7 @@ fn blazeface_file(variant: BlazeFaceVariant, args: &BenchArgs) -> Option<std::pa
 pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let clip = &args.clip;
     anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
-    let threads = if args.common.threads > 0 {
-        args.common.threads
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    };
+    let threads = crate::commands::threads(&args.common);
     // Single-stage timings use all the threads asked for.
     setup_device(&args.common)?;
     let mut table = Table { rows: Vec::new() };

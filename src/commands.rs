@@ -22,7 +22,8 @@ pub const VERSION_LINE: &str = concat!(
     "; `dgcn doctor` shows the device in use)"
 );
 
-fn threads(common: &CommonArgs) -> usize {
+/// `--threads`, or all cores when it is 0.
+pub fn threads(common: &CommonArgs) -> usize {
     if common.threads > 0 {
         common.threads
     } else {

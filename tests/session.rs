@@ -4,7 +4,7 @@
 //! written; broken sessions give one clear error.
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,17 +12,6 @@ use dgcn::session::open_session;
 
 fn clip(name: &str) -> PathBuf {
     util::shared_dir().join("clips").join(name)
-}
-
-fn dgcn() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
-    c.env("DGCN_BLAZEFACE", util::blazeface_path())
-        .env("DGCN_LOG", "dgcn=info,warn")
-        .env(
-            "DGCN_WEIGHTS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
-        );
-    c
 }
 
 /// Every row's images exist and read back as 64×64 faces.
@@ -41,7 +30,7 @@ fn assert_images_exist(session: &dgcn::session::Session) {
 fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     let dir = util::temp_dir("session_record").join("s1");
     let labels_csv = clip("synth_tfeid_s01_expressions_labels.csv");
-    let out = dgcn()
+    let out = util::dgcn()
         .args(["live", "--headless", "--out", "/dev/null", "--source"])
         .arg(clip("synth_tfeid_s01_expressions.mp4"))
         .arg("--record")
@@ -74,7 +63,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_images_exist(&session);
 
     // A second recording never reuses the folder.
-    let again = dgcn()
+    let again = util::dgcn()
         .args([
             "live",
             "--headless",
@@ -92,7 +81,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let rescored = dgcn()
+    let rescored = util::dgcn()
         .args(["eval", "--session"])
         .arg(&dir)
         .output()
@@ -119,7 +108,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
 #[test]
 fn a_recording_killed_mid_way_keeps_every_flushed_row() {
     let dir = util::temp_dir("session_kill").join("s");
-    let mut child = dgcn()
+    let mut child = util::dgcn()
         .args([
             "live",
             "--headless",
@@ -182,7 +171,7 @@ fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
         return;
     }
     let dir = mount.join("s");
-    let out = dgcn()
+    let out = util::dgcn()
         .args(["live", "--headless", "--out", "/dev/null", "--source"])
         .arg(clip("synth_tfeid_s01_expressions.mp4"))
         .arg("--record")
@@ -210,7 +199,7 @@ fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
 fn broken_sessions_give_a_clear_error() {
     let base = util::temp_dir("session_broken");
     let good = base.join("good");
-    let out = dgcn()
+    let out = util::dgcn()
         .args([
             "live",
             "--headless",
@@ -248,7 +237,7 @@ fn broken_sessions_give_a_clear_error() {
         (copy("no_header", "", true), "frames.csv"),
     ];
     for (dir, expected) in cases {
-        let out = dgcn()
+        let out = util::dgcn()
             .args(["eval", "--session"])
             .arg(&dir)
             .output()

@@ -8,16 +8,8 @@ use std::process::Command;
 
 use dgcn::capture::threaded::Producer;
 use dgcn::capture::video::{VideoOptions, VideoProducer};
+use dgcn::face::track::iou;
 use dgcn::face::{FaceTracker, TrackConfig};
-
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let x0 = a[0].max(b[0]);
-    let y0 = a[1].max(b[1]);
-    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
-    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
-    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
-}
 
 #[test]
 fn tracked_faces_match_whole_frame_detection() {

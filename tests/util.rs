@@ -2,6 +2,7 @@
 //! model, prepared datasets cached under the target folder, and real images pulled from archives.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use dgcn::data::{self, source::read_files, DatasetKind, PreparedSet};
 use dgcn::face::{Detector, DetectorConfig};
@@ -58,4 +59,16 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// The `dgcn` binary with the development BlazeFace model and the shipped weights.
+pub fn dgcn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
+    c.env("DGCN_BLAZEFACE", blazeface_path())
+        .env("DGCN_LOG", "dgcn=info,warn")
+        .env(
+            "DGCN_WEIGHTS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        );
+    c
 }

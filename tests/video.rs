@@ -3,25 +3,13 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn clip(name: &str) -> PathBuf {
     util::shared_dir().join("clips").join(name)
 }
 
-fn dgcn() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgcn"));
-    c.env("DGCN_BLAZEFACE", util::blazeface_path())
-        .env("DGCN_LOG", "dgcn=info,warn")
-        .env(
-            "DGCN_WEIGHTS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
-        );
-    c
-}
-
 fn run_headless(args: &[&str], out: &Path) -> (Vec<serde_json::Value>, String) {
-    let output = dgcn()
+    let output = util::dgcn()
         .args(["live", "--headless", "--out"])
         .arg(out)
         .args(args)
@@ -113,7 +101,7 @@ fn no_camera_falls_back_to_the_demo_clip() {
         return;
     }
     let out = util::temp_dir("demo").join("results.jsonl");
-    let output = dgcn()
+    let output = util::dgcn()
         .env("DGCN_DEMO_CLIP", clip("carphone_pristine.mp4"))
         .args(["live", "--headless", "--max-frames", "40", "--out"])
         .arg(&out)
@@ -163,7 +151,7 @@ fn a_corrupt_or_missing_video_is_a_clear_error() {
     let bytes = std::fs::read(clip("carphone_pristine.mp4")).expect("clip");
     std::fs::write(&bad, &bytes[..4096]).expect("write");
     for path in [bad, dir.join("absent.mp4")] {
-        let out = dgcn()
+        let out = util::dgcn()
             .args(["live", "--headless", "--source"])
             .arg(&path)
             .output()

@@ -81,6 +81,14 @@ impl DetectedFace {
     pub fn area(&self) -> f32 {
         self.bbox[2].max(0.0) * self.bbox[3].max(0.0)
     }
+
+    /// The box's centre, in pixels.
+    pub fn center(&self) -> [f32; 2] {
+        [
+            self.bbox[0] + self.bbox[2] / 2.0,
+            self.bbox[1] + self.bbox[3] / 2.0,
+        ]
+    }
 }
 
 pub struct Detector {

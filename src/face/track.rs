@@ -62,7 +62,8 @@ fn from_crop(face: &DetectedFace, offset: [f32; 2], scale: f32) -> DetectedFace 
     }
 }
 
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two `[x, y, w, h]` boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let x0 = a[0].max(b[0]);
     let y0 = a[1].max(b[1]);
     let x1 = (a[0] + a[2]).min(b[0] + b[2]);
@@ -125,8 +126,7 @@ impl FaceTracker {
         last: &DetectedFace,
     ) -> Result<Option<DetectedFace>, DetectError> {
         let side = (last.bbox[2].max(last.bbox[3]) * self.config.roi_scale).max(32.0);
-        let cx = last.bbox[0] + last.bbox[2] / 2.0;
-        let cy = last.bbox[1] + last.bbox[3] / 2.0;
+        let [cx, cy] = last.center();
         let x0 = (cx - side / 2.0).clamp(0.0, img.width() as f32 - 1.0) as u32;
         let y0 = (cy - side / 2.0).clamp(0.0, img.height() as f32 - 1.0) as u32;
         let w = (side as u32).min(img.width() - x0);

@@ -65,12 +65,11 @@ pub struct OwnReference {
 
 /// The face that continues `own`: the nearest box centre, if within one box size.
 fn track_own(own: &mut OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
-    let center = |d: &DetectedFace| [d.bbox[0] + d.bbox[2] / 2.0, d.bbox[1] + d.bbox[3] / 2.0];
     let (i, dist, size) = faces
         .iter()
         .enumerate()
         .map(|(i, (d, _))| {
-            let c = center(d);
+            let c = d.center();
             let dist = ((c[0] - own.center[0]).powi(2) + (c[1] - own.center[1]).powi(2)).sqrt();
             (i, dist, d.bbox[2].max(d.bbox[3]))
         })
@@ -78,7 +77,7 @@ fn track_own(own: &mut OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> O
     if dist > size {
         return None;
     }
-    own.center = center(&faces[i].0);
+    own.center = faces[i].0.center();
     Some(i)
 }
 

@@ -11,7 +11,7 @@ use crossbeam_channel::{bounded, Receiver};
 use egui::{Color32, ColorImage, Key, RichText, TextureOptions};
 
 use super::browser::SessionBrowser;
-use super::screenshot::{ScreenshotPlan, Screenshotter};
+use super::screenshot::{bars_layout, rect_px, ScreenshotPlan, Screenshotter};
 use super::views::{self, ImageView, Smoother, Timeline};
 use crate::capture::{list_cameras, CameraEntry, SourceSpec, VideoOptions};
 use crate::face::AlignedFace;
@@ -335,10 +335,6 @@ impl LiveApp {
             ),
         );
         // Follow the selected face: the nearest box to where it was, else the largest.
-        let center = |f: &crate::frame::FaceResult| {
-            let b = f.detected.bbox;
-            [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]
-        };
         let previous = self.selected;
         self.selected = self
             .selected_center
@@ -347,7 +343,7 @@ impl LiveApp {
                     .iter()
                     .enumerate()
                     .map(|(i, f)| {
-                        let m = center(f);
+                        let m = f.detected.center();
                         let d = ((m[0] - c[0]).powi(2) + (m[1] - c[1]).powi(2)).sqrt();
                         (i, d, f.detected.bbox[2].max(f.detected.bbox[3]))
                     })
@@ -360,7 +356,7 @@ impl LiveApp {
             self.smoother.reset();
         }
         if let Some(face) = r.faces.get(self.selected) {
-            self.selected_center = Some(center(face));
+            self.selected_center = Some(face.detected.center());
             let p = &face.prediction;
             self.query_view
                 .set(&self.ctx, views::grey_image(&face.aligned));
@@ -408,10 +404,9 @@ impl LiveApp {
             .and_then(|r| r.faces.get(self.selected));
         match face {
             Some(f) => {
-                let b = f.detected.bbox;
                 let own = OwnReference {
                     face: f.aligned.clone(),
-                    center: [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0],
+                    center: f.detected.center(),
                 };
                 self.set_own_reference(Some(own));
             }
@@ -531,14 +526,7 @@ impl LiveApp {
     fn face_panel_ui(&mut self, ui: &mut egui::Ui) -> serde_json::Value {
         let faces = self.latest.as_ref().map(|r| r.faces.len()).unwrap_or(0);
         let ppp = ui.ctx().pixels_per_point();
-        let px = |r: egui::Rect| {
-            serde_json::json!([
-                (r.min.x * ppp).round(),
-                (r.min.y * ppp).round(),
-                (r.max.x * ppp).round(),
-                (r.max.y * ppp).round()
-            ])
-        };
+        let px = |r: egui::Rect| rect_px(r, ppp);
         let mut layout = serde_json::Map::new();
         if faces == 0 {
             ui.label(RichText::new("No face in view").heading());
@@ -602,24 +590,7 @@ impl LiveApp {
         });
         ui.add_space(6.0);
         let tracks = views::expression_bars_ui(ui, &self.shown_probs, width);
-        layout.insert(
-            "bars".into(),
-            serde_json::Value::Array(
-                Expression::ALL
-                    .iter()
-                    .zip(&tracks)
-                    .map(|(e, t)| {
-                        let c = views::expression_color(*e);
-                        serde_json::json!({
-                            "label": e.name(),
-                            "rect": px(*t),
-                            "value": self.shown_probs[e.index()],
-                            "color": [c.r(), c.g(), c.b()],
-                        })
-                    })
-                    .collect(),
-            ),
-        );
+        layout.insert("bars".into(), bars_layout(&self.shown_probs, &tracks, ppp));
         ui.add_space(6.0);
         let plot = views::timeline_ui(ui, &self.timeline, ui.available_height().max(120.0));
         layout.insert("timeline".into(), px(plot));
@@ -843,23 +814,13 @@ impl eframe::App for LiveApp {
                 views::frame_view_ui(ui, &self.frame_view, size, faces, self.selected);
             if let Some(i) = clicked {
                 if let Some(f) = faces.get(i) {
-                    let b = f.detected.bbox;
-                    self.selected_center = Some([b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]);
+                    self.selected_center = Some(f.detected.center());
                     self.selected = i;
                     self.smoother.reset();
                 }
             }
             if let Some(m) = layout.as_object_mut() {
-                let ppp = ctx.pixels_per_point();
-                m.insert(
-                    "frame".into(),
-                    serde_json::json!([
-                        (rect.min.x * ppp).round(),
-                        (rect.min.y * ppp).round(),
-                        (rect.max.x * ppp).round(),
-                        (rect.max.y * ppp).round()
-                    ]),
-                );
+                m.insert("frame".into(), rect_px(rect, ctx.pixels_per_point()));
                 m.insert("faces".into(), faces.len().into());
             }
         });

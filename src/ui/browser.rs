@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use egui::{Color32, RichText, TextureOptions};
 
+use super::screenshot::{bars_layout, rect_px};
 use super::views::{self, ImageView};
 use crate::eval::Confusion;
 use crate::face::FACE_SIZE;
@@ -281,14 +282,7 @@ impl SessionBrowser {
         }
         self.load_images(&ctx);
         let ppp = ctx.pixels_per_point();
-        let px = |r: egui::Rect| {
-            serde_json::json!([
-                (r.min.x * ppp).round(),
-                (r.min.y * ppp).round(),
-                (r.max.x * ppp).round(),
-                (r.max.y * ppp).round()
-            ])
-        };
+        let px = |r: egui::Rect| rect_px(r, ppp);
         let mut layout = serde_json::Map::new();
         let m = &self.session.manifest;
         ui.heading(format!("Session {}", self.session.dir.display()));
@@ -384,24 +378,7 @@ impl SessionBrowser {
                         Some(f) => {
                             ui.label(format!("predicted {}", f.predicted.name()));
                             let tracks = views::expression_bars_ui(ui, &f.probs, 600.0);
-                            layout.insert(
-                                "bars".into(),
-                                serde_json::Value::Array(
-                                    Expression::ALL
-                                        .iter()
-                                        .zip(&tracks)
-                                        .map(|(e, t)| {
-                                            let c = views::expression_color(*e);
-                                            serde_json::json!({
-                                                "label": e.name(),
-                                                "rect": px(*t),
-                                                "value": f.probs[e.index()],
-                                                "color": [c.r(), c.g(), c.b()],
-                                            })
-                                        })
-                                        .collect(),
-                                ),
-                            );
+                            layout.insert("bars".into(), bars_layout(&f.probs, &tracks, ppp));
                         }
                         None => {
                             ui.label("no face in this frame");

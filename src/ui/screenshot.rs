@@ -98,6 +98,36 @@ impl Screenshotter {
     }
 }
 
+/// A rectangle in physical pixels `[x0, y0, x1, y1]`, as the layout files give it.
+pub fn rect_px(r: egui::Rect, pixels_per_point: f32) -> serde_json::Value {
+    let p = |v: f32| (v * pixels_per_point).round();
+    serde_json::json!([p(r.min.x), p(r.min.y), p(r.max.x), p(r.max.y)])
+}
+
+/// Each expression bar's label, track rectangle, value and colour.
+pub fn bars_layout(
+    probs: &[f32; crate::labels::NUM_CLASSES],
+    tracks: &[egui::Rect],
+    pixels_per_point: f32,
+) -> serde_json::Value {
+    use crate::labels::Expression;
+    serde_json::Value::Array(
+        Expression::ALL
+            .iter()
+            .zip(tracks)
+            .map(|(e, t)| {
+                let c = super::views::expression_color(*e);
+                serde_json::json!({
+                    "label": e.name(),
+                    "rect": rect_px(*t, pixels_per_point),
+                    "value": probs[e.index()],
+                    "color": [c.r(), c.g(), c.b()],
+                })
+            })
+            .collect(),
+    )
+}
+
 fn save(path: &Path, img: &ColorImage, layout: &serde_json::Value) -> Result<()> {
     let [w, h] = img.size;
     let rgba: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_array()).collect();
