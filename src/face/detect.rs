@@ -186,10 +186,24 @@ impl Detector {
 
     /// Faces in `img`, largest first.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
+        self.detect_with(img, true)
+    }
+
+    /// As [`Detector::detect`]; `enlarge_small: false` skips the enlargement of small images,
+    /// for crops where the face is known to fill only part of the image (tracking).
+    pub fn detect_with(
+        &self,
+        img: &RgbImage,
+        enlarge_small: bool,
+    ) -> Result<Vec<DetectedFace>, DetectError> {
         if img.width() == 0 || img.height() == 0 {
             return Ok(Vec::new());
         }
-        let enlarged = enlarge_if_small(img);
+        let enlarged = if enlarge_small {
+            enlarge_if_small(img)
+        } else {
+            None
+        };
         let (work, scale, pad) = match &enlarged {
             Some((big, scale, pad)) => (big, *scale, *pad),
             None => (img, 1.0, 0.0),

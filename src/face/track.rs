@@ -136,7 +136,10 @@ impl FaceTracker {
         }
         let crop = imageops::crop_imm(img, x0, y0, w, h).to_image();
         let (small, scale) = shrink(&crop, self.config.roi_side_px);
-        let found = self.detector.detect(small.as_ref().unwrap_or(&crop))?;
+        // The crop is twice the face: no need for the enlargement that face-filling images get.
+        let found = self
+            .detector
+            .detect_with(small.as_ref().unwrap_or(&crop), false)?;
         let offset = [x0 as f32, y0 as f32];
         Ok(found
             .iter()

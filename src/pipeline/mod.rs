@@ -126,8 +126,10 @@ impl Pipeline {
         let (err_tx, errors) = bounded::<String>(16);
         let (control, control_rx) = bounded::<Control>(8);
         let source_description = source.describe();
-        let (frame_tx, frame_rx) = stage_channel::<Frame>(config.lossless, 2, &dropped);
-        let (faces_tx, faces_rx) = stage_channel::<FacesFrame>(config.lossless, 2, &dropped);
+        // Live: one slot, so a stage always takes the newest frame, never one queued behind it.
+        let slots = if config.lossless { 2 } else { 1 };
+        let (frame_tx, frame_rx) = stage_channel::<Frame>(config.lossless, slots, &dropped);
+        let (faces_tx, faces_rx) = stage_channel::<FacesFrame>(config.lossless, slots, &dropped);
         let (result_tx, results) = stage_channel::<FrameResult>(config.lossless, 4, &dropped);
         let mut handles = Vec::new();
 
