@@ -132,7 +132,71 @@ impl Drop for ThreadedSource {
         self.stop.store(true, Ordering::Relaxed);
         while self.frames.try_recv().is_ok() {}
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            // A device stuck in a blocking read (a camera unplugged mid-frame) must not hang
+            // the app's shutdown: give it a moment, then let the thread go.
+            let t0 = std::time::Instant::now();
+            while !h.is_finished() && t0.elapsed() < Duration::from_secs(2) {
+                while self.frames.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::warn!(source = %self.description, "the source's thread did not stop within 2 s; leaving it");
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A device that delivers one frame, then hangs in its read (as an unplugged camera can).
+    struct Stuck {
+        sent: bool,
+    }
+
+    impl Producer for Stuck {
+        fn produce(&mut self) -> Result<Option<SourceFrame>, CaptureError> {
+            if !self.sent {
+                self.sent = true;
+                return Ok(Some(SourceFrame {
+                    rgb: image::RgbImage::new(4, 4),
+                    time_s: None,
+                }));
+            }
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(None)
+        }
+        fn describe(&self) -> String {
+            "stuck".into()
+        }
+    }
+
+    #[test]
+    fn a_stuck_device_neither_blocks_reading_nor_shutdown() {
+        let mut source =
+            ThreadedSource::spawn("stuck-test", || Ok(Stuck { sent: false })).expect("opens");
+        let stop = AtomicBool::new(false);
+        assert!(source.next_frame(&stop).expect("frame").is_some());
+        // Asked to stop while the device hangs: the reader returns.
+        stop.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        assert!(source.next_frame(&stop).expect("no error").is_none());
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        // Dropping it does not wait for the device.
+        let t0 = Instant::now();
+        drop(source);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn an_open_error_is_returned_by_spawn() {
+        let e = ThreadedSource::spawn("fail-test", || -> Result<Stuck, CaptureError> {
+            Err(CaptureError::NoCamera)
+        });
+        assert!(matches!(e, Err(CaptureError::NoCamera)));
     }
 }

@@ -187,7 +187,10 @@ fn rgb_from_frame(frame: &VideoFrame) -> RgbImage {
     let row = 3 * w as usize;
     let mut buf = Vec::with_capacity(row * h as usize);
     for y in 0..h as usize {
-        buf.extend_from_slice(&data[y * stride..y * stride + row]);
+        match data.get(y * stride..y * stride + row) {
+            Some(line) => buf.extend_from_slice(line),
+            None => buf.resize(buf.len() + row, 0), // a short buffer: black rather than a panic
+        }
     }
     RgbImage::from_raw(w, h, buf).unwrap_or_else(|| RgbImage::new(w, h))
 }
