@@ -212,6 +212,7 @@ fn broken_sessions_give_a_clear_error() {
         .arg(clip("synth_tfeid_s01_expressions.mp4"))
         .arg("--record")
         .arg(&good)
+        .arg("--record-frames")
         .output()
         .expect("runs");
     assert!(
@@ -219,6 +220,11 @@ fn broken_sessions_give_a_clear_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // --record-frames keeps every whole frame as JPEG.
+    for f in 0..5 {
+        let jpg = image::open(good.join(format!("frames/{f:06}.jpg"))).expect("frame JPEG");
+        assert_eq!((jpg.width(), jpg.height()), (640, 480));
+    }
     let csv = std::fs::read_to_string(good.join("frames.csv")).expect("csv");
 
     let copy = |name: &str, frames: &str, manifest: bool| {
