@@ -94,19 +94,23 @@ impl GcNet {
         }
     }
 
-    /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
-    /// query is compared with (the live app's "use my neutral face").
     /// Inference half of [`GcNet::forward_t`]: class logits of `query` against a given reference
-    /// (generated or the person's own), without running the generator again.
+    /// (generated or the person's own), without running the generator again. Query and
+    /// reference go through the shared encoder as one batch.
     pub fn logits_against(&self, query: &Tensor, reference: &Tensor) -> Tensor {
-        let (emb_query, _) = self.encoder.embed_t(query, false);
-        let (emb_reference, _) = self.encoder.embed_t(reference, false);
+        let n = query.size()[0];
+        let (both, _) = self
+            .encoder
+            .embed_t(&Tensor::cat(&[query, reference], 0), false);
+        let (emb_query, emb_reference) = (both.narrow(0, 0, n), both.narrow(0, n, n));
         self.classifier.forward_t(
             &contrastive_representation(&emb_query, &emb_reference),
             false,
         )
     }
 
+    /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
+    /// query is compared with (the live app's "use my neutral face").
     pub fn forward_t(
         &self,
         query: &Tensor,
