@@ -10,7 +10,7 @@ use tch::Device;
 
 use crate::capture::threaded::Producer;
 use crate::capture::video::{VideoOptions, VideoProducer};
-use crate::capture::{FrameSource, SourceSpec};
+use crate::capture::SourceSpec;
 use crate::cli::BenchArgs;
 use crate::commands::{detector, setup_device};
 use crate::face::detect::BlazeFaceVariant;
@@ -234,6 +234,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         ..args.common.clone()
     };
     let device = setup_device(&stage_common)?;
+    let start = |video: VideoOptions, config: PipelineConfig| -> Result<Pipeline> {
+        let source = crate::capture::open_source(&SourceSpec::Path(clip.clone()), video)?;
+        Pipeline::start(
+            source,
+            detector(&stage_common)?,
+            Predictor::load(&args.weights, device)?,
+            config,
+        )
+        .context("starting the pipeline")
+    };
     let mut summary = Vec::new();
     for (label, track) in [
         ("whole frame every frame", TrackConfig::every_frame()),
@@ -243,25 +253,18 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             ("as fast as possible", false),
             ("paced at the clip's rate", true),
         ] {
-            let source: Box<dyn FrameSource> = crate::capture::open_source(
-                &SourceSpec::Path(clip.clone()),
+            let mut pipeline = start(
                 VideoOptions {
                     realtime,
                     looped: false,
                 },
-            )?;
-            let mut pipeline = Pipeline::start(
-                source,
-                detector(&stage_common)?,
-                Predictor::load(&args.weights, device)?,
                 PipelineConfig {
                     max_frames: (args.pipeline_frames > 0).then_some(args.pipeline_frames),
                     lossless: !realtime,
-                    notify: None,
                     track,
+                    ..Default::default()
                 },
-            )
-            .context("starting the pipeline")?;
+            )?;
             let t0 = Instant::now();
             let mut total = Vec::new();
             for r in pipeline.results.iter() {
@@ -283,22 +286,15 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
 
     // Memory over a long run of the looped clip.
     if args.memory_frames > 0 {
-        let source = crate::capture::open_source(
-            &SourceSpec::Path(clip.clone()),
+        let mut pipeline = start(
             VideoOptions {
                 realtime: false,
                 looped: true,
             },
-        )?;
-        let mut pipeline = Pipeline::start(
-            source,
-            detector(&stage_common)?,
-            Predictor::load(&args.weights, device)?,
             PipelineConfig {
                 max_frames: Some(args.memory_frames),
                 lossless: true,
-                notify: None,
-                track: TrackConfig::default(),
+                ..Default::default()
             },
         )?;
         let mut samples = Vec::new();

@@ -86,10 +86,8 @@ fn dropping_the_pipeline_stops_its_threads_promptly() {
         util::detector(),
         predictor,
         PipelineConfig {
-            max_frames: None,
             lossless: false,
-            notify: None,
-            track: dgcn::face::TrackConfig::default(),
+            ..Default::default()
         },
     )
     .expect("starts");
@@ -167,10 +165,8 @@ fn a_camera_that_disappears_ends_the_source_with_a_message() {
         util::detector(),
         predictor,
         PipelineConfig {
-            max_frames: None,
             lossless: true,
-            notify: None,
-            track: dgcn::face::TrackConfig::default(),
+            ..Default::default()
         },
     )
     .expect("starts");
@@ -242,10 +238,8 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
         util::detector(),
         predictor,
         PipelineConfig {
-            max_frames: None,
             lossless: true,
-            notify: None,
-            track: dgcn::face::TrackConfig::default(),
+            ..Default::default()
         },
     )
     .expect("starts");

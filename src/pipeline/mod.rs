@@ -92,6 +92,18 @@ pub struct PipelineConfig {
     pub track: TrackConfig,
 }
 
+impl Default for PipelineConfig {
+    /// A live feed: no frame limit, newest wins, default tracking.
+    fn default() -> Self {
+        PipelineConfig {
+            max_frames: None,
+            lossless: false,
+            notify: None,
+            track: TrackConfig::default(),
+        }
+    }
+}
+
 /// Called by the inference thread after each result.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
 
