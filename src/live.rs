@@ -34,10 +34,7 @@ pub fn per_stage_threads(common: &CommonArgs) -> usize {
     if common.threads > 0 {
         return common.threads;
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    (cores / 2).max(1)
+    (crate::commands::threads(common) / 2).max(1)
 }
 
 impl LiveSetup {

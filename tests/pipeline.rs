@@ -35,21 +35,16 @@ fn write_portraits() -> std::path::PathBuf {
 fn headless_run_writes_one_line_per_frame_in_order() {
     let folder = portrait_folder();
     let out = util::temp_dir("headless").join("results.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_dgcn"))
-        .env("DGCN_BLAZEFACE", util::blazeface_path())
-        .env("DGCN_LOG", "error")
-        .args(["live", "--headless", "--weights"])
-        .arg(shipped_weights())
-        .arg("--source")
-        .arg(&folder)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    util::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_dgcn"))
+            .env("DGCN_BLAZEFACE", util::blazeface_path())
+            .env("DGCN_LOG", "error")
+            .args(["live", "--headless", "--weights"])
+            .arg(shipped_weights())
+            .arg("--source")
+            .arg(&folder)
+            .arg("--out")
+            .arg(&out),
     );
     let text = std::fs::read_to_string(&out).expect("results");
     let lines: Vec<serde_json::Value> = text
@@ -117,7 +112,7 @@ fn a_missing_source_is_a_clear_error() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    let last = util::last_stderr_line(&out);
     assert!(
         last.contains("/nonexistent/clip") && last.contains("no such file"),
         "{err}"

@@ -30,19 +30,14 @@ fn assert_images_exist(session: &dgcn::session::Session) {
 fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     let dir = util::temp_dir("session_record").join("s1");
     let labels_csv = clip("synth_tfeid_s01_expressions_labels.csv");
-    let out = util::dgcn()
-        .args(["live", "--headless", "--out", "/dev/null", "--source"])
-        .arg(clip("synth_tfeid_s01_expressions.mp4"))
-        .arg("--record")
-        .arg(&dir)
-        .arg("--labels")
-        .arg(&labels_csv)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    util::run_ok(
+        util::dgcn()
+            .args(["live", "--headless", "--out", "/dev/null", "--source"])
+            .arg(clip("synth_tfeid_s01_expressions.mp4"))
+            .arg("--record")
+            .arg(&dir)
+            .arg("--labels")
+            .arg(&labels_csv),
     );
 
     let session = open_session(&dir).expect("opens");
@@ -81,17 +76,8 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let rescored = util::dgcn()
-        .args(["eval", "--session"])
-        .arg(&dir)
-        .output()
-        .expect("runs");
+    let rescored = util::run_ok(util::dgcn().args(["eval", "--session"]).arg(&dir));
     let text = String::from_utf8_lossy(&rescored.stdout);
-    assert!(
-        rescored.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rescored.stderr)
-    );
     let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
     assert!(
         text.contains(&format!(
@@ -182,7 +168,7 @@ fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
     let _ = Command::new("umount").arg(&mount).status();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let last = stderr.trim().lines().last().unwrap_or_default();
+    let last = util::last_stderr_line(&out);
     assert!(
         last.contains("recording stopped") && last.contains("rows written before are kept"),
         "{stderr}"
@@ -199,26 +185,21 @@ fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
 fn broken_sessions_give_a_clear_error() {
     let base = util::temp_dir("session_broken");
     let good = base.join("good");
-    let out = util::dgcn()
-        .args([
-            "live",
-            "--headless",
-            "--out",
-            "/dev/null",
-            "--max-frames",
-            "5",
-            "--source",
-        ])
-        .arg(clip("synth_tfeid_s01_expressions.mp4"))
-        .arg("--record")
-        .arg(&good)
-        .arg("--record-frames")
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    util::run_ok(
+        util::dgcn()
+            .args([
+                "live",
+                "--headless",
+                "--out",
+                "/dev/null",
+                "--max-frames",
+                "5",
+                "--source",
+            ])
+            .arg(clip("synth_tfeid_s01_expressions.mp4"))
+            .arg("--record")
+            .arg(&good)
+            .arg("--record-frames"),
     );
     // --record-frames keeps every whole frame as JPEG.
     for f in 0..5 {
@@ -250,7 +231,7 @@ fn broken_sessions_give_a_clear_error() {
             .expect("runs");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        let last = err.trim().lines().last().unwrap_or_default();
+        let last = util::last_stderr_line(&out);
         assert!(
             last.starts_with("error:") && last.contains(expected),
             "{last}"

@@ -50,31 +50,26 @@ fn tracked_faces_match_whole_frame_detection() {
 #[test]
 fn bench_reports_every_stage() {
     let out = util::temp_dir("bench").join("bench.md");
-    let status = Command::new(env!("CARGO_BIN_EXE_dgcn"))
-        .env("DGCN_LOG", "error")
-        .args([
-            "bench",
-            "--frames",
-            "5",
-            "--repeats",
-            "1",
-            "--pipeline-frames",
-            "30",
-        ])
-        .arg("--detector")
-        .arg(util::blazeface_path())
-        .arg("--weights")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"))
-        .arg("--clip")
-        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    util::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_dgcn"))
+            .env("DGCN_LOG", "error")
+            .args([
+                "bench",
+                "--frames",
+                "5",
+                "--repeats",
+                "1",
+                "--pipeline-frames",
+                "30",
+            ])
+            .arg("--detector")
+            .arg(util::blazeface_path())
+            .arg("--weights")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"))
+            .arg("--clip")
+            .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
+            .arg("--out")
+            .arg(&out),
     );
     let report = std::fs::read_to_string(&out).expect("report");
     for stage in [

@@ -2,7 +2,7 @@
 //! model, prepared datasets cached under the target folder, and real images pulled from archives.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use dgcn::data::{self, source::read_files, DatasetKind, PreparedSet};
 use dgcn::face::{Detector, DetectorConfig};
@@ -71,4 +71,25 @@ pub fn dgcn() -> Command {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
         );
     c
+}
+
+/// Runs a command and asserts that it succeeded, showing its standard error if not.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The last line of a command's standard error: where dgcn prints its one-line `error: …`.
+pub fn last_stderr_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
 }

@@ -158,7 +158,7 @@ fn a_corrupt_or_missing_video_is_a_clear_error() {
             .expect("runs");
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.trim().lines().last().unwrap_or_default().to_string();
+        let last = util::last_stderr_line(&out);
         assert!(
             last.starts_with("error: video") && last.contains(&*path.to_string_lossy()),
             "{err}"

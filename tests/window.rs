@@ -256,29 +256,24 @@ fn the_window_draws_face_reference_difference_and_bars_and_records() {
 fn the_session_browser_shows_frame_reference_bars_and_label_bands() {
     let dir = util::temp_dir("browser");
     let session = dir.join("session");
-    let out = Command::new(env!("CARGO_BIN_EXE_dgcn"))
-        .env("DGCN_BLAZEFACE", util::blazeface_path())
-        .env("DGCN_LOG", "error")
-        .args([
-            "live",
-            "--headless",
-            "--out",
-            "/dev/null",
-            "--max-frames",
-            "250",
-            "--source",
-        ])
-        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
-        .arg("--labels")
-        .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions_labels.csv"))
-        .arg("--record")
-        .arg(&session)
-        .output()
-        .expect("records");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    util::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_dgcn"))
+            .env("DGCN_BLAZEFACE", util::blazeface_path())
+            .env("DGCN_LOG", "error")
+            .args([
+                "live",
+                "--headless",
+                "--out",
+                "/dev/null",
+                "--max-frames",
+                "250",
+                "--source",
+            ])
+            .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4"))
+            .arg("--labels")
+            .arg(util::shared_dir().join("clips/synth_tfeid_s01_expressions_labels.csv"))
+            .arg("--record")
+            .arg(&session),
     );
     let (img, layout) = screenshot_of(
         &dir,
