@@ -98,7 +98,153 @@ fn blazeface_file(variant: BlazeFaceVariant, args: &BenchArgs) -> Option<std::pa
     p.exists().then_some(p)
 }
 
+/// `dgcn bench --train`: one epoch of each step per configuration on TFEID + CK+48, samples/s.
+fn run_train_bench(args: &BenchArgs) -> Result<()> {
+    use crate::data::DatasetKind;
+    use crate::model::{ClassifierInput, ModelConfig};
+    use crate::train::{train, TrainConfig, TrainData};
+    let device = setup_device(&args.common)?;
+    let det = detector(&args.common)?;
+    let cache = args
+        .data
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::data::default_cache_dir);
+    let mut sets = Vec::new();
+    for kind in [DatasetKind::Tfeid, DatasetKind::Ckplus48] {
+        let root = crate::data::locate(kind, &args.data.data);
+        let set = crate::data::prepare(kind, &root, &det, &cache)
+            .with_context(|| format!("preparing {} from {}", kind.name(), root.display()))?;
+        sets.push(match args.data.max_per_class {
+            Some(n) => set.truncated_per_class(n),
+            None => set,
+        });
+    }
+    let parts: Vec<_> = sets.iter().map(|s| (s, (0..s.len()).collect())).collect();
+    let data = TrainData::from_sets(&parts);
+    let mut md = String::from(
+        "| configuration | width | step 1 samples/s | step 2 samples/s |\n|---|---:|---:|---:|\n",
+    );
+    eprintln!(
+        "  {:<58} {:>5} {:>10} {:>10}",
+        "configuration", "width", "step 1/s", "step 2/s"
+    );
+    for width in [0.5, 1.0] {
+        let paper = TrainConfig {
+            model: ModelConfig {
+                width,
+                ..ModelConfig::default()
+            },
+            generator_in_step2: true,
+            ..TrainConfig::default()
+        };
+        let shipped = TrainConfig {
+            model: ModelConfig {
+                width,
+                use_reconstruction: false,
+                classifier_input: ClassifierInput::QueryAndContrast,
+                standardize: true,
+                ..ModelConfig::default()
+            },
+            generator_in_step2: false,
+            class_balance: 0.5,
+            ..TrainConfig::default()
+        };
+        // One factor at a time between the two ends, to see where the time goes.
+        let configs = [
+            (
+                "paper: G end to end in step 2, L_Recon, contrast only",
+                paper.clone(),
+            ),
+            (
+                "paper without L_Recon",
+                TrainConfig {
+                    model: ModelConfig {
+                        use_reconstruction: false,
+                        ..paper.model
+                    },
+                    ..paper.clone()
+                },
+            ),
+            (
+                "G held in step 2, L_Recon",
+                TrainConfig {
+                    model: ModelConfig {
+                        use_reconstruction: true,
+                        ..shipped.model
+                    },
+                    ..shipped.clone()
+                },
+            ),
+            (
+                "shipped: G held in step 2, no L_Recon, query + contrast",
+                shipped,
+            ),
+        ];
+        for (k, (name, cfg)) in configs.into_iter().enumerate() {
+            // Step 1 (the generator alone) is the same in every configuration: timed once.
+            let cfg = TrainConfig {
+                gen_epochs: usize::from(k == 0),
+                epochs: 1,
+                ..cfg
+            };
+            let trained = train(&data, None, &cfg, device, None, false, None)?;
+            let rate = |step: u8| {
+                trained
+                    .history
+                    .iter()
+                    .find(|m| m.step == step)
+                    .map(|m| m.samples_per_sec)
+                    .unwrap_or(f64::NAN)
+            };
+            let (s1, s2) = (rate(1), rate(2));
+            let s1 = if s1.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{s1:.1}")
+            };
+            eprintln!("  {name:<58} {width:>5} {s1:>10} {s2:>10.1}");
+            md += &format!("| {name} | {width} | {s1} | {s2:.1} |\n");
+        }
+    }
+    // Batch assembly with and without augmentation, outside the network.
+    let mut rng = rand::SeedableRng::seed_from_u64(1);
+    let idx: Vec<usize> = (0..64.min(data.len())).collect();
+    let mut times = |augment: bool| {
+        let cfg = TrainConfig {
+            augment,
+            ..TrainConfig::default()
+        };
+        let mut ms: Vec<f64> = (0..30)
+            .map(|_| {
+                time_ms(|| {
+                    let _ = crate::train::training_batch(&data, &idx, &cfg, 2, device, &mut rng);
+                })
+            })
+            .collect();
+        median_p95(&mut ms).0
+    };
+    let (plain_ms, augmented_ms) = (times(false), times(true));
+    md += &format!(
+        "\nBatch of 64 assembled: {plain_ms:.2} ms as stored, {augmented_ms:.2} ms with augmentation and degradation (median of 30).\n"
+    );
+    let report = format!(
+        "Training throughput on {} threads, device {}, TFEID + CK+48 ({} faces), batch 64, augmentation on:\n\n{md}",
+        tch::get_num_threads(),
+        device_name(device),
+        data.len()
+    );
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
 pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    if args.train {
+        return run_train_bench(args);
+    }
     let clip = &args.clip;
     anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
     let threads = crate::commands::threads(&args.common);

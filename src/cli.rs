@@ -89,6 +89,24 @@ pub struct ModelTrainArgs {
     /// Turn off augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// What the classifier sees: the paper's contrastive representation alone (`contrast`) or
+    /// the query's embedding beside it (`query-and-contrast`).
+    #[arg(long, value_enum, default_value = "query-and-contrast")]
+    pub classifier_input: crate::model::ClassifierInput,
+    /// Feed the encoders the face as it is (centred) instead of standardised per image.
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Class weights ∝ frequency^−B in L_Cls (0: none, 1: fully inverse frequency).
+    #[arg(long, default_value_t = 0.5)]
+    pub class_balance: f64,
+    /// Let L_Cls, L_Contr and L_Gen train the generator in step 2 (the paper's end-to-end step)
+    /// instead of holding it as step 1 left it.
+    #[arg(long)]
+    pub generator_in_step2: bool,
+    /// The paper's Fig. 3 and training exactly: contrast-only classifier, centred input,
+    /// generator trained end to end in step 2, no class weights.
+    #[arg(long)]
+    pub paper: bool,
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +137,9 @@ pub struct TrainArgs {
     /// Continue from the run folder's checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start from these weights (their model variant is used; e.g. a FER+-pretrained network).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +167,15 @@ pub struct EvalArgs {
     /// Run only the first N folds (quick checks; the report says so).
     #[arg(long)]
     pub only_folds: Option<usize>,
+    /// Cross-validation starts every fold from these weights and fine-tunes them on the fold's
+    /// training subjects (e.g. a network pretrained on FER+, which holds none of TFEID's or
+    /// CK+'s people), instead of training each fold from scratch.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Cross-dataset rows instead of cross-validation for tfeid and ckplus48: train on the other
+    /// lab dataset (from --init when given) and test on all of this one.
+    #[arg(long)]
+    pub cross_dataset: bool,
     /// Folder for report.json and report.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
@@ -272,6 +302,13 @@ pub struct BenchArgs {
     /// Also write the report to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Measure training throughput instead: samples/s of step 1 and step 2 on TFEID + CK+48,
+    /// one row per configuration (the paper's end-to-end step and the shipped recipe, at width
+    /// 0.5 and 1.0).
+    #[arg(long)]
+    pub train: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Args, Debug, Clone)]

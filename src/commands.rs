@@ -9,10 +9,10 @@ use tch::Device;
 
 use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
-use crate::eval::{cross_validate, evaluate, DatasetReport};
+use crate::eval::{cross_validate, evaluate, fidelity, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
 use crate::infer::{choose_device, default_weights_path, device_name, probs_json, Predictor};
-use crate::model::ModelConfig;
+use crate::model::{ClassifierInput, ModelConfig};
 use crate::train::{train, TrainConfig, TrainData};
 
 pub const VERSION_LINE: &str = concat!(
@@ -48,22 +48,50 @@ pub fn detector(common: &CommonArgs) -> Result<Detector> {
     })?)
 }
 
-pub fn train_config(m: &ModelTrainArgs) -> TrainConfig {
-    TrainConfig {
-        model: ModelConfig {
-            width: m.width,
-            use_contrastive: !m.no_contrastive,
-            use_reconstruction: !m.no_reconstruction,
-            hidden: m.hidden,
-        },
+/// The training configuration from the flags. With `init`, the model variant is the one of
+/// those weights (their sidecar), whatever the flags say.
+pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConfig> {
+    let mut model = ModelConfig {
+        width: m.width,
+        use_contrastive: !m.no_contrastive,
+        use_reconstruction: !m.no_reconstruction,
+        hidden: m.hidden,
+        classifier_input: m.classifier_input,
+        standardize: !m.no_standardize,
+    };
+    if m.paper {
+        model.classifier_input = ClassifierInput::Contrast;
+        model.standardize = false;
+    }
+    if let Some(path) = init {
+        let side = crate::model::weights::read_sidecar(path)?;
+        model = ModelConfig {
+            use_contrastive: model.use_contrastive,
+            use_reconstruction: model.use_reconstruction,
+            ..side.model
+        };
+        tracing::info!(init = %path.display(), ?model, "model variant taken from the initial weights");
+    }
+    model
+        .validate()
+        .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&m.class_balance),
+        "--class-balance {}: expected 0 to 1",
+        m.class_balance
+    );
+    Ok(TrainConfig {
+        model,
         gen_epochs: m.gen_epochs,
         epochs: m.epochs,
         batch_size: m.batch_size.max(2),
         lr: m.lr,
         seed: m.seed,
         augment: !m.no_augment,
+        class_balance: if m.paper { 0.0 } else { m.class_balance },
+        generator_in_step2: m.paper || m.generator_in_step2,
         ..TrainConfig::default()
-    }
+    })
 }
 
 fn prepare_all(kinds: &[DatasetKind], args: &DataArgs, det: &Detector) -> Result<Vec<PreparedSet>> {
@@ -105,7 +133,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let device = setup_device(&args.common)?;
     let det = detector(&args.common)?;
     let sets = prepare_all(&args.datasets, &args.data, &det)?;
-    let cfg = train_config(&args.model);
+    let cfg = train_config(&args.model, args.init.as_deref())?;
     let mut train_parts = Vec::new();
     let mut val_parts = Vec::new();
     for set in &sets {
@@ -134,8 +162,24 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         device,
         Some(&args.run),
         args.resume,
+        args.init.as_deref(),
     )?;
     let last = trained.history.last();
+    // Temperature scaling on the validation data: the bars show probabilities that mean what
+    // they say.
+    let (temperature, calibration) = if val.is_empty() {
+        (1.0, serde_json::Value::Null)
+    } else {
+        let logits = crate::eval::logits(&trained.net, &val, device, 256);
+        let labels = val.labels_of(&(0..val.len()).collect::<Vec<_>>(), Device::Cpu);
+        let t = crate::eval::fit_temperature(&logits, &labels);
+        let ece = |t: f64| crate::eval::expected_calibration_error(&logits, &labels, t, 15);
+        (
+            t,
+            serde_json::json!({"temperature": t, "ece_15_bins_before": ece(1.0), "ece_15_bins_after": ece(t)}),
+        )
+    };
+    tracing::info!(temperature, %calibration, "calibrated on validation data");
     let training = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "datasets": sets.iter().map(|s| serde_json::json!({
@@ -144,14 +188,27 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "train_samples": data.len(),
         "validation_samples": val.len(),
         "config": cfg,
+        "init": args.init.as_ref().map(|p| p.display().to_string()),
+        "epochs_trained": trained.history.len(),
         "device": device_name(device),
     });
     let metrics = serde_json::json!({
         "validation_accuracy": last.and_then(|m| m.val_acc),
+        "validation_mean_recall": last.and_then(|m| m.val_mean_recall),
         "train_accuracy": last.map(|m| m.train_acc),
         "validation": "held-out TFEID performers + FER+ Valid",
+        "calibration": calibration,
     });
-    crate::model::weights::save(&trained.vs, cfg.model, &args.weights, training, metrics)?;
+    crate::model::weights::save(
+        &trained.vs,
+        &args.weights,
+        crate::model::weights::SidecarInfo {
+            config: cfg.model,
+            training,
+            metrics,
+            temperature,
+        },
+    )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
 }
@@ -162,36 +219,69 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     let device = setup_device(&args.common)?;
     let det = detector(&args.common)?;
-    let cfg = train_config(&args.model);
+    let init = args.init.as_deref();
+    let cfg = train_config(&args.model, init)?;
     let mut reports = Vec::new();
-    let cv_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
+    let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &det)?;
     let mut predictor: Option<Predictor> = None;
+    let start = match init {
+        Some(p) => format!("fine-tuned from {}", p.display()),
+        None => "trained from scratch".to_string(),
+    };
     for set in &sets {
         let t0 = std::time::Instant::now();
-        let report = if cv_kinds.contains(&set.kind) {
-            // The other lab dataset joins every fold's training data (different people).
-            let other = cv_kinds.iter().copied().find(|k| *k != set.kind);
+        let report = if lab_kinds.contains(&set.kind) {
+            // The other lab dataset: added to every fold's training data (different people), or
+            // the whole training data of a cross-dataset row.
+            let other = lab_kinds.iter().copied().find(|k| *k != set.kind);
             let extras: Vec<PreparedSet> = match other {
                 Some(k) if data::locate(k, &args.data.data).exists() => {
                     prepare_all(&[k], &args.data, &det)?
                 }
                 _ => Vec::new(),
             };
-            let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
-            let mut r =
-                cross_validate(set, &extra_refs, args.folds, &cfg, device, args.only_folds)?;
-            if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
-                r.protocol += &format!(" (only the first {n} folds run)");
+            let other_name = extras.first().map(|e| e.kind.name()).unwrap_or("nothing");
+            if args.cross_dataset {
+                let extra = extras
+                    .first()
+                    .context("--cross-dataset needs both tfeid and ckplus48 in the data folder")?;
+                let train_data = TrainData::from_sets(&[(extra, (0..extra.len()).collect())]);
+                let test_data = TrainData::from_sets(&[(set, (0..set.len()).collect())]);
+                let trained = train(&train_data, None, &cfg, device, None, false, init)?;
+                let c = evaluate(&trained.net, &test_data, device, 256);
+                let mut r = DatasetReport::new(
+                    set.kind.name(),
+                    format!(
+                        "cross-dataset: {start}, trained on all of {other_name} ({}+{} epochs, width {}), tested on all of {}",
+                        cfg.gen_epochs, cfg.epochs, cfg.model.width, set.kind.name()
+                    ),
+                    c,
+                    set.hit_rate(),
+                );
+                r.fidelity =
+                    Some(fidelity(&trained.net, &test_data, device)).filter(|f| f.pairs > 0);
+                r
+            } else {
+                let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
+                let mut r = cross_validate(
+                    set,
+                    &extra_refs,
+                    args.folds,
+                    &cfg,
+                    device,
+                    args.only_folds,
+                    init,
+                )?;
+                if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
+                    r.protocol += &format!(" (only the first {n} folds run)");
+                }
+                r.protocol += &format!(
+                    "; each fold {start}, {}+{} epochs, width {}, with {other_name} added to training",
+                    cfg.gen_epochs, cfg.epochs, cfg.model.width
+                );
+                r
             }
-            r.protocol += &format!(
-                "; each fold trained {}+{} epochs, width {}, with {} added to training",
-                cfg.gen_epochs,
-                cfg.epochs,
-                cfg.model.width,
-                extras.first().map(|e| e.kind.name()).unwrap_or("nothing")
-            );
-            r
         } else {
             if predictor.is_none() {
                 let path = args.weights.clone().unwrap_or_else(default_weights_path);
@@ -211,6 +301,14 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             if set.kind == DatasetKind::Ferplus {
                 r.protocol += " (majority vote)";
             }
+            let logits = crate::eval::logits(&p.model.net, &data, device, 256);
+            let labels = data.labels_of(&(0..data.len()).collect::<Vec<_>>(), Device::Cpu);
+            let t = p.model.sidecar.temperature;
+            r.calibration = Some(crate::eval::Calibration {
+                temperature: t,
+                ece_before: crate::eval::expected_calibration_error(&logits, &labels, 1.0, 15),
+                ece_after: crate::eval::expected_calibration_error(&logits, &labels, t, 15),
+            });
             r
         };
         let report = DatasetReport {
@@ -218,10 +316,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             ..report
         };
         println!(
-            "{}: accuracy {:.2} % on {} faces",
+            "{}: accuracy {:.2} % on {} faces (mean recall {:.2} %)",
             report.dataset,
             report.accuracy * 100.0,
-            report.samples
+            report.samples,
+            report.confusion.mean_recall() * 100.0
         );
         reports.push(report);
         write_reports(&args.out, &reports)?;

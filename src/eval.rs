@@ -65,6 +65,12 @@ impl Confusion {
         s
     }
 
+    /// Mean of the recalls of the classes present in the ground truth.
+    pub fn mean_recall(&self) -> f64 {
+        let r: Vec<f64> = self.recall().into_iter().flatten().collect();
+        r.iter().sum::<f64>() / r.len().max(1) as f64
+    }
+
     /// Recall per class, `None` for classes absent from the ground truth.
     pub fn recall(&self) -> [Option<f64>; NUM_CLASSES] {
         std::array::from_fn(|t| {
@@ -81,6 +87,74 @@ pub fn predict_probs(net: &GcNet, faces: &Tensor) -> Tensor {
             .logits
             .softmax(-1, Kind::Float)
     })
+}
+
+/// Class logits (N×8, on the CPU) of the network on a pool, in batches.
+pub fn logits(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> Tensor {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let parts: Vec<Tensor> = idx
+        .chunks(batch.max(1))
+        .map(|chunk| {
+            tch::no_grad(|| {
+                net.forward_t(&data.batch(chunk, device), None, false)
+                    .logits
+            })
+            .to_device(Device::Cpu)
+        })
+        .collect();
+    if parts.is_empty() {
+        return Tensor::zeros([0, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
+    }
+    Tensor::cat(&parts, 0)
+}
+
+/// Mean negative log-likelihood of `labels` under softmax(logits / t).
+fn nll(logits: &Tensor, labels: &Tensor, t: f64) -> f64 {
+    -(logits / t)
+        .log_softmax(-1, Kind::Float)
+        .gather(1, &labels.unsqueeze(1), false)
+        .mean(Kind::Float)
+        .double_value(&[])
+}
+
+/// Temperature scaling (Guo et al. 2017): the T in [0.25, 5] that minimises the negative
+/// log-likelihood of the labels, found on a grid of 0.01 steps.
+pub fn fit_temperature(logits: &Tensor, labels: &Tensor) -> f64 {
+    if logits.size()[0] == 0 {
+        return 1.0;
+    }
+    (25..=500)
+        .map(|i| i as f64 / 100.0)
+        .map(|t| (t, nll(logits, labels, t)))
+        .filter(|(_, l)| l.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(t, _)| t)
+        .unwrap_or(1.0)
+}
+
+/// Expected calibration error of softmax(logits / t): the mean over `bins` equal-width bins of
+/// the top-class confidence of |accuracy − confidence|, weighted by the bin's share of samples.
+pub fn expected_calibration_error(logits: &Tensor, labels: &Tensor, t: f64, bins: usize) -> f64 {
+    let n = logits.size()[0];
+    if n == 0 {
+        return 0.0;
+    }
+    let (conf, pred) = (logits / t).softmax(-1, Kind::Float).max_dim(1, false);
+    let conf: Vec<f32> = conf.try_into().unwrap_or_default();
+    let right: Vec<bool> = pred.eq_tensor(labels).try_into().unwrap_or_default();
+    let bins = bins.max(1);
+    let mut sum_conf = vec![0.0f64; bins];
+    let mut sum_right = vec![0.0f64; bins];
+    let mut count = vec![0usize; bins];
+    for (c, r) in conf.iter().zip(&right) {
+        let b = ((*c as f64 * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        sum_conf[b] += *c as f64;
+        sum_right[b] += *r as u8 as f64;
+        count[b] += 1;
+    }
+    (0..bins)
+        .map(|b| (sum_right[b] - sum_conf[b]).abs() / n as f64)
+        .sum()
 }
 
 /// Confusion of the network on a pool, in batches.
@@ -201,8 +275,19 @@ pub struct DatasetReport {
     pub confusion: Confusion,
     pub fold_accuracy: Vec<f64>,
     pub fidelity: Option<Fidelity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     pub detector_hit_rate: f64,
     pub seconds: f64,
+}
+
+/// Expected calibration error (15 equal-width confidence bins) before and after the weights'
+/// temperature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f64,
+    pub ece_before: f64,
+    pub ece_after: f64,
 }
 
 impl DatasetReport {
@@ -225,6 +310,7 @@ impl DatasetReport {
             confusion,
             fold_accuracy: Vec::new(),
             fidelity: None,
+            calibration: None,
             detector_hit_rate: hit_rate,
             seconds: 0.0,
         }
@@ -248,7 +334,17 @@ impl DatasetReport {
                 .collect();
             s += &format!("Per-fold accuracy (%): {}\n\n", folds.join(", "));
         }
+        s += &format!(
+            "Mean recall over the classes present: **{:.2} %**.\n\n",
+            self.confusion.mean_recall() * 100.0
+        );
         s += &self.confusion.markdown_table();
+        if let Some(c) = &self.calibration {
+            s += &format!(
+                "\nExpected calibration error (15 bins): {:.4} with the raw softmax, {:.4} with the weights' temperature T = {:.2}.\n",
+                c.ece_before, c.ece_after, c.temperature
+            );
+        }
         if let Some(f) = &self.fidelity {
             s += &format!(
                 "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3}; L1 {:.4} vs {:.4}; the classifier calls {:.1} % of references neutral.\n",
@@ -269,6 +365,7 @@ pub fn cross_validate(
     cfg: &TrainConfig,
     device: Device,
     only_folds: Option<usize>,
+    init: Option<&std::path::Path>,
 ) -> anyhow::Result<DatasetReport> {
     let t0 = std::time::Instant::now();
     let subjects: Vec<Option<u32>> = primary.samples.iter().map(|s| s.subject).collect();
@@ -291,7 +388,7 @@ pub fn cross_validate(
             test = test_data.len(),
             "cross-validation fold"
         );
-        let trained = train(&data, None, cfg, device, None, false)?;
+        let trained = train(&data, None, cfg, device, None, false, init)?;
         let c = evaluate(&trained.net, &test_data, device, 256);
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
@@ -327,6 +424,28 @@ mod tests {
         assert_eq!(r[0], Some(0.5));
         assert_eq!(r[1], Some(1.0));
         assert_eq!(r[2], None);
+    }
+
+    #[test]
+    fn temperature_and_calibration_error_on_hand_made_logits() {
+        // 100 faces, the top class right on 60: confident logits (10 vs 0) are over-confident.
+        let mut logits = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..100 {
+            let mut row = [0.0f32; NUM_CLASSES];
+            row[0] = 10.0;
+            logits.extend_from_slice(&row);
+            labels.push(if i < 60 { 0i64 } else { 1 });
+        }
+        let logits = Tensor::from_slice(&logits).view([100, NUM_CLASSES as i64]);
+        let labels = Tensor::from_slice(&labels);
+        let before = expected_calibration_error(&logits, &labels, 1.0, 15);
+        // Confidence ≈ 0.9996 against 60 % right.
+        assert!((before - 0.3996).abs() < 1e-3, "{before}");
+        let t = fit_temperature(&logits, &labels);
+        let after = expected_calibration_error(&logits, &labels, t, 15);
+        assert!(t > 1.5, "{t}");
+        assert!(after < 0.05, "ECE after scaling {after} (T = {t})");
     }
 
     #[test]

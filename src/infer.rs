@@ -101,7 +101,7 @@ impl Predictor {
                 }
                 None => generated.shallow_clone(),
             };
-            let logits = net.logits_against(&x, &reference);
+            let logits = net.logits_against(&x, &reference) / self.model.sidecar.temperature;
             (logits.softmax(-1, Kind::Float), reference, generated)
         });
         let to_vec = |t: Tensor| -> Vec<f32> {

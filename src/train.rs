@@ -1,7 +1,11 @@
 //! `dgcn train`: the paper's two steps. Step 1 trains the generator alone on (expressive, neutral)
-//! pairs of the same person (L_Gen). Step 2 trains the whole network end to end with
-//! L_Cls + λ_gen·L_Gen + λ_contr·L_Contr + λ_recon·L_Recon; samples without a neutral partner
-//! (CK+48, FER) train every loss but L_Gen. Adam, fixed seeds, augmentation, checkpoints, resume.
+//! pairs of the same person (L_Gen), and on neutral faces as their own target (identity: a neutral
+//! face must come back unchanged). Step 2 trains the contrastive encoder and the classifier with
+//! L_Cls + λ_contr·L_Contr + λ_recon·L_Recon while the generator is held as step 1 left it
+//! (measured: letting L_Cls reach it pulls its references away from neutral); the paper's fully
+//! end-to-end step 2 (+ λ_gen·L_Gen) stays available. Soft targets (FER+ votes), class-balanced
+//! loss weights, geometric and photometric augmentation; Adam with a cosine schedule, fixed seeds,
+//! checkpoints every epoch, resume, and a start from given weights (`--init`).
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -15,8 +19,8 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 use crate::data::PreparedSet;
 use crate::eval::evaluate;
 use crate::face::FACE_SIZE;
-use crate::labels::Expression;
-use crate::model::{losses, GcNet, ModelConfig};
+use crate::labels::{Expression, NUM_CLASSES};
+use crate::model::{losses, GcNet, ModelConfig, GENERATOR_GROUP};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -34,6 +38,11 @@ pub struct TrainConfig {
     pub margin: f64,
     pub label_smoothing: f64,
     pub augment: bool,
+    /// Class weights ∝ (class frequency)^−balance in L_Cls: 0 off, 1 fully inverse frequency.
+    pub class_balance: f64,
+    /// Let L_Cls, L_Contr and L_Gen reach the generator in step 2 (the paper's end-to-end step)
+    /// instead of holding it.
+    pub generator_in_step2: bool,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +60,8 @@ impl Default for TrainConfig {
             margin: 0.5,
             label_smoothing: 0.1,
             augment: true,
+            class_balance: 0.0,
+            generator_in_step2: true,
         }
     }
 }
@@ -59,9 +70,30 @@ impl Default for TrainConfig {
 pub struct TrainData {
     /// N×1×64×64 u8 on the CPU.
     pub faces: Tensor,
+    /// The majority (or only) label of each sample.
     pub labels: Vec<i64>,
-    /// For each sample, the pool indices of neutral faces of the same person (may be empty).
+    /// The training target of each sample: FER+'s vote shares where there are votes, else one-hot.
+    pub targets: Vec<[f32; NUM_CLASSES]>,
+    /// For each sample, the pool indices of neutral faces of the same person (may be empty). A
+    /// neutral face of a dataset without identities is its own partner (identity for G).
     pub neutral_of: Vec<Vec<usize>>,
+}
+
+/// Vote shares as a distribution, or one-hot on `label` when there are no votes.
+fn soft_target(label: usize, votes: Option<&[u8; NUM_CLASSES]>) -> [f32; NUM_CLASSES] {
+    let mut t = [0.0f32; NUM_CLASSES];
+    let total: u32 = votes
+        .map(|v| v.iter().map(|&n| n as u32).sum())
+        .unwrap_or(0);
+    match votes {
+        Some(v) if total > 0 => {
+            for (t, &n) in t.iter_mut().zip(v) {
+                *t = n as f32 / total as f32;
+            }
+        }
+        _ => t[label.min(NUM_CLASSES - 1)] = 1.0,
+    }
+    t
 }
 
 impl TrainData {
@@ -70,12 +102,15 @@ impl TrainData {
     pub fn from_sets(parts: &[(&PreparedSet, Vec<usize>)]) -> TrainData {
         let mut buf = Vec::new();
         let mut labels = Vec::new();
+        let mut targets = Vec::new();
         let mut keys = Vec::new();
         for (set, idx) in parts {
             for &i in idx {
+                let s = &set.samples[i];
                 buf.extend_from_slice(set.face(i));
-                labels.push(set.samples[i].label.index() as i64);
-                keys.push(set.samples[i].subject.map(|s| (set.kind, s)));
+                labels.push(s.label.index() as i64);
+                targets.push(soft_target(s.label.index(), s.votes.as_ref()));
+                keys.push(s.subject.map(|s| (set.kind, s)));
             }
         }
         let mut neutrals: HashMap<_, Vec<usize>> = HashMap::new();
@@ -86,9 +121,11 @@ impl TrainData {
         }
         let neutral_of = keys
             .iter()
-            .map(|k| {
-                k.and_then(|k| neutrals.get(&k).cloned())
-                    .unwrap_or_default()
+            .enumerate()
+            .map(|(j, k)| match k {
+                Some(k) => neutrals.get(k).cloned().unwrap_or_default(),
+                None if labels[j] == 0 => vec![j],
+                None => Vec::new(),
             })
             .collect();
         let n = labels.len() as i64;
@@ -96,8 +133,37 @@ impl TrainData {
         TrainData {
             faces: Tensor::from_slice(&buf).view([n, 1, side, side]),
             labels,
+            targets,
             neutral_of,
         }
+    }
+
+    /// Expressive faces with a neutral face of the same person: what teaches G to neutralise.
+    pub fn expressive_pairs(&self) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| self.labels[i] != 0 && !self.neutral_of[i].is_empty())
+            .collect()
+    }
+
+    /// Loss weight per class ∝ (share of the targets)^−`balance`, averaging 1 over the samples;
+    /// 1 for a class absent from the data.
+    pub fn class_weights(&self, balance: f64) -> [f32; NUM_CLASSES] {
+        let mut mass = [0.0f64; NUM_CLASSES];
+        for t in &self.targets {
+            for (m, &v) in mass.iter_mut().zip(t) {
+                *m += v as f64;
+            }
+        }
+        let n = self.len().max(1) as f64;
+        let raw: [f64; NUM_CLASSES] = std::array::from_fn(|c| {
+            if mass[c] > 0.0 {
+                (mass[c] / n).powf(-balance)
+            } else {
+                1.0
+            }
+        });
+        let mean: f64 = (0..NUM_CLASSES).map(|c| raw[c] * mass[c] / n).sum::<f64>();
+        std::array::from_fn(|c| (raw[c] / mean.max(1e-12)) as f32)
     }
 
     pub fn len(&self) -> usize {
@@ -128,6 +194,14 @@ impl TrainData {
         Tensor::from_slice(&idx.iter().map(|&i| self.labels[i]).collect::<Vec<_>>())
             .to_device(device)
     }
+
+    /// Soft targets (N×8) for the given indices.
+    pub fn targets_of(&self, idx: &[usize], device: Device) -> Tensor {
+        let flat: Vec<f32> = idx.iter().flat_map(|&i| self.targets[i]).collect();
+        Tensor::from_slice(&flat)
+            .view([idx.len() as i64, NUM_CLASSES as i64])
+            .to_device(device)
+    }
 }
 
 /// Per-epoch figures, written to `metrics.csv` in the run folder.
@@ -142,7 +216,11 @@ pub struct EpochMetrics {
     pub loss_recon: f64,
     pub train_acc: f64,
     pub val_acc: Option<f64>,
+    /// Mean recall over the classes present in the validation data.
+    pub val_mean_recall: Option<f64>,
     pub seconds: f64,
+    /// Training samples per second in this epoch (augmentation included, validation not).
+    pub samples_per_sec: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,14 +235,15 @@ pub struct Trained {
     pub history: Vec<EpochMetrics>,
 }
 
-/// Random flips, small similarity warps and brightness/contrast jitter, the same for a query and
-/// its neutral target.
+/// Random flips, small similarity warps and brightness/contrast/gamma jitter, the same for a query
+/// and its neutral target.
 fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tensor) {
     let n = query.size()[0];
     let device = query.device();
     let mut theta = Vec::with_capacity(n as usize * 6);
     let mut gain = Vec::with_capacity(n as usize);
     let mut bias = Vec::with_capacity(n as usize);
+    let mut gamma = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let flip = if rng.gen_bool(0.5) { -1.0f32 } else { 1.0 };
         let angle = rng.gen_range(-0.17f32..0.17);
@@ -174,6 +253,7 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
         theta.extend_from_slice(&[c * flip, -s, tx, s * flip, c, ty]);
         gain.push(rng.gen_range(0.75f32..1.25));
         bias.push(rng.gen_range(-0.1f32..0.1));
+        gamma.push(rng.gen_range(-0.4f32..0.4).exp());
     }
     let theta = Tensor::from_slice(&theta).view([n, 2, 3]).to_device(device);
     let grid =
@@ -185,12 +265,68 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
     let bias = Tensor::from_slice(&bias)
         .view([n, 1, 1, 1])
         .to_device(device);
+    let gamma = Tensor::from_slice(&gamma)
+        .view([n, 1, 1, 1])
+        .to_device(device);
     // The same photometric change for both: the generator keeps the lighting it is given.
     let jitter = |x: Tensor| {
+        let x = x.clamp(1e-4, 1.0).pow(&gamma);
         let mean = x.mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
         ((x - &mean) * &gain + mean + &bias).clamp(0.0, 1.0)
     };
     (jitter(warp(query)), jitter(warp(target)))
+}
+
+/// Camera degradations for a query the classifier sees: a Gaussian blur of random width
+/// (σ 0–1.2 px, as from focus or a small face scaled up) and sensor noise (σ 0–0.04), each on
+/// half of the faces.
+fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
+    let n = x.size()[0];
+    let device = x.device();
+    let mut kernels = Vec::with_capacity(n as usize * 25);
+    let mut noise = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let sigma = if rng.gen_bool(0.5) {
+            rng.gen_range(0.3f32..1.2)
+        } else {
+            0.0
+        };
+        let g: Vec<f32> = (-2..=2)
+            .map(|i| {
+                if sigma == 0.0 {
+                    (i == 0) as u8 as f32
+                } else {
+                    (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()
+                }
+            })
+            .collect();
+        let s: f32 = g.iter().sum::<f32>().powi(2);
+        for a in &g {
+            for b in &g {
+                kernels.push(a * b / s);
+            }
+        }
+        noise.push(if rng.gen_bool(0.5) {
+            rng.gen_range(0.0f32..0.04)
+        } else {
+            0.0
+        });
+    }
+    let side = FACE_SIZE as i64;
+    let kernels = Tensor::from_slice(&kernels)
+        .view([n, 1, 5, 5])
+        .to_device(device);
+    // One group per face: each face gets its own kernel.
+    let blurred = x
+        .view([1, n, side, side])
+        .pad([2, 2, 2, 2], "replicate", None)
+        .conv2d(&kernels, None::<Tensor>, [1, 1], [0, 0], [1, 1], n)
+        .view([n, 1, side, side]);
+    let sigma = Tensor::from_slice(&noise)
+        .view([n, 1, 1, 1])
+        .to_device(device);
+    let noise = blurred.randn_like() * sigma;
+    (blurred + noise).clamp(0.0, 1.0)
 }
 
 fn progress_bar(len: u64, label: String) -> ProgressBar {
@@ -207,6 +343,7 @@ fn progress_bar(len: u64, label: String) -> ProgressBar {
 /// Trains GCNet on `data`, reporting accuracy on `val` each epoch. With a run folder, writes
 /// `config.json`, `metrics.csv`, `checkpoint.safetensors` after every epoch and, when `grid` has
 /// held-out (face, neutral) pairs, `grid_stepS_epochE.png`; `resume` continues from the checkpoint.
+/// `init` starts from given weights (of the same model variant) instead of a random network.
 pub fn train(
     data: &TrainData,
     val: Option<&TrainData>,
@@ -214,12 +351,29 @@ pub fn train(
     device: Device,
     run_dir: Option<&Path>,
     resume: bool,
+    init: Option<&Path>,
 ) -> Result<Trained> {
     anyhow::ensure!(!data.is_empty(), "no training samples");
+    cfg.model
+        .validate()
+        .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     tch::manual_seed(cfg.seed as i64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut vs = nn::VarStore::new(device);
     let net = GcNet::new(&vs.root(), cfg.model);
+    if let Some(path) = init {
+        // The reconstruction decoder may be absent on either side; everything else must match.
+        let missing = vs
+            .load_partial(path)
+            .with_context(|| format!("starting from {}", path.display()))?;
+        let missing: Vec<&String> = missing.iter().filter(|k| !k.starts_with("recon")).collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{}: not the same model variant (missing {:?})",
+            path.display(),
+            missing
+        );
+    }
     let mut start = (1u8, 0usize);
     if let Some(dir) = run_dir {
         std::fs::create_dir_all(dir)
@@ -237,23 +391,33 @@ pub fn train(
             tracing::info!(step = state.step, epoch = state.epoch, "resumed");
         }
     }
-    let mut opt = nn::Adam::default().build(&vs, cfg.lr)?;
     let mut history = Vec::new();
-    let paired = data.with_neutral();
-    let all: Vec<usize> = (0..data.len()).collect();
+    let expressive = data.expressive_pairs();
+    let identities: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels[i] == 0 && !data.neutral_of[i].is_empty())
+        .collect();
+    let class_weights =
+        Tensor::from_slice(&data.class_weights(cfg.class_balance)).to_device(device);
 
     for step in [1u8, 2] {
-        let (epochs, pool) = if step == 1 {
-            (cfg.gen_epochs, &paired)
+        let epochs = if step == 1 {
+            cfg.gen_epochs
         } else {
-            (cfg.epochs, &all)
+            cfg.epochs
         };
-        if pool.is_empty() {
-            if step == 1 && epochs > 0 {
+        if step == 1 && expressive.is_empty() {
+            if epochs > 0 {
                 tracing::warn!("no (face, neutral) pairs: step 1 skipped");
             }
             continue;
         }
+        if (step, epochs) <= start {
+            continue;
+        }
+        // A fresh optimiser per step; a held generator gets no step at all (its Adam moments from
+        // step 1 would otherwise keep moving it).
+        let mut opt = nn::Adam::default().build(&vs, cfg.lr)?;
+        let hold_generator = step == 2 && !cfg.generator_in_step2;
         for epoch in 1..=epochs {
             if (step, epoch) <= start {
                 continue;
@@ -262,16 +426,44 @@ pub fn train(
                 * 0.5
                 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos());
             opt.set_lr(lr);
-            let m = run_epoch(
-                &net, &mut opt, data, pool, cfg, step, epoch, device, &mut rng,
-            )?;
-            let val_acc = match (step, val) {
-                (2, Some(v)) if !v.is_empty() => Some(evaluate(&net, v, device, 256).accuracy()),
-                _ => None,
+            if hold_generator {
+                opt.set_lr_group(GENERATOR_GROUP, 0.0);
+            }
+            let mut order = if step == 1 {
+                // Expressive pairs, and as many neutral faces as their own targets.
+                let mut ids = identities.clone();
+                ids.shuffle(&mut rng);
+                ids.truncate(expressive.len());
+                [expressive.clone(), ids].concat()
+            } else {
+                (0..data.len()).collect()
             };
-            let m = EpochMetrics { val_acc, ..m };
+            order.shuffle(&mut rng);
+            let m = run_epoch(
+                &net,
+                &mut opt,
+                data,
+                &order,
+                cfg,
+                (step, epoch),
+                &class_weights,
+                &mut rng,
+            )?;
+            let (val_acc, val_mean_recall) = match (step, val) {
+                (2, Some(v)) if !v.is_empty() => {
+                    let c = evaluate(&net, v, device, 256);
+                    (Some(c.accuracy()), Some(c.mean_recall()))
+                }
+                _ => (None, None),
+            };
+            let m = EpochMetrics {
+                val_acc,
+                val_mean_recall,
+                ..m
+            };
             tracing::info!(
-                step, epoch, loss = m.loss, train_acc = m.train_acc, val_acc = ?m.val_acc, "epoch done"
+                step, epoch, loss = m.loss, train_acc = m.train_acc, val_acc = ?m.val_acc,
+                val_mean_recall = ?m.val_mean_recall, samples_per_sec = m.samples_per_sec, "epoch done"
             );
             if let Some(dir) = run_dir {
                 write_epoch(dir, &vs, &m)?;
@@ -290,136 +482,189 @@ pub fn train(
     Ok(Trained { vs, net, history })
 }
 
+/// One batch as a step trains on it: the faces, a neutral partner for each (itself when it has
+/// none), whether it has one (0/1), augmented when the configuration says so (step 2 also
+/// degrades the query as a camera would).
+pub fn training_batch(
+    data: &TrainData,
+    idx: &[usize],
+    cfg: &TrainConfig,
+    step: u8,
+    device: Device,
+    rng: &mut rand::rngs::StdRng,
+) -> (Tensor, Tensor, Tensor) {
+    let mut partner = Vec::with_capacity(idx.len());
+    let mut has = Vec::with_capacity(idx.len());
+    for &i in idx {
+        match data.neutral_of[i].choose(rng) {
+            Some(&j) => {
+                partner.push(j);
+                has.push(1.0f32);
+            }
+            None => {
+                partner.push(i);
+                has.push(0.0);
+            }
+        }
+    }
+    let mut query = data.batch(idx, device);
+    let mut neutral = data.batch(&partner, device);
+    if cfg.augment {
+        (query, neutral) = augment(&query, &neutral, rng);
+        if step == 2 {
+            query = degrade(&query, rng);
+        }
+    }
+    (query, neutral, Tensor::from_slice(&has).to_device(device))
+}
+
+/// Running sums of one epoch, kept on the device so that a batch costs no host round trip.
+struct EpochSums {
+    /// loss, L_Gen, L_Cls, L_Contr, L_Recon, each times the batch size.
+    losses: Tensor,
+    correct: Tensor,
+    seen: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     net: &GcNet,
     opt: &mut nn::Optimizer,
     data: &TrainData,
-    pool: &[usize],
+    order: &[usize],
     cfg: &TrainConfig,
-    step: u8,
-    epoch: usize,
-    device: Device,
+    (step, epoch): (u8, usize),
+    class_weights: &Tensor,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<EpochMetrics> {
     let t0 = std::time::Instant::now();
-    let mut order = pool.to_vec();
-    order.shuffle(rng);
+    let device = class_weights.device();
     let batches: Vec<&[usize]> = order
         .chunks(cfg.batch_size)
         .filter(|b| b.len() > 1)
         .collect();
     let pb = progress_bar(batches.len() as u64, format!("step{step} ep{epoch}"));
-    let (mut sums, mut n_seen, mut correct) = ([0.0f64; 5], 0usize, 0i64);
-    for idx in batches {
-        let mut partner = Vec::with_capacity(idx.len());
-        let mut has = Vec::with_capacity(idx.len());
-        for &i in idx {
-            match data.neutral_of[i].choose(rng) {
-                Some(&j) => {
-                    partner.push(j);
-                    has.push(1.0f32);
-                }
-                None => {
-                    partner.push(i);
-                    has.push(0.0);
-                }
-            }
-        }
-        let mut query = data.batch(idx, device);
-        let mut neutral = data.batch(&partner, device);
-        if cfg.augment {
-            (query, neutral) = augment(&query, &neutral, rng);
-        }
-        let has = Tensor::from_slice(&has).to_device(device);
-        let labels = data.labels_of(idx, device);
+    let mut sums = EpochSums {
+        losses: Tensor::zeros([5], (Kind::Float, device)),
+        correct: Tensor::zeros([], (Kind::Int64, device)),
+        seen: 0,
+    };
+    let hold_generator = step == 2 && !cfg.generator_in_step2;
+    let zero = || Tensor::zeros([], (Kind::Float, device));
+    for (b, idx) in batches.iter().enumerate() {
+        let (query, neutral, has) = training_batch(data, idx, cfg, step, device, rng);
 
         let (loss, parts) = if step == 1 {
             let generated = net.generator.forward_t(&query, true);
             let l = losses::generation_loss(&generated, &neutral, &has);
-            (l.shallow_clone(), [l.double_value(&[]), 0.0, 0.0, 0.0])
+            (l.shallow_clone(), [l.detach(), zero(), zero(), zero()])
         } else {
-            let out = net.forward_t(&query, None, true);
-            let l_gen = losses::generation_loss(&out.generated, &neutral, &has);
-            let l_cls = losses::classification_loss(&out.logits, &labels, cfg.label_smoothing);
+            let labels = data.labels_of(idx, device);
+            let targets = data.targets_of(idx, device);
+            let out = if hold_generator {
+                let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
+                net.forward_with_generated(&query, generated, None, true)
+            } else {
+                net.forward_t(&query, None, true)
+            };
+            let l_cls = losses::classification_loss(
+                &out.logits,
+                &targets,
+                class_weights,
+                cfg.label_smoothing,
+            );
+            let mut loss = l_cls.shallow_clone();
+            let mut l_gen = zero();
+            if !hold_generator {
+                l_gen = losses::generation_loss(&out.generated, &neutral, &has);
+                loss += &l_gen * cfg.lambda_gen;
+            }
             let is_neutral = labels
                 .eq(Expression::Neutral.index() as i64)
                 .to_kind(Kind::Float);
-            let mut loss = &l_cls + &l_gen * cfg.lambda_gen;
-            let mut l_contr_v = 0.0;
+            let mut l_contr = zero();
             if cfg.model.use_contrastive {
-                let l = losses::contrastive_loss(
+                l_contr = losses::contrastive_loss(
                     &out.emb_query,
                     &out.emb_reference,
                     &is_neutral,
                     cfg.margin,
                 );
-                l_contr_v = l.double_value(&[]);
-                loss += l * cfg.lambda_contr;
+                loss += &l_contr * cfg.lambda_contr;
             }
-            let mut l_recon_v = 0.0;
+            let mut l_recon = zero();
             if let (Some(rq), Some(rr)) = (&out.recon_query, &out.recon_reference) {
-                let l = losses::reconstruction_loss(rq, &query)
+                l_recon = losses::reconstruction_loss(rq, &query)
                     + losses::reconstruction_loss(rr, &out.generated.detach());
-                l_recon_v = l.double_value(&[]);
-                loss += l * cfg.lambda_recon;
+                loss += &l_recon * cfg.lambda_recon;
             }
-            correct += out
+            sums.correct += out
                 .logits
                 .argmax(1, false)
                 .eq_tensor(&labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+                .sum(Kind::Int64);
             (
                 loss,
                 [
-                    l_gen.double_value(&[]),
-                    l_cls.double_value(&[]),
-                    l_contr_v,
-                    l_recon_v,
+                    l_gen.detach(),
+                    l_cls.detach(),
+                    l_contr.detach(),
+                    l_recon.detach(),
                 ],
             )
         };
         opt.backward_step(&loss);
-        let lv = loss.double_value(&[]);
-        anyhow::ensure!(
-            lv.is_finite(),
-            "loss became {lv} at step {step} epoch {epoch}"
+        let n = idx.len() as f64;
+        let row = Tensor::stack(
+            &[
+                loss.detach(),
+                parts[0].shallow_clone(),
+                parts[1].shallow_clone(),
+                parts[2].shallow_clone(),
+                parts[3].shallow_clone(),
+            ],
+            0,
         );
-        let b = idx.len() as f64;
-        sums[0] += lv * b;
-        for k in 0..4 {
-            sums[k + 1] += parts[k] * b;
-        }
-        n_seen += idx.len();
-        pb.set_message(format!(
-            "loss {:.4}{}",
-            sums[0] / n_seen as f64,
-            if step == 2 {
-                format!(" acc {:.3}", correct as f64 / n_seen as f64)
+        sums.losses += row * n;
+        sums.seen += idx.len();
+        // One host round trip every 25 batches: the progress line and the divergence check.
+        if b % 25 == 24 || b + 1 == batches.len() {
+            let mean = sums.losses.double_value(&[0]) / sums.seen as f64;
+            anyhow::ensure!(
+                mean.is_finite(),
+                "loss became {mean} at step {step} epoch {epoch}"
+            );
+            let acc = sums.correct.int64_value(&[]) as f64 / sums.seen as f64;
+            pb.set_message(if step == 2 {
+                format!("loss {mean:.4} acc {acc:.3}")
             } else {
-                String::new()
-            }
-        ));
+                format!("loss {mean:.4}")
+            });
+        }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let n = n_seen.max(1) as f64;
+    let n = sums.seen.max(1) as f64;
+    let mean: Vec<f64> = Vec::<f64>::try_from(sums.losses.to_kind(Kind::Double) / n)
+        .unwrap_or_else(|_| vec![f64::NAN; 5]);
+    let seconds = t0.elapsed().as_secs_f64();
     Ok(EpochMetrics {
         step,
         epoch,
-        loss: sums[0] / n,
-        loss_gen: sums[1] / n,
-        loss_cls: sums[2] / n,
-        loss_contr: sums[3] / n,
-        loss_recon: sums[4] / n,
+        loss: mean[0],
+        loss_gen: mean[1],
+        loss_cls: mean[2],
+        loss_contr: mean[3],
+        loss_recon: mean[4],
         train_acc: if step == 2 {
-            correct as f64 / n
+            sums.correct.int64_value(&[]) as f64 / n
         } else {
             f64::NAN
         },
         val_acc: None,
-        seconds: t0.elapsed().as_secs_f64(),
+        val_mean_recall: None,
+        seconds,
+        samples_per_sec: sums.seen as f64 / seconds.max(1e-9),
     })
 }
 
@@ -498,4 +743,70 @@ pub fn tensor_to_luma(t: &Tensor) -> image::GrayImage {
         .collect();
     image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, px)
         .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn votes_become_shares_and_labels_one_hot() {
+        let t = soft_target(1, Some(&[2, 6, 2, 0, 0, 0, 0, 0]));
+        assert_eq!(t, [0.2, 0.6, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let t = soft_target(3, None);
+        assert_eq!(t, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        // No votes at all: the label decides.
+        assert_eq!(soft_target(2, Some(&[0; NUM_CLASSES]))[2], 1.0);
+    }
+
+    #[test]
+    fn class_weights_favour_rare_classes_and_average_one() {
+        // 90 neutral faces, 10 sad ones.
+        let mut targets = vec![soft_target(0, None); 90];
+        targets.extend(vec![soft_target(3, None); 10]);
+        let data = TrainData {
+            faces: Tensor::zeros([100, 1, 64, 64], (Kind::Uint8, Device::Cpu)),
+            labels: targets
+                .iter()
+                .map(|t| if t[0] > 0.0 { 0 } else { 3 })
+                .collect(),
+            targets,
+            neutral_of: vec![Vec::new(); 100],
+        };
+        let w = data.class_weights(1.0);
+        // Fully inverse frequency: each class carries the same total weight.
+        assert!((w[0] * 90.0 - w[3] * 10.0).abs() < 1e-3, "{w:?}");
+        let mean = (w[0] * 90.0 + w[3] * 10.0) / 100.0;
+        assert!((mean - 1.0).abs() < 1e-4);
+        // Balance 0: all ones.
+        assert!(data
+            .class_weights(0.0)
+            .iter()
+            .all(|&v| (v - 1.0).abs() < 1e-6));
+        // Half-way: sad weighs 3× neutral (√9).
+        let h = data.class_weights(0.5);
+        assert!((h[3] / h[0] - 3.0).abs() < 1e-3, "{h:?}");
+    }
+
+    #[test]
+    fn degradation_blurs_and_keeps_range_and_augmentation_keeps_pairs_aligned() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // A checkerboard loses contrast under blur, and stays in [0, 1].
+        let checker: Vec<f32> = (0..64 * 64)
+            .map(|i| ((i % 64 + i / 64) % 2) as f32)
+            .collect();
+        let x = Tensor::from_slice(&checker)
+            .view([1, 1, 64, 64])
+            .repeat([16, 1, 1, 1]);
+        let y = degrade(&x, &mut rng);
+        assert_eq!(y.size(), x.size());
+        let (lo, hi) = (y.min().double_value(&[]), y.max().double_value(&[]));
+        assert!(lo >= 0.0 && hi <= 1.0);
+        let contrast = |t: &Tensor| t.std(false).double_value(&[]);
+        assert!(contrast(&y) < contrast(&x) * 0.95);
+        // The same face as query and target gets the same warp and lighting.
+        let face = Tensor::rand([4, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let (q, t) = augment(&face, &face, &mut rng);
+        assert!((q - t).abs().max().double_value(&[]) < 1e-6);
+    }
 }

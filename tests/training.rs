@@ -30,7 +30,7 @@ fn short_run_on_real_faces_lowers_the_loss() {
         ..TrainConfig::default()
     };
     let run = util::temp_dir("short-run");
-    let trained = train(&data, None, &cfg, Device::Cpu, Some(&run), false).expect("trains");
+    let trained = train(&data, None, &cfg, Device::Cpu, Some(&run), false, None).expect("trains");
     let step = |s: u8| -> Vec<f64> {
         trained
             .history
@@ -72,4 +72,91 @@ fn short_run_on_real_faces_lowers_the_loss() {
     }
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
     assert_eq!(metrics.lines().count(), 13);
+}
+
+/// The shipped recipe: step 2 holds the generator exactly as step 1 (or the initial weights) left
+/// it, and `init` starts from saved weights.
+#[test]
+fn held_generator_and_start_from_saved_weights() {
+    use dgcn::model::weights::{save, SidecarInfo};
+    use dgcn::model::ClassifierInput;
+    tch::set_num_threads(2);
+    let tfeid = util::prepared(DatasetKind::Tfeid).truncated_per_class(20);
+    let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(15);
+    let data = TrainData::from_sets(&[
+        (&tfeid, (0..tfeid.len()).collect()),
+        (&ck, (0..ck.len()).collect()),
+    ]);
+    let model = ModelConfig {
+        width: 0.25,
+        hidden: 64,
+        use_reconstruction: false,
+        classifier_input: ClassifierInput::QueryAndContrast,
+        standardize: true,
+        ..ModelConfig::default()
+    };
+    let cfg = TrainConfig {
+        model,
+        gen_epochs: 2,
+        epochs: 0,
+        batch_size: 32,
+        lr: 2e-3,
+        class_balance: 0.5,
+        generator_in_step2: false,
+        ..TrainConfig::default()
+    };
+    let first = train(&data, None, &cfg, Device::Cpu, None, false, None).expect("step 1");
+    let dir = util::temp_dir("held-generator");
+    let path = dir.join("step1.safetensors");
+    save(
+        &first.vs,
+        &path,
+        SidecarInfo {
+            config: model,
+            training: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            temperature: 1.0,
+        },
+    )
+    .expect("saved");
+    let cfg2 = TrainConfig {
+        gen_epochs: 0,
+        epochs: 4,
+        ..cfg
+    };
+    let second = train(&data, None, &cfg2, Device::Cpu, None, false, Some(&path)).expect("step 2");
+    let (a, b) = (first.vs.variables(), second.vs.variables());
+    let mut generator_vars = 0;
+    for (name, before) in &a {
+        let after = b.get(name).expect("same variables");
+        if name.starts_with("gen") {
+            generator_vars += 1;
+            assert!(before.equal(after), "{name} moved in step 2");
+        }
+    }
+    assert!(generator_vars > 0);
+    // The classifier did learn.
+    assert!(
+        a.iter()
+            .any(|(n, v)| n.starts_with("cls") && !v.equal(&b[n])),
+        "classifier unchanged"
+    );
+    let e: Vec<f64> = second.history.iter().map(|m| m.loss).collect();
+    assert_eq!(e.len(), 4);
+    assert!(e[3] < e[0], "step 2 loss {e:?}");
+    assert!(second.history.iter().all(|m| m.samples_per_sec > 0.0));
+    // Weights of another variant are refused with a clear error.
+    let other = TrainConfig {
+        model: ModelConfig {
+            width: 0.5,
+            ..model
+        },
+        ..cfg2
+    };
+    let err = train(&data, None, &other, Device::Cpu, None, false, Some(&path))
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("step1.safetensors"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,6 +34,10 @@ pub struct SampleInfo {
     /// Person id, where the dataset has one (TFEID performer, CK+ subject).
     pub subject: Option<u32>,
     pub split: Split,
+    /// FER+'s crowd votes for the eight expressions (model order), where the dataset has them:
+    /// the soft training target. Absent in caches written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<[u8; NUM_CLASSES]>,
 }
 
 impl DatasetKind {
@@ -123,6 +127,7 @@ pub fn tfeid_sample(path: &str) -> Option<SampleInfo> {
         label,
         subject: Some(subject),
         split: Split::Train,
+        votes: None,
     })
 }
 
@@ -143,6 +148,7 @@ pub fn ckplus_sample(path: &str) -> Option<SampleInfo> {
         label,
         subject: Some(subject),
         split: Split::Train,
+        votes: None,
     })
 }
 
@@ -162,6 +168,7 @@ pub fn fer2013_sample(path: &str) -> Option<SampleInfo> {
         label: Expression::parse(parts[1])?,
         subject: None,
         split,
+        votes: None,
     })
 }
 
@@ -213,11 +220,16 @@ fn ferplus_samples(paths: &[&str], csvs: &BTreeMap<String, Vec<u8>>) -> Vec<Samp
                 continue;
             };
             let path = format!("{prefix}{}", record[0].trim());
+            let mut emotion_votes = [0u8; NUM_CLASSES];
+            for (v, n) in emotion_votes.iter_mut().zip(&votes) {
+                *v = (*n).min(u8::MAX as u32) as u8;
+            }
             out.push(SampleInfo {
                 path,
                 label,
                 subject: None,
                 split,
+                votes: Some(emotion_votes),
             });
         }
     }
@@ -297,5 +309,6 @@ mod tests {
         let s = DatasetKind::Ferplus.samples(&paths, &csvs);
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].label, s[0].split), (Expression::Happy, Split::Valid));
+        assert_eq!(s[0].votes, Some([0, 9, 1, 0, 0, 0, 0, 0]));
     }
 }

@@ -266,7 +266,11 @@ pub fn prepare(
 fn load_cache(faces_path: &Path, meta_path: &Path) -> Option<PreparedSet> {
     let meta: CacheMeta = serde_json::from_slice(&std::fs::read(meta_path).ok()?).ok()?;
     let faces = std::fs::read(faces_path).ok()?;
+    // FER+ caches written before the votes were kept are rebuilt once.
+    let votes_missing =
+        meta.kind == DatasetKind::Ferplus && meta.samples.iter().any(|s| s.votes.is_none());
     if meta.version != PREPARE_VERSION
+        || votes_missing
         || faces.len() != meta.samples.len() * FACE_PIXELS
         || meta.detected.len() != meta.samples.len()
     {

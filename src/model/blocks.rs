@@ -34,22 +34,28 @@ impl ConvStage {
 /// Encoder layout shared by the generator and the contrastive encoder: 64×64×1 → 8×8×C3.
 struct Encoder {
     stages: Vec<ConvStage>,
+    standardize: bool,
 }
 
 impl Encoder {
-    fn new(p: &nn::Path, ch: [i64; 3]) -> Encoder {
+    fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> Encoder {
         let ins = [1, ch[0], ch[1]];
         Encoder {
             stages: (0..3)
                 .map(|i| ConvStage::new(&(p / format!("stage{}", i + 1)), ins[i], ch[i]))
                 .collect(),
+            standardize,
         }
     }
 
     /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings and the
     /// three maps before pooling (64×64, 32×32, 16×16).
     fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
-        let mut h = x - 0.5;
+        let mut h = if self.standardize {
+            standardize(x)
+        } else {
+            x - 0.5
+        };
         let mut indices = Vec::with_capacity(3);
         let mut skips = Vec::with_capacity(3);
         for s in &self.stages {
@@ -60,6 +66,20 @@ impl Encoder {
         }
         (h, indices, skips)
     }
+}
+
+/// Zero mean and unit variance per image (N×1×H×W), with a floor on the deviation so that a
+/// flat image is not blown up into noise.
+pub fn standardize(x: &Tensor) -> Tensor {
+    let dims = [1i64, 2, 3];
+    let mean = x.mean_dim(dims.as_slice(), true, tch::Kind::Float);
+    let centred = x - mean;
+    let std = centred
+        .square()
+        .mean_dim(dims.as_slice(), true, tch::Kind::Float)
+        .sqrt()
+        .clamp_min(0.02);
+    centred / std
 }
 
 /// Mirror of [`Encoder`]: unpool with the encoder's indices, then a 3×3 deconvolution; with
@@ -138,9 +158,9 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(p: &nn::Path, ch: [i64; 3]) -> Generator {
+    pub fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> Generator {
         Generator {
-            encoder: Encoder::new(&(p / "enc"), ch),
+            encoder: Encoder::new(&(p / "enc"), ch, standardize),
             decoder: Decoder::new(&(p / "dec"), ch, true),
         }
     }
@@ -166,9 +186,9 @@ pub struct PoolIndices {
 }
 
 impl ContrastiveEncoder {
-    pub fn new(p: &nn::Path, ch: [i64; 3]) -> ContrastiveEncoder {
+    pub fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> ContrastiveEncoder {
         ContrastiveEncoder {
-            encoder: Encoder::new(&(p / "enc"), ch),
+            encoder: Encoder::new(&(p / "enc"), ch, standardize),
         }
     }
 

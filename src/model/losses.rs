@@ -31,9 +31,24 @@ pub fn reconstruction_loss(recon: &Tensor, input: &Tensor) -> Tensor {
     recon.mse_loss(input, Reduction::Mean)
 }
 
-/// L_Cls: cross-entropy of logits against class indices (i64), with label smoothing.
-pub fn classification_loss(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Tensor {
-    logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, -100, smoothing)
+/// L_Cls: cross-entropy of logits (N×K) against target distributions (N×K: one-hot labels or
+/// FER+'s vote shares), smoothed towards uniform by `smoothing`. Each sample is weighted by its
+/// target's class weights (`class_weights`, K), so rare classes count for more.
+pub fn classification_loss(
+    logits: &Tensor,
+    targets: &Tensor,
+    class_weights: &Tensor,
+    smoothing: f64,
+) -> Tensor {
+    let k = logits.size().last().copied().unwrap_or(1) as f64;
+    let smoothed = targets * (1.0 - smoothing) + smoothing / k;
+    let per_sample = -(smoothed * logits.log_softmax(-1, Kind::Float)).sum_dim_intlist(
+        [1i64].as_slice(),
+        false,
+        Kind::Float,
+    );
+    let weight = (targets * class_weights).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    (per_sample * &weight).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1e-12)
 }
 
 #[cfg(test)]
@@ -81,19 +96,38 @@ mod tests {
         let x = t(&[0.0, 1.0], &[1, 1, 1, 2]);
         let r = t(&[0.5, 1.0], &[1, 1, 1, 2]);
         assert!((val(&reconstruction_loss(&r, &x)) - 0.125).abs() < 1e-6);
+        let ones = Tensor::ones([8], (Kind::Float, Device::Cpu));
+        let one_hot = |c: &[i64]| Tensor::from_slice(c).one_hot(8).to_kind(Kind::Float);
         // Uniform logits over 8 classes: cross-entropy ln 8.
         let logits = Tensor::zeros([2, 8], (Kind::Float, Device::Cpu));
-        let targets = Tensor::from_slice(&[0i64, 5]);
-        let ce = val(&classification_loss(&logits, &targets, 0.0));
+        let ce = val(&classification_loss(&logits, &one_hot(&[0, 5]), &ones, 0.0));
         assert!((ce - 8f64.ln()).abs() < 1e-5);
         // A confident right answer costs almost nothing.
         let sure = t(&[20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &[1, 8]);
-        assert!(
-            val(&classification_loss(
-                &sure,
-                &Tensor::from_slice(&[0i64]),
-                0.0
-            )) < 1e-6
+        assert!(val(&classification_loss(&sure, &one_hot(&[0]), &ones, 0.0)) < 1e-6);
+        // A soft target of 0.7 / 0.3 costs its cross-entropy with the prediction.
+        let two = t(
+            &[0.0, 0.0, -30.0, -30.0, -30.0, -30.0, -30.0, -30.0],
+            &[1, 8],
         );
+        let soft = t(&[0.7, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &[1, 8]);
+        let ce = val(&classification_loss(&two, &soft, &ones, 0.0));
+        assert!((ce - 2f64.ln()).abs() < 1e-4, "{ce}");
+        // Class weights: both faces are called neutral; face 0 is happy (weight 3), face 1
+        // neutral (weight 1). Unweighted the mean is (20 + 0) / 2; weighted (3·20 + 0) / 4.
+        let mut w = vec![1.0f32; 8];
+        w[1] = 3.0;
+        let w = Tensor::from_slice(&w);
+        let neutral_twice = t(
+            &[
+                20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            ],
+            &[2, 8],
+        );
+        let targets = one_hot(&[1, 0]);
+        let plain = val(&classification_loss(&neutral_twice, &targets, &ones, 0.0));
+        assert!((plain - 10.0).abs() < 1e-3, "{plain}");
+        let weighted = val(&classification_loss(&neutral_twice, &targets, &w, 0.0));
+        assert!((weighted - 15.0).abs() < 1e-3, "{weighted}");
     }
 }

@@ -16,6 +16,25 @@ pub use blocks::{Classifier, ContrastiveEncoder, Generator, ReconstructionDecode
 
 use crate::labels::NUM_CLASSES;
 
+/// What the classifier is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierInput {
+    /// The paper's Fig. 3: only the contrastive representation |e_q − e_r|.
+    Contrast,
+    /// The query's embedding beside the contrastive representation, [e_q, |e_q − e_r|]: the
+    /// classifier no longer depends on the generator alone to make expressions visible (a face
+    /// the generator cannot neutralise still carries its expression in e_q).
+    QueryAndContrast,
+}
+
+impl ClassifierInput {
+    /// Weights written before this choice existed used the paper's layout.
+    fn paper() -> ClassifierInput {
+        ClassifierInput::Contrast
+    }
+}
+
 /// The switches of the paper's variants and the width multiplier. Stored in every weights sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -27,6 +46,13 @@ pub struct ModelConfig {
     pub use_reconstruction: bool,
     /// Hidden units of the first fully connected layer of the classifier.
     pub hidden: i64,
+    #[serde(default = "ClassifierInput::paper")]
+    pub classifier_input: ClassifierInput,
+    /// Each encoder standardises its input face (zero mean, unit variance per image) instead of
+    /// only centring it, so a darker or flatter camera image gives the same features. Part of the
+    /// network, hence applied identically in training and live.
+    #[serde(default)]
+    pub standardize: bool,
 }
 
 impl Default for ModelConfig {
@@ -36,6 +62,8 @@ impl Default for ModelConfig {
             use_contrastive: true,
             use_reconstruction: true,
             hidden: 256,
+            classifier_input: ClassifierInput::Contrast,
+            standardize: false,
         }
     }
 }
@@ -50,7 +78,30 @@ impl ModelConfig {
     pub fn embedding_len(&self) -> i64 {
         self.channels()[2] * 8 * 8
     }
+
+    /// Length of the classifier's input.
+    pub fn classifier_input_len(&self) -> i64 {
+        match self.classifier_input {
+            ClassifierInput::Contrast => self.embedding_len(),
+            ClassifierInput::QueryAndContrast => 2 * self.embedding_len(),
+        }
+    }
+
+    /// Checks values that come from flags or a sidecar before a network is built from them
+    /// (libtorch panics on a negative layer size).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= 8.0) {
+            return Err(format!("width {} (expected 0 < width ≤ 8)", self.width));
+        }
+        if !(1..=65_536).contains(&self.hidden) {
+            return Err(format!("hidden {} (expected 1 to 65536)", self.hidden));
+        }
+        Ok(())
+    }
 }
+
+/// Variable group of the generator's weights, so that step 2 can hold them still.
+pub const GENERATOR_GROUP: usize = 1;
 
 /// Everything one forward pass produces.
 pub struct GcNetOutput {
@@ -80,14 +131,18 @@ impl GcNet {
         let ch = config.channels();
         GcNet {
             config,
-            generator: Generator::new(&(root / "gen"), ch),
-            encoder: ContrastiveEncoder::new(&(root / "contr"), ch),
+            generator: Generator::new(
+                &(root / "gen").set_group(GENERATOR_GROUP),
+                ch,
+                config.standardize,
+            ),
+            encoder: ContrastiveEncoder::new(&(root / "contr"), ch, config.standardize),
             reconstruction: config
                 .use_reconstruction
                 .then(|| ReconstructionDecoder::new(&(root / "recon"), ch)),
             classifier: Classifier::new(
                 &(root / "cls"),
-                config.embedding_len(),
+                config.classifier_input_len(),
                 config.hidden,
                 NUM_CLASSES as i64,
             ),
@@ -103,10 +158,20 @@ impl GcNet {
             .encoder
             .embed_t(&Tensor::cat(&[query, reference], 0), false);
         let (emb_query, emb_reference) = (both.narrow(0, 0, n), both.narrow(0, n, n));
-        self.classifier.forward_t(
-            &contrastive_representation(&emb_query, &emb_reference),
-            false,
-        )
+        self.classifier
+            .forward_t(&self.classifier_input(&emb_query, &emb_reference), false)
+    }
+
+    /// The classifier's input for a pair of embeddings, as the config says.
+    fn classifier_input(&self, e_q: &Tensor, e_r: &Tensor) -> Tensor {
+        let contrast = contrastive_representation(e_q, e_r);
+        match self.config.classifier_input {
+            ClassifierInput::Contrast => contrast,
+            ClassifierInput::QueryAndContrast => {
+                let d = e_q.size().last().copied().unwrap_or(1) as f64;
+                Tensor::cat(&[e_q * d.sqrt(), contrast], 1)
+            }
+        }
     }
 
     /// Runs the whole network. `own_reference`, when given, replaces G(x) as the reference the
@@ -118,11 +183,24 @@ impl GcNet {
         train: bool,
     ) -> GcNetOutput {
         let generated = self.generator.forward_t(query, train);
+        self.forward_with_generated(query, generated, own_reference, train)
+    }
+
+    /// [`GcNet::forward_t`] with G(x) already computed (step 2 runs a held generator without
+    /// gradients).
+    pub fn forward_with_generated(
+        &self,
+        query: &Tensor,
+        generated: Tensor,
+        own_reference: Option<&Tensor>,
+        train: bool,
+    ) -> GcNetOutput {
         let reference = own_reference.unwrap_or(&generated);
         let (emb_query, idx_q) = self.encoder.embed_t(query, train);
         let (emb_reference, idx_r) = self.encoder.embed_t(reference, train);
-        let representation = contrastive_representation(&emb_query, &emb_reference);
-        let logits = self.classifier.forward_t(&representation, train);
+        let logits = self
+            .classifier
+            .forward_t(&self.classifier_input(&emb_query, &emb_reference), train);
         let (recon_query, recon_reference) = match (&self.reconstruction, train) {
             (Some(dec), true) => (
                 Some(dec.forward_t(&emb_query, &idx_q, train)),

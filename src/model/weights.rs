@@ -40,6 +40,14 @@ pub struct Sidecar {
     pub caveat: String,
     /// SHA-256 of the .safetensors file.
     pub sha256: String,
+    /// Softmax temperature fitted on validation data (temperature scaling): the probabilities
+    /// shown and written are softmax(logits / T). 1 for weights written before it was fitted.
+    #[serde(default = "unit_temperature")]
+    pub temperature: f64,
+}
+
+fn unit_temperature() -> f64 {
+    1.0
 }
 
 pub fn sidecar_path(weights: &Path) -> PathBuf {
@@ -59,13 +67,16 @@ pub struct LoadedModel {
     pub path: PathBuf,
 }
 
-pub fn save(
-    vs: &VarStore,
-    config: ModelConfig,
-    path: &Path,
-    training: serde_json::Value,
-    metrics: serde_json::Value,
-) -> Result<Sidecar, WeightsError> {
+/// What a sidecar says beside the variables: the model variant, how it was trained, what it
+/// measured and its fitted temperature.
+pub struct SidecarInfo {
+    pub config: ModelConfig,
+    pub training: serde_json::Value,
+    pub metrics: serde_json::Value,
+    pub temperature: f64,
+}
+
+pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, WeightsError> {
     let werr = |reason: String| WeightsError::Write {
         path: path.to_path_buf(),
         reason,
@@ -82,11 +93,12 @@ pub fn save(
         format: FORMAT.into(),
         classes: class_names(),
         input_size: FACE_SIZE,
-        model: config,
-        training,
-        metrics,
+        model: info.config,
+        training: info.training,
+        metrics: info.metrics,
         caveat: RESEARCH_CAVEAT.into(),
         sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
+        temperature: info.temperature,
     };
     let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
     let side = sidecar_path(path);
@@ -116,6 +128,18 @@ pub fn read_sidecar(weights: &Path) -> Result<Sidecar, WeightsError> {
                 class_names(),
                 FACE_SIZE
             ),
+        });
+    }
+    if let Err(reason) = sidecar.model.validate() {
+        return Err(WeightsError::Sidecar {
+            path,
+            reason: format!("model {reason}"),
+        });
+    }
+    if !(sidecar.temperature.is_finite() && sidecar.temperature > 0.0) {
+        return Err(WeightsError::Sidecar {
+            path,
+            reason: format!("temperature {} (expected > 0)", sidecar.temperature),
         });
     }
     Ok(sidecar)
@@ -168,12 +192,16 @@ mod tests {
         let _net = GcNet::new(&vs.root(), cfg);
         let side = save(
             &vs,
-            cfg,
             &path,
-            serde_json::json!({}),
-            serde_json::json!({}),
+            SidecarInfo {
+                config: cfg,
+                training: serde_json::json!({}),
+                metrics: serde_json::json!({}),
+                temperature: 1.5,
+            },
         )
         .expect("saved");
+        assert_eq!(side.temperature, 1.5);
         assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
         let loaded = load(&path, Device::Cpu).expect("loaded");
         assert_eq!(loaded.sidecar.model, cfg);
@@ -192,6 +220,17 @@ mod tests {
             load(&dir.join("nope.safetensors"), Device::Cpu),
             Err(WeightsError::Missing(_))
         ));
+        // A sidecar whose model cannot be built is refused, not a libtorch panic.
+        let side_path = sidecar_path(&path);
+        let text = std::fs::read_to_string(&side_path).expect("sidecar");
+        let bad = text.replace("\"hidden\": 256", "\"hidden\": -1");
+        assert_ne!(bad, text);
+        std::fs::write(&side_path, bad).expect("write");
+        let err = read_sidecar(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("hidden -1"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
