@@ -72,6 +72,9 @@ pub struct ModelTrainArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Step 1's learning rate (default: --lr).
+    #[arg(long)]
+    pub gen_lr: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Width multiplier of the 32/64/96 channels.
@@ -176,6 +179,10 @@ pub struct EvalArgs {
     /// lab dataset (from --init when given) and test on all of this one.
     #[arg(long)]
     pub cross_dataset: bool,
+    /// Weights of the network that judges whether generated references look neutral: one trained
+    /// on real faces that did not guide the generator (default: each fold's network itself).
+    #[arg(long)]
+    pub judge: Option<PathBuf>,
     /// Folder for report.json and report.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,

@@ -9,10 +9,10 @@ use tch::Device;
 
 use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
-use crate::eval::{cross_validate, evaluate, fidelity, DatasetReport};
+use crate::eval::{cross_validate, evaluate, fidelity, fit_intensity_scale, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
 use crate::infer::{choose_device, default_weights_path, device_name, probs_json, Predictor};
-use crate::model::{ClassifierInput, ModelConfig};
+use crate::model::{ClassifierInput, IntensityScale, ModelConfig};
 use crate::train::{train, TrainConfig, TrainData};
 
 pub const VERSION_LINE: &str = concat!(
@@ -86,6 +86,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         epochs: m.epochs,
         batch_size: m.batch_size.max(2),
         lr: m.lr,
+        gen_lr: m.gen_lr,
         seed: m.seed,
         augment: !m.no_augment,
         class_balance: if m.paper { 0.0 } else { m.class_balance },
@@ -180,6 +181,28 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         )
     };
     tracing::info!(temperature, %calibration, "calibrated on validation data");
+    let intensity_scale = crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000);
+    // The generator on the held-out TFEID performers.
+    let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
+        .iter()
+        .filter(|(s, _)| s.kind == DatasetKind::Tfeid)
+        .map(|(s, i)| (*s, i.clone()))
+        .collect();
+    let held_fidelity = (!held_tfeid.is_empty()).then(|| {
+        let held = TrainData::from_sets(&held_tfeid);
+        crate::eval::fidelity(
+            &trained.net,
+            None,
+            &held,
+            device,
+            intensity_scale.unwrap_or(IntensityScale::FROM_MARGIN),
+        )
+    });
+    tracing::info!(
+        ?intensity_scale,
+        ?held_fidelity,
+        "intensity scale and held-out reference fidelity"
+    );
     let training = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "datasets": sets.iter().map(|s| serde_json::json!({
@@ -198,6 +221,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "train_accuracy": last.map(|m| m.train_acc),
         "validation": "held-out TFEID performers + FER+ Valid",
         "calibration": calibration,
+        "held_out_tfeid_reference_fidelity": held_fidelity,
     });
     crate::model::weights::save(
         &trained.vs,
@@ -207,6 +231,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             training,
             metrics,
             temperature,
+            intensity_scale,
         },
     )?;
     println!("weights written to {}", args.weights.display());
@@ -225,6 +250,15 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &det)?;
     let mut predictor: Option<Predictor> = None;
+    let judge = match &args.judge {
+        Some(p) => Some(crate::model::weights::load(p, device)?),
+        None => None,
+    };
+    let judge_name = args.judge.as_ref().map(|p| p.display().to_string());
+    let judge = judge
+        .as_ref()
+        .zip(judge_name.as_deref())
+        .map(|(j, name)| (&j.net, name));
     let start = match init {
         Some(p) => format!("fine-tuned from {}", p.display()),
         None => "trained from scratch".to_string(),
@@ -259,8 +293,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                r.fidelity =
-                    Some(fidelity(&trained.net, &test_data, device)).filter(|f| f.pairs > 0);
+                let scale = fit_intensity_scale(&trained.net, &train_data, device, 8000)
+                    .unwrap_or(IntensityScale::FROM_MARGIN);
+                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scale))
+                    .filter(|f| f.pairs > 0);
                 r
             } else {
                 let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
@@ -272,6 +308,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     device,
                     args.only_folds,
                     init,
+                    judge,
                 )?;
                 if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
                     r.protocol += &format!(" (only the first {n} folds run)");
@@ -431,6 +468,7 @@ fn infer_one(
         .map(|(mut b, p)| {
             b["probs"] = probs_json(&p.probs);
             b["label"] = serde_json::json!(p.label.name());
+            b["intensity"] = serde_json::json!((p.intensity as f64 * 1e4).round() / 1e4);
             b
         })
         .collect();

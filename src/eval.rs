@@ -6,7 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::{folds::subject_folds, PreparedSet};
 use crate::labels::{Expression, NUM_CLASSES};
-use crate::model::GcNet;
+use crate::model::{GcNet, IntensityScale};
 use crate::train::{train, TrainConfig, TrainData};
 
 /// Rows: true class; columns: predicted class (model order).
@@ -197,7 +197,8 @@ pub fn ssim(a: &Tensor, b: &Tensor) -> Tensor {
     (num / den).mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
 }
 
-/// Reference fidelity on held-out identities (expressive faces that have a true neutral).
+/// Reference fidelity on held-out identities (expressive faces that have a true neutral), what
+/// the generator does to faces that are neutral already, and the intensity it gives both.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Fidelity {
     pub pairs: usize,
@@ -205,8 +206,22 @@ pub struct Fidelity {
     pub ssim_query: f64,
     pub l1_reference: f64,
     pub l1_query: f64,
-    /// Share of generated references that the classifier itself calls neutral.
+    /// Share of generated references that the judge (a network trained on real faces that did
+    /// not guide the generator, or the network itself) calls neutral.
     pub reference_called_neutral: f64,
+    /// Which network judged: "itself" or the judge's weights.
+    #[serde(default)]
+    pub judge: String,
+    /// Neutral inputs n: how many, and SSIM(G(n), n) (the generator should leave them alone).
+    #[serde(default)]
+    pub neutral_inputs: usize,
+    #[serde(default)]
+    pub ssim_neutral_identity: f64,
+    /// Mean intensity on the neutral and on the expressive faces.
+    #[serde(default)]
+    pub intensity_neutral: f64,
+    #[serde(default)]
+    pub intensity_expressive: f64,
 }
 
 impl Fidelity {
@@ -219,22 +234,93 @@ impl Fidelity {
         self.l1_query = w(self.l1_query, o.l1_query);
         self.reference_called_neutral =
             w(self.reference_called_neutral, o.reference_called_neutral);
+        self.intensity_expressive = w(self.intensity_expressive, o.intensity_expressive);
+        let m = (self.neutral_inputs + o.neutral_inputs).max(1) as f64;
+        let v = |a: f64, b: f64| (a * self.neutral_inputs as f64 + b * o.neutral_inputs as f64) / m;
+        self.ssim_neutral_identity = v(self.ssim_neutral_identity, o.ssim_neutral_identity);
+        self.intensity_neutral = v(self.intensity_neutral, o.intensity_neutral);
         self.pairs += o.pairs;
+        self.neutral_inputs += o.neutral_inputs;
+        if self.judge.is_empty() {
+            self.judge = o.judge.clone();
+        }
     }
 }
 
-pub fn fidelity(net: &GcNet, data: &TrainData, device: Device) -> Fidelity {
+/// Embedding distance between each face and its generated reference, in batches.
+pub fn embedding_distances(
+    net: &GcNet,
+    data: &TrainData,
+    idx: &[usize],
+    device: Device,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(256) {
+        let x = data.batch(chunk, device);
+        let d = tch::no_grad(|| {
+            let g = net.generator.forward_t(&x, false);
+            net.logits_against(&x, &g).1
+        });
+        let d: Vec<f32> = d.to_device(Device::Cpu).try_into().unwrap_or_default();
+        out.extend(d);
+    }
+    out
+}
+
+fn median(mut v: Vec<f32>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f32::total_cmp);
+    Some(v[v.len() / 2] as f64)
+}
+
+/// The intensity scale of a network on its training faces: the median embedding distance of the
+/// neutral ones maps to 0, that of the expressive ones to 1. At most `cap` faces are used
+/// (evenly spaced). `None` without both kinds of face.
+pub fn fit_intensity_scale(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+    cap: usize,
+) -> Option<IntensityScale> {
+    let step = data.len().div_ceil(cap.max(1)).max(1);
+    let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
+    let d = embedding_distances(net, data, &idx, device);
+    let (neutral, expressive): (Vec<(usize, f32)>, Vec<(usize, f32)>) = idx
+        .iter()
+        .copied()
+        .zip(d)
+        .partition(|(i, _)| data.labels[*i] == Expression::Neutral.index() as i64);
+    let neutral = median(neutral.into_iter().map(|(_, d)| d).collect())?;
+    let expressive = median(expressive.into_iter().map(|(_, d)| d).collect())?;
+    (expressive > neutral).then_some(IntensityScale {
+        neutral,
+        expressive,
+    })
+}
+
+/// Reference fidelity of `net`'s generator on `data` (the true neutral of each expressive face
+/// is every neutral photo of the same person), judged by `judge` (or `net` itself), with
+/// intensities on `scale`.
+pub fn fidelity(
+    net: &GcNet,
+    judge: Option<(&GcNet, &str)>,
+    data: &TrainData,
+    device: Device,
+    scale: IntensityScale,
+) -> Fidelity {
+    let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));
     let idx: Vec<usize> = data
         .with_neutral()
         .into_iter()
         .filter(|&i| data.labels[i] != 0)
         .collect();
-    let mut f = Fidelity::default();
-    if idx.is_empty() {
-        return f;
-    }
+    let mut f = Fidelity {
+        judge: judge_name.to_string(),
+        ..Fidelity::default()
+    };
     let (mut sr, mut sq, mut lr, mut lq, mut called) = (0.0, 0.0, 0.0, 0.0, 0i64);
-    let mut n_pairs = 0usize;
     for chunk in idx.chunks(128) {
         let q = data.batch(chunk, device);
         // Compare against every neutral image of the person, averaged.
@@ -249,18 +335,32 @@ pub fn fidelity(net: &GcNet, data: &TrainData, device: Device) -> Fidelity {
             sq += ssim(&xs, &n).mean(Kind::Float).double_value(&[]);
             lr += (&gs - &n).abs().mean(Kind::Float).double_value(&[]);
             lq += (&xs - &n).abs().mean(Kind::Float).double_value(&[]);
-            let p = predict_probs(net, &g).argmax(1, false).int64_value(&[0]);
+            let p = predict_probs(judge_net, &g)
+                .argmax(1, false)
+                .int64_value(&[0]);
             called += (p == Expression::Neutral.index() as i64) as i64;
-            n_pairs += 1;
         }
     }
-    let n = n_pairs.max(1) as f64;
-    f.pairs = n_pairs;
+    let n = idx.len().max(1) as f64;
+    f.pairs = idx.len();
     f.ssim_reference = sr / n;
     f.ssim_query = sq / n;
     f.l1_reference = lr / n;
     f.l1_query = lq / n;
     f.reference_called_neutral = called as f64 / n;
+    let mean_intensity = |idx: &[usize]| {
+        let d = embedding_distances(net, data, idx, device);
+        d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len().max(1) as f64
+    };
+    f.intensity_expressive = mean_intensity(&idx);
+    let neutrals: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
+    if !neutrals.is_empty() {
+        let x = data.batch(&neutrals, device);
+        let g = tch::no_grad(|| net.generator.forward_t(&x, false));
+        f.neutral_inputs = neutrals.len();
+        f.ssim_neutral_identity = ssim(&g, &x).mean(Kind::Float).double_value(&[]);
+        f.intensity_neutral = mean_intensity(&neutrals);
+    }
     f
 }
 
@@ -347,8 +447,10 @@ impl DatasetReport {
         }
         if let Some(f) = &self.fidelity {
             s += &format!(
-                "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3}; L1 {:.4} vs {:.4}; the classifier calls {:.1} % of references neutral.\n",
-                f.pairs, f.ssim_reference, f.ssim_query, f.l1_reference, f.l1_query, f.reference_called_neutral * 100.0
+                "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3} (difference {:+.3}); L1 {:.4} vs {:.4}; the judge ({}) calls {:.1} % of references neutral. Neutral inputs ({}): SSIM(G(n), n) {:.3}. Mean intensity: {:.3} on neutral faces, {:.3} on expressive ones.\n",
+                f.pairs, f.ssim_reference, f.ssim_query, f.ssim_reference - f.ssim_query, f.l1_reference, f.l1_query,
+                f.judge, f.reference_called_neutral * 100.0, f.neutral_inputs, f.ssim_neutral_identity,
+                f.intensity_neutral, f.intensity_expressive
             );
         }
         s + "\n"
@@ -366,6 +468,7 @@ pub fn cross_validate(
     device: Device,
     only_folds: Option<usize>,
     init: Option<&std::path::Path>,
+    judge: Option<(&GcNet, &str)>,
 ) -> anyhow::Result<DatasetReport> {
     let t0 = std::time::Instant::now();
     let subjects: Vec<Option<u32>> = primary.samples.iter().map(|s| s.subject).collect();
@@ -393,7 +496,9 @@ pub fn cross_validate(
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
-        fid.merge(&fidelity(&trained.net, &test_data, device));
+        let scale = fit_intensity_scale(&trained.net, &data, device, 8000)
+            .unwrap_or(IntensityScale::FROM_MARGIN);
+        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scale));
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),

@@ -62,6 +62,7 @@ impl FrameResult {
                 "landmarks": f.detected.landmarks.map(|p| p.map(r)),
                 "probs": crate::infer::probs_json(&f.prediction.probs),
                 "label": f.prediction.label.name(),
+                "intensity": (f.prediction.intensity as f64 * 1e4).round() / 1e4,
             })).collect::<Vec<_>>(),
             "latency_ms": {
                 "capture": ms(self.frame.capture_ms),

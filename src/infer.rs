@@ -7,6 +7,7 @@ use tch::{Device, Kind, Tensor};
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::weights::{self, LoadedModel, WeightsError};
+use crate::model::IntensityScale;
 
 /// The weights the app loads when none are named: `$DGCN_WEIGHTS`, else the shipped file.
 pub fn default_weights_path() -> PathBuf {
@@ -49,6 +50,9 @@ pub struct FacePrediction {
     pub generated: AlignedFace,
     /// Whether `reference` is the person's own neutral face.
     pub own_reference: bool,
+    /// How far the face is from its reference in the contrastive embedding, scaled to 0 (as
+    /// neutral as the reference) … 1 (a typical expression or more).
+    pub intensity: f32,
 }
 
 pub struct Predictor {
@@ -88,7 +92,7 @@ impl Predictor {
         let all: Vec<&AlignedFace> = faces.iter().collect();
         let x = faces_to_tensor(&all, self.device);
         let own = own.filter(|(i, _)| *i < faces.len());
-        let (probs, reference, generated) = tch::no_grad(|| {
+        let (probs, distance, reference, generated) = tch::no_grad(|| {
             let net = &self.model.net;
             let generated = net.generator.forward_t(&x, false);
             let reference = match own {
@@ -101,8 +105,9 @@ impl Predictor {
                 }
                 None => generated.shallow_clone(),
             };
-            let logits = net.logits_against(&x, &reference) / self.model.sidecar.temperature;
-            (logits.softmax(-1, Kind::Float), reference, generated)
+            let (logits, distance) = net.logits_against(&x, &reference);
+            let probs = (logits / self.model.sidecar.temperature).softmax(-1, Kind::Float);
+            (probs, distance, reference, generated)
         });
         let to_vec = |t: Tensor| -> Vec<f32> {
             t.to_device(Device::Cpu)
@@ -110,7 +115,17 @@ impl Predictor {
                 .try_into()
                 .unwrap_or_default()
         };
-        let (probs, reference, generated) = (to_vec(probs), to_vec(reference), to_vec(generated));
+        let (probs, distance, reference, generated) = (
+            to_vec(probs),
+            to_vec(distance),
+            to_vec(reference),
+            to_vec(generated),
+        );
+        let scale = self
+            .model
+            .sidecar
+            .intensity_scale
+            .unwrap_or(IntensityScale::FROM_MARGIN);
         let px = FACE_SIZE * FACE_SIZE;
         let face_at = |v: &[f32], i: usize| AlignedFace {
             pixels: v.get(i * px..(i + 1) * px).unwrap_or_default().to_vec(),
@@ -130,6 +145,10 @@ impl Predictor {
                     reference: face_at(&reference, i),
                     generated: face_at(&generated, i),
                     own_reference: own.is_some_and(|(j, _)| j == i),
+                    intensity: distance
+                        .get(i)
+                        .map(|&d| scale.intensity(d as f64) as f32)
+                        .unwrap_or(0.0),
                 }
             })
             .collect()

@@ -31,6 +31,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    /// Step 1's learning rate when it differs from step 2's (fine-tuning a pretrained network
+    /// with a small `lr` while its generator learns from scratch).
+    #[serde(default)]
+    pub gen_lr: Option<f64>,
     pub seed: u64,
     pub lambda_gen: f64,
     pub lambda_contr: f64,
@@ -53,6 +57,7 @@ impl Default for TrainConfig {
             epochs: 20,
             batch_size: 64,
             lr: 1e-3,
+            gen_lr: None,
             seed: 1,
             lambda_gen: 1.0,
             lambda_contr: 0.5,
@@ -422,7 +427,11 @@ pub fn train(
             if (step, epoch) <= start {
                 continue;
             }
-            let lr = cfg.lr
+            let base_lr = match step {
+                1 => cfg.gen_lr.unwrap_or(cfg.lr),
+                _ => cfg.lr,
+            };
+            let lr = base_lr
                 * 0.5
                 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / epochs as f64).cos());
             opt.set_lr(lr);

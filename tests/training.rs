@@ -116,6 +116,7 @@ fn held_generator_and_start_from_saved_weights() {
             training: serde_json::json!({}),
             metrics: serde_json::json!({}),
             temperature: 1.0,
+            intensity_scale: None,
         },
     )
     .expect("saved");

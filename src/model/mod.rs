@@ -150,16 +150,18 @@ impl GcNet {
     }
 
     /// Inference half of [`GcNet::forward_t`]: class logits of `query` against a given reference
-    /// (generated or the person's own), without running the generator again. Query and
-    /// reference go through the shared encoder as one batch.
-    pub fn logits_against(&self, query: &Tensor, reference: &Tensor) -> Tensor {
+    /// (generated or the person's own), without running the generator again, and the distance
+    /// of their embeddings (N). Query and reference go through the shared encoder as one batch.
+    pub fn logits_against(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
         let n = query.size()[0];
         let (both, _) = self
             .encoder
             .embed_t(&Tensor::cat(&[query, reference], 0), false);
         let (emb_query, emb_reference) = (both.narrow(0, 0, n), both.narrow(0, n, n));
-        self.classifier
-            .forward_t(&self.classifier_input(&emb_query, &emb_reference), false)
+        let logits = self
+            .classifier
+            .forward_t(&self.classifier_input(&emb_query, &emb_reference), false);
+        (logits, embedding_distance(&emb_query, &emb_reference))
     }
 
     /// The classifier's input for a pair of embeddings, as the config says.
@@ -216,6 +218,38 @@ impl GcNet {
             recon_query,
             recon_reference,
         }
+    }
+}
+
+/// Euclidean distance of the unit embeddings of query and reference, per face (N): what L_Contr
+/// pulls to 0 for a neutral face and pushes beyond its margin for an expressive one, hence the
+/// expression's intensity before scaling.
+pub fn embedding_distance(e_q: &Tensor, e_r: &Tensor) -> Tensor {
+    (e_q - e_r)
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
+        .sqrt()
+}
+
+/// Maps an embedding distance to an intensity in [0, 1]: `neutral` (the typical distance of a
+/// neutral face) gives 0, `expressive` (that of an expressive one) gives 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IntensityScale {
+    pub neutral: f64,
+    pub expressive: f64,
+}
+
+impl IntensityScale {
+    /// Without a fitted scale: L_Contr's own ends, 0 for a neutral pair and its margin (0.5) for
+    /// an expressive one.
+    pub const FROM_MARGIN: IntensityScale = IntensityScale {
+        neutral: 0.0,
+        expressive: 0.5,
+    };
+
+    pub fn intensity(&self, distance: f64) -> f64 {
+        let span = (self.expressive - self.neutral).max(1e-6);
+        ((distance - self.neutral) / span).clamp(0.0, 1.0)
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device};
 
-use super::{GcNet, ModelConfig};
+use super::{GcNet, IntensityScale, ModelConfig};
 use crate::face::FACE_SIZE;
 use crate::labels::class_names;
 
@@ -44,6 +44,10 @@ pub struct Sidecar {
     /// shown and written are softmax(logits / T). 1 for weights written before it was fitted.
     #[serde(default = "unit_temperature")]
     pub temperature: f64,
+    /// How embedding distances map to the 0–1 intensity, fitted on the training faces (absent in
+    /// weights written before it was: L_Contr's margin is used then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intensity_scale: Option<IntensityScale>,
 }
 
 fn unit_temperature() -> f64 {
@@ -74,6 +78,7 @@ pub struct SidecarInfo {
     pub training: serde_json::Value,
     pub metrics: serde_json::Value,
     pub temperature: f64,
+    pub intensity_scale: Option<IntensityScale>,
 }
 
 pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, WeightsError> {
@@ -99,6 +104,7 @@ pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, We
         caveat: RESEARCH_CAVEAT.into(),
         sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
         temperature: info.temperature,
+        intensity_scale: info.intensity_scale,
     };
     let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
     let side = sidecar_path(path);
@@ -198,10 +204,18 @@ mod tests {
                 training: serde_json::json!({}),
                 metrics: serde_json::json!({}),
                 temperature: 1.5,
+                intensity_scale: Some(IntensityScale {
+                    neutral: 0.1,
+                    expressive: 0.6,
+                }),
             },
         )
         .expect("saved");
         assert_eq!(side.temperature, 1.5);
+        assert_eq!(
+            read_sidecar(&path).expect("sidecar").intensity_scale,
+            side.intensity_scale
+        );
         assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
         let loaded = load(&path, Device::Cpu).expect("loaded");
         assert_eq!(loaded.sidecar.model, cfg);

@@ -58,6 +58,8 @@ pub struct FaceRecord {
     /// Relative to the session folder.
     pub query_png: String,
     pub reference_png: String,
+    /// Expression intensity 0–1 (absent in sessions recorded before it was written).
+    pub intensity: Option<f32>,
 }
 
 /// A row of `frames.csv`.
@@ -84,7 +86,13 @@ pub fn header() -> Vec<String> {
     for e in Expression::ALL {
         h.push(format!("p_{}", e.name()));
     }
-    for s in ["predicted", "reference", "query_png", "reference_png"] {
+    for s in [
+        "predicted",
+        "reference",
+        "query_png",
+        "reference_png",
+        "intensity",
+    ] {
         h.push(s.into());
     }
     h
@@ -107,6 +115,7 @@ impl FrameRow {
                 r.push(if f.own_reference { "own" } else { "generated" }.into());
                 r.push(f.query_png.clone());
                 r.push(f.reference_png.clone());
+                r.push(f.intensity.map(|v| format!("{v:.4}")).unwrap_or_default());
             }
             None => r.extend(std::iter::repeat_n(String::new(), header().len() - 3)),
         }

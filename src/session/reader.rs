@@ -116,6 +116,11 @@ fn parse_row(record: &csv::StringRecord) -> Result<FrameRow, String> {
             own_reference,
             query_png: png(at + 2)?,
             reference_png: png(at + 3)?,
+            // A later column: older sessions end before it.
+            intensity: match field(at + 4) {
+                "" => None,
+                _ => Some(num(at + 4, "intensity")? as f32),
+            },
         })
     };
     Ok(FrameRow {
@@ -155,7 +160,14 @@ pub fn parse_frames(text: &str, path: &Path) -> Result<(Vec<FrameRow>, Vec<Strin
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    if header.iter().collect::<Vec<_>>() != expected {
+    // Sessions recorded before the intensity column end one column earlier.
+    let found: Vec<&str> = header.iter().collect();
+    let columns = found.len();
+    let known = columns >= 1
+        && columns + 1 >= expected.len()
+        && columns <= expected.len()
+        && found.iter().zip(&expected).all(|(a, b)| a == b);
+    if !known {
         return Err(SessionError::BadHeader {
             path: path.to_path_buf(),
             reason: format!("expected the columns {}", expected.join(",")),
@@ -170,12 +182,8 @@ pub fn parse_frames(text: &str, path: &Path) -> Result<(Vec<FrameRow>, Vec<Strin
             reason,
         };
         let record = record.map_err(|e| bad(e.to_string()))?;
-        if record.len() != expected.len() {
-            return Err(bad(format!(
-                "{} fields, expected {}",
-                record.len(),
-                expected.len()
-            )));
+        if record.len() != columns {
+            return Err(bad(format!("{} fields, expected {columns}", record.len())));
         }
         rows.push(parse_row(&record).map_err(bad)?);
     }
@@ -237,6 +245,7 @@ mod tests {
                 own_reference: true,
                 query_png: "faces/000003_0.png".into(),
                 reference_png: "references/000003_0.png".into(),
+                intensity: Some(0.25),
             }),
         };
         let empty = FrameRow {
@@ -261,7 +270,29 @@ mod tests {
         let face = rows[0].face.as_ref().expect("face");
         assert!(face.own_reference);
         assert_eq!(face.predicted, Expression::Sad);
+        assert_eq!(face.intensity, Some(0.25));
         assert!(rows[1].face.is_none());
+    }
+
+    #[test]
+    fn sessions_from_before_the_intensity_column_still_open() {
+        let old: String = sample_csv()
+            .lines()
+            .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap_or(l.len())]))
+            .collect();
+        assert!(old
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with("reference_png")));
+        let (rows, warnings) = parse_frames(&old, Path::new("f.csv")).expect("parses");
+        assert!(warnings.is_empty());
+        assert_eq!(rows.len(), 2);
+        let face = rows[0].face.as_ref().expect("face");
+        assert_eq!(face.intensity, None);
+        assert_eq!(face.reference_png, "references/000003_0.png");
+        // A header with some other column missing is still refused.
+        let broken = sample_csv().replacen("p_happy,", "", 1);
+        assert!(parse_frames(&broken, Path::new("f.csv")).is_err());
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl Writer {
                     own_reference: f.prediction.own_reference,
                     query_png,
                     reference_png,
+                    intensity: Some(f.prediction.intensity),
                 }),
             });
         }

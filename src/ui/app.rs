@@ -132,6 +132,8 @@ pub struct LiveApp {
     selected_center: Option<[f32; 2]>,
     smoother: Smoother,
     shown_probs: [f32; NUM_CLASSES],
+    intensity_smoother: Smoother<1>,
+    shown_intensity: f32,
     show_raw: bool,
     timeline: Timeline,
     own_reference: Option<AlignedFace>,
@@ -185,6 +187,8 @@ impl LiveApp {
             selected_center: None,
             smoother: Smoother::new(0.3),
             shown_probs: [0.0; NUM_CLASSES],
+            intensity_smoother: Smoother::new(0.3),
+            shown_intensity: 0.0,
             show_raw: false,
             timeline: Timeline::new(20.0),
             own_reference: None,
@@ -284,6 +288,7 @@ impl LiveApp {
                 });
                 self.timeline.clear();
                 self.smoother.reset();
+                self.intensity_smoother.reset();
                 self.set_own_reference(None);
                 if let Some(dir) = self.record_into.take() {
                     self.start_recording(dir);
@@ -390,6 +395,7 @@ impl LiveApp {
             .unwrap_or(0);
         if previous != self.selected {
             self.smoother.reset();
+            self.intensity_smoother.reset();
         }
         if let Some(face) = r.faces.get(self.selected) {
             self.selected_center = Some(face.detected.center());
@@ -406,7 +412,12 @@ impl LiveApp {
             );
             let smoothed = self.smoother.update(r.frame.time_s, &p.probs);
             self.shown_probs = if self.show_raw { p.probs } else { smoothed };
-            self.timeline.push(r.frame.time_s, self.shown_probs);
+            let [smoothed] = self
+                .intensity_smoother
+                .update(r.frame.time_s, &[p.intensity]);
+            self.shown_intensity = if self.show_raw { p.intensity } else { smoothed };
+            self.timeline
+                .push(r.frame.time_s, self.shown_probs, self.shown_intensity);
         } else {
             self.selected_center = None;
         }
@@ -627,6 +638,11 @@ impl LiveApp {
         ui.add_space(6.0);
         let tracks = views::expression_bars_ui(ui, &self.shown_probs, width);
         layout.insert("bars".into(), bars_layout(&self.shown_probs, &tracks, ppp));
+        let track = views::intensity_bar_ui(ui, self.shown_intensity, width);
+        layout.insert(
+            "intensity".into(),
+            serde_json::json!({"value": self.shown_intensity, "track": px(track)}),
+        );
         ui.add_space(6.0);
         let plot = views::timeline_ui(ui, &self.timeline, ui.available_height().max(120.0));
         layout.insert("timeline".into(), px(plot));
@@ -833,6 +849,7 @@ impl eframe::App for LiveApp {
                     self.selected_center = Some(f.detected.center());
                     self.selected = i;
                     self.smoother.reset();
+                    self.intensity_smoother.reset();
                 }
             }
             if let Some(m) = layout.as_object_mut() {

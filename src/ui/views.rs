@@ -229,14 +229,54 @@ pub fn expression_bars_ui(ui: &mut Ui, probs: &[f32; NUM_CLASSES], width: f32) -
     tracks
 }
 
-/// Exponential smoothing of the probabilities over time.
-pub struct Smoother {
-    time_constant_s: f64,
-    state: Option<(f64, [f32; NUM_CLASSES])>,
+/// The intensity's colour in the bar and the timeline.
+pub const INTENSITY_COLOR: Color32 = Color32::from_rgb(230, 230, 230);
+
+/// The expression's intensity (0 as neutral as the reference … 1), as one more bar under the
+/// expression bars; returns its track.
+pub fn intensity_bar_ui(ui: &mut Ui, intensity: f32, width: f32) -> Rect {
+    let (row_h, label_w, value_w) = (22.0, 80.0, 52.0);
+    let track_w = (width - label_w - value_w).max(40.0);
+    let (row, response) = ui.allocate_exact_size(Vec2::new(width, row_h), Sense::hover());
+    response.on_hover_text(
+        "how far the face is from its neutral reference in the contrastive embedding: \
+         0 as neutral as the reference, 1 a typical expression or more",
+    );
+    let painter = ui.painter();
+    let text_color = ui.visuals().text_color();
+    painter.text(
+        row.left_center(),
+        Align2::LEFT_CENTER,
+        "intensity",
+        FontId::proportional(15.0),
+        text_color,
+    );
+    let track = Rect::from_min_size(
+        Pos2::new(row.left() + label_w, row.top() + 3.0),
+        Vec2::new(track_w, row_h - 6.0),
+    );
+    painter.rect_filled(track, 0.0, ui.visuals().extreme_bg_color);
+    let v = intensity.clamp(0.0, 1.0);
+    let fill = Rect::from_min_size(track.min, Vec2::new(track_w * v, track.height()));
+    painter.rect_filled(fill, 0.0, INTENSITY_COLOR);
+    painter.text(
+        row.right_center(),
+        Align2::RIGHT_CENTER,
+        format!("{:5.2}", v),
+        FontId::monospace(14.0),
+        text_color,
+    );
+    track
 }
 
-impl Smoother {
-    pub fn new(time_constant_s: f64) -> Smoother {
+/// Exponential smoothing over time of N values (the probabilities, or the intensity).
+pub struct Smoother<const N: usize = NUM_CLASSES> {
+    time_constant_s: f64,
+    state: Option<(f64, [f32; N])>,
+}
+
+impl<const N: usize> Smoother<N> {
+    pub fn new(time_constant_s: f64) -> Smoother<N> {
         Smoother {
             time_constant_s,
             state: None,
@@ -248,7 +288,7 @@ impl Smoother {
     }
 
     /// Adds the values at `time_s` and returns the smoothed values.
-    pub fn update(&mut self, time_s: f64, probs: &[f32; NUM_CLASSES]) -> [f32; NUM_CLASSES] {
+    pub fn update(&mut self, time_s: f64, probs: &[f32; N]) -> [f32; N] {
         let next = match self.state {
             Some((t, prev)) if time_s > t => {
                 let a = (1.0 - (-(time_s - t) / self.time_constant_s).exp()) as f32;
@@ -266,10 +306,10 @@ impl Smoother {
     }
 }
 
-/// The last `span_s` seconds of probabilities, for the timeline.
+/// The last `span_s` seconds of probabilities and intensity, for the timeline.
 pub struct Timeline {
     pub span_s: f64,
-    points: VecDeque<(f64, [f32; NUM_CLASSES])>,
+    points: VecDeque<(f64, [f32; NUM_CLASSES], f32)>,
 }
 
 impl Timeline {
@@ -284,16 +324,16 @@ impl Timeline {
         self.points.clear();
     }
 
-    pub fn push(&mut self, time_s: f64, probs: [f32; NUM_CLASSES]) {
-        if self.points.back().is_some_and(|(t, _)| time_s < *t) {
+    pub fn push(&mut self, time_s: f64, probs: [f32; NUM_CLASSES], intensity: f32) {
+        if self.points.back().is_some_and(|(t, _, _)| time_s < *t) {
             // The source went back in time (a new source): start afresh.
             self.points.clear();
         }
-        self.points.push_back((time_s, probs));
+        self.points.push_back((time_s, probs, intensity));
         while self
             .points
             .front()
-            .is_some_and(|(t, _)| time_s - t > self.span_s)
+            .is_some_and(|(t, _, _)| time_s - t > self.span_s)
         {
             self.points.pop_front();
         }
@@ -308,10 +348,11 @@ impl Timeline {
     }
 }
 
-/// The probabilities over the last seconds, one line per expression; returns the plot's rectangle.
+/// The probabilities over the last seconds, one line per expression, and the intensity as a
+/// dashed line; returns the plot's rectangle.
 pub fn timeline_ui(ui: &mut Ui, timeline: &Timeline, height: f32) -> Rect {
-    use egui_plot::{Legend, Line, Plot, PlotPoints};
-    let last = timeline.points.back().map(|(t, _)| *t).unwrap_or(0.0);
+    use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+    let last = timeline.points.back().map(|(t, _, _)| *t).unwrap_or(0.0);
     let response = Plot::new("timeline")
         .height(height)
         .include_y(0.0)
@@ -328,7 +369,7 @@ pub fn timeline_ui(ui: &mut Ui, timeline: &Timeline, height: f32) -> Rect {
                 let points: PlotPoints = timeline
                     .points
                     .iter()
-                    .map(|(t, p)| [*t, p[e.index()] as f64])
+                    .map(|(t, p, _)| [*t, p[e.index()] as f64])
                     .collect();
                 plot.line(
                     Line::new(e.name(), points)
@@ -336,6 +377,17 @@ pub fn timeline_ui(ui: &mut Ui, timeline: &Timeline, height: f32) -> Rect {
                         .width(2.0),
                 );
             }
+            let intensity: PlotPoints = timeline
+                .points
+                .iter()
+                .map(|(t, _, i)| [*t, *i as f64])
+                .collect();
+            plot.line(
+                Line::new("intensity", intensity)
+                    .color(INTENSITY_COLOR)
+                    .style(LineStyle::dashed_loose())
+                    .width(2.0),
+            );
         });
     response.response.rect
 }
@@ -346,7 +398,7 @@ mod tests {
 
     #[test]
     fn smoother_moves_toward_new_values_with_time() {
-        let mut s = Smoother::new(0.25);
+        let mut s: Smoother = Smoother::new(0.25);
         let mut a = [0.0; NUM_CLASSES];
         a[0] = 1.0;
         let mut b = [0.0; NUM_CLASSES];
@@ -365,10 +417,10 @@ mod tests {
     fn timeline_keeps_only_its_span() {
         let mut t = Timeline::new(10.0);
         for i in 0..100 {
-            t.push(i as f64 * 0.5, [0.0; NUM_CLASSES]);
+            t.push(i as f64 * 0.5, [0.0; NUM_CLASSES], 0.0);
         }
         assert_eq!(t.len(), 21);
-        t.push(1.0, [0.0; NUM_CLASSES]);
+        t.push(1.0, [0.0; NUM_CLASSES], 0.0);
         assert_eq!(t.len(), 1);
     }
 
