@@ -183,6 +183,10 @@ pub struct EvalArgs {
     /// on real faces that did not guide the generator (default: each fold's network itself).
     #[arg(long)]
     pub judge: Option<PathBuf>,
+    /// Also write `reference_grid.png` to --out: eight evenly spaced frames of this clip (`demo`
+    /// for the demo clip), each as query | generated reference | difference, with --weights.
+    #[arg(long, value_name = "CLIP")]
+    pub grid_clip: Option<PathBuf>,
     /// Folder for report.json and report.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,

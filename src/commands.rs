@@ -263,6 +263,24 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         Some(p) => format!("fine-tuned from {}", p.display()),
         None => "trained from scratch".to_string(),
     };
+    if let Some(clip) = &args.grid_clip {
+        let path = args.weights.clone().unwrap_or_else(default_weights_path);
+        let p = Predictor::load(&path, device)?;
+        let out = args.out.join("reference_grid.png");
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let clip = if clip.as_os_str() == "demo" {
+            crate::capture::demo_clip_path()
+        } else {
+            clip.clone()
+        };
+        let rows = write_clip_grid(&clip, &p, &det, 8, &out)?;
+        println!(
+            "reference grid of {rows} frames of {} written to {}",
+            clip.display(),
+            out.display()
+        );
+    }
     for set in &sets {
         let t0 = std::time::Instant::now();
         let report = if lab_kinds.contains(&set.kind) {
@@ -364,6 +382,64 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     println!("report written to {}", args.out.join("report.md").display());
     Ok(())
+}
+
+/// `rows` evenly spaced frames of a clip with a face: query | generated reference | difference
+/// (3× size, the window's heat map), one row per frame. Returns the rows written.
+fn write_clip_grid(
+    clip: &Path,
+    predictor: &Predictor,
+    det: &Detector,
+    rows: usize,
+    out: &Path,
+) -> Result<usize> {
+    use crate::capture::threaded::Producer;
+    use crate::capture::video::{VideoOptions, VideoProducer};
+    let mut producer = VideoProducer::open(clip, VideoOptions::default())
+        .with_context(|| format!("opening {}", clip.display()))?;
+    let mut frames = Vec::new();
+    while let Some(f) = producer.produce()? {
+        frames.push(f.rgb);
+    }
+    let step = frames.len().div_ceil(rows.max(1)).max(1);
+    let mut faces = Vec::new();
+    for img in frames.iter().step_by(step) {
+        let largest = det.detect(img)?.into_iter().next();
+        if let Some(face) = largest.and_then(|f| aligned_from_image(img, &f.landmarks)) {
+            faces.push(face);
+        }
+    }
+    anyhow::ensure!(
+        !faces.is_empty(),
+        "{}: no face found in its frames",
+        clip.display()
+    );
+    let preds = predictor.predict(&faces, None);
+    let scale = 3u32;
+    let side = crate::face::FACE_SIZE as u32 * scale;
+    let mut canvas = image::RgbImage::new(side * 3, side * faces.len() as u32);
+    for (r, (face, pred)) in faces.iter().zip(&preds).enumerate() {
+        let heat = crate::ui::views::heat_map_rgb(face, &pred.generated);
+        let tiles = [
+            image::DynamicImage::ImageLuma8(face.to_luma8()).to_rgb8(),
+            image::DynamicImage::ImageLuma8(pred.generated.to_luma8()).to_rgb8(),
+            heat,
+        ];
+        for (c, tile) in tiles.iter().enumerate() {
+            let big =
+                image::imageops::resize(tile, side, side, image::imageops::FilterType::Nearest);
+            image::imageops::replace(
+                &mut canvas,
+                &big,
+                (c as u32 * side) as i64,
+                (r as u32 * side) as i64,
+            );
+        }
+    }
+    canvas
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(faces.len())
 }
 
 fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {

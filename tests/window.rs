@@ -227,6 +227,24 @@ fn the_window_draws_face_reference_difference_and_bars_and_records() {
         ],
     );
     assert_eq!(layout["faces"].as_u64(), Some(1), "one face selected");
+    // The intensity bar is filled as far as its value.
+    let intensity = &layout["intensity"];
+    let value = intensity["value"].as_f64().expect("intensity value");
+    assert!((0.0..=1.0).contains(&value), "intensity {value}");
+    let r = rect(&intensity["track"]);
+    let y = (r[1] + r[3]) / 2;
+    let filled = (r[0]..r[2])
+        .filter(|&x| {
+            let p = img.get_pixel(x, y).0;
+            (0..3).all(|i| p[i].abs_diff(230) <= 12)
+        })
+        .count() as f64;
+    let width = (r[2] - r[0]) as f64;
+    assert!(
+        (filled / width - value).abs() <= 0.02 + 2.0 / width,
+        "intensity {value:.3}, drawn {:.3}",
+        filled / width
+    );
     // The live frame holds the performer's face: far from flat.
     let frame: Vec<f64> = pixels(&img, rect(&layout["frame"]))
         .into_iter()
@@ -321,4 +339,32 @@ fn the_session_browser_shows_frame_reference_bars_and_label_bands() {
             band["label"]
         );
     }
+}
+
+/// A source that ends before `--screenshot-after` frames were shown (one image, 500 asked for):
+/// the screenshot is taken at the source's end and the window closes.
+#[test]
+fn a_source_shorter_than_screenshot_after_still_gets_its_screenshot() {
+    let dir = util::temp_dir("short-source");
+    let image = util::temp_image(
+        dgcn::data::DatasetKind::Tfeid,
+        "0111b01.jpg",
+        "short_source.jpg",
+    );
+    let (_img, layout) = screenshot_of(
+        &dir,
+        "short",
+        &[
+            "live".as_ref(),
+            "--source".as_ref(),
+            image.as_os_str(),
+            "--screenshot-after".as_ref(),
+            "500".as_ref(),
+        ],
+    );
+    assert_eq!(
+        layout["faces"].as_u64(),
+        Some(1),
+        "the image's face is shown"
+    );
 }

@@ -857,7 +857,10 @@ impl eframe::App for LiveApp {
                 m.insert("faces".into(), faces.len().into());
             }
         });
-        let ready = self.frames_shown >= self.screenshot.after_frames();
+        // A source that ends before that many frames were shown would otherwise never be
+        // photographed (and the window never close): take it at the source's end.
+        let source_ended = self.running.as_ref().is_some_and(|r| r.ended);
+        let ready = self.frames_shown >= self.screenshot.after_frames() || source_ended;
         if let Err(e) = self.screenshot.step(&ctx, ready, layout) {
             if let Ok(mut f) = self.failure.lock() {
                 *f = Some(format!("{e:#}"));

@@ -74,12 +74,21 @@ pub const HEAT_FULL_SCALE: f32 = 0.4;
 
 /// The difference as an "inferno" heat map (black: same, yellow: ≥ [`HEAT_FULL_SCALE`]).
 pub fn heat_map_image(query: &AlignedFace, reference: &AlignedFace) -> ColorImage {
+    ColorImage::from_rgb(
+        [FACE_SIZE, FACE_SIZE],
+        heat_map_rgb(query, reference).as_raw(),
+    )
+}
+
+/// The heat map as an RGB image (for files: `dgcn eval --grid-clip`).
+pub fn heat_map_rgb(query: &AlignedFace, reference: &AlignedFace) -> image::RgbImage {
     let mut rgb = Vec::with_capacity(FACE_SIZE * FACE_SIZE * 3);
     for d in difference(query, reference) {
         let c = colorous::INFERNO.eval_continuous((d / HEAT_FULL_SCALE).clamp(0.0, 1.0) as f64);
         rgb.extend_from_slice(&[c.r, c.g, c.b]);
     }
-    ColorImage::from_rgb([FACE_SIZE, FACE_SIZE], &rgb)
+    image::RgbImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, rgb)
+        .unwrap_or_else(|| image::RgbImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
 }
 
 /// A captioned square tile; returns the image's rectangle.
