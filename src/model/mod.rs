@@ -321,6 +321,59 @@ mod tests {
     }
 
     #[test]
+    fn intensity_maps_neutral_to_zero_and_expressive_to_one() {
+        let s = IntensityScale {
+            neutral: 0.2,
+            expressive: 0.6,
+        };
+        assert_eq!(s.intensity(0.1), 0.0);
+        assert_eq!(s.intensity(0.2), 0.0);
+        assert!((s.intensity(0.4) - 0.5).abs() < 1e-12);
+        assert_eq!(s.intensity(0.6), 1.0);
+        assert_eq!(s.intensity(1.5), 1.0);
+        // A degenerate scale does not divide by zero.
+        let flat = IntensityScale {
+            neutral: 0.3,
+            expressive: 0.3,
+        };
+        assert!(flat.intensity(0.31).is_finite());
+    }
+
+    #[test]
+    fn query_and_contrast_doubles_the_classifier_input_and_validation_refuses_bad_sizes() {
+        let cfg = ModelConfig {
+            width: 0.25,
+            classifier_input: ClassifierInput::QueryAndContrast,
+            standardize: true,
+            ..ModelConfig::default()
+        };
+        assert_eq!(cfg.classifier_input_len(), 2 * cfg.embedding_len());
+        let vs = VarStore::new(Device::Cpu);
+        let net = GcNet::new(&vs.root(), cfg);
+        let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let (logits, distance) = net.logits_against(&x, &x);
+        assert_eq!(logits.size(), [2, 8]);
+        // Compared with itself, a face is at distance 0.
+        assert!(distance.abs().max().double_value(&[]) < 1e-4);
+        // Standardised input: a darker, flatter copy of a face embeds the same.
+        let dim = &x * 0.5 + 0.1;
+        let (e1, _) = net.encoder.embed_t(&x, false);
+        let (e2, _) = net.encoder.embed_t(&dim, false);
+        assert!((e1 - e2).abs().max().double_value(&[]) < 1e-3);
+        for bad in [
+            ModelConfig { hidden: -1, ..cfg },
+            ModelConfig { width: 0.0, ..cfg },
+            ModelConfig {
+                width: f64::NAN,
+                ..cfg
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
     fn own_reference_replaces_the_generated_one() {
         let vs = VarStore::new(Device::Cpu);
         let net = GcNet::new(&vs.root(), ModelConfig::default());
