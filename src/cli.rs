@@ -23,6 +23,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Recognise expressions in images; one JSON line per image on stdout.
     Infer(InferArgs),
+    /// Fit the logit adjustment and temperature of existing weights on validation data (FER+
+    /// Valid and held-out TFEID performers) and rewrite their sidecar.
+    Calibrate(CalibrateArgs),
     /// Show which device, libraries and model files would be used.
     Doctor(CommonArgs),
     /// Time each stage and the whole pipeline on a clip; prints a Markdown table.
@@ -146,6 +149,31 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The weights whose sidecar gets the calibration.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The datasets the weights were trained on (their training splits give the class prior).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tfeid,ckplus48,ferplus"
+    )]
+    pub datasets: Vec<DatasetKind>,
+    /// TFEID performers held out for validation (as in `dgcn train`).
+    #[arg(long, default_value_t = 3)]
+    pub holdout_subjects: usize,
+    /// The seed that chose them (as in `dgcn train`).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
 pub struct EvalArgs {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -170,6 +198,10 @@ pub struct EvalArgs {
     /// Run only the first N folds (quick checks; the report says so).
     #[arg(long)]
     pub only_folds: Option<usize>,
+    /// The split fer2013/ferplus are scored on: `valid` (FER+ only) is for choosing weights,
+    /// `test` for reporting.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: crate::data::Split,
     /// Cross-validation starts every fold from these weights and fine-tunes them on the fold's
     /// training subjects (e.g. a network pretrained on FER+, which holds none of TFEID's or
     /// CK+'s people), instead of training each fold from scratch.

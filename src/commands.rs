@@ -7,7 +7,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::Device;
 
-use crate::cli::{CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs};
+use crate::cli::{
+    CalibrateArgs, CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs,
+};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
 use crate::eval::{cross_validate, evaluate, fidelity, fit_intensity_scale, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
@@ -130,17 +132,17 @@ fn holdout_subjects(set: &PreparedSet, n: usize, seed: u64) -> Vec<u32> {
     subjects
 }
 
-pub fn run_train(args: &TrainArgs) -> Result<()> {
-    let device = setup_device(&args.common)?;
-    let det = detector(&args.common)?;
-    let sets = prepare_all(&args.datasets, &args.data, &det)?;
-    let cfg = train_config(&args.model, args.init.as_deref())?;
+type Parts<'a> = Vec<(&'a PreparedSet, Vec<usize>)>;
+
+/// Training and validation samples of each set: TFEID's held-out performers and FER+ Valid
+/// validate, the rest (training splits) trains.
+fn train_val_parts(sets: &[PreparedSet], holdout: usize, seed: u64) -> (Parts<'_>, Parts<'_>) {
     let mut train_parts = Vec::new();
     let mut val_parts = Vec::new();
-    for set in &sets {
+    for set in sets {
         match set.kind {
             DatasetKind::Tfeid => {
-                let held = holdout_subjects(set, args.holdout_subjects, cfg.seed);
+                let held = holdout_subjects(set, holdout, seed);
                 let (val, tr): (Vec<usize>, Vec<usize>) = (0..set.len())
                     .partition(|&i| set.samples[i].subject.is_some_and(|s| held.contains(&s)));
                 train_parts.push((set, tr));
@@ -153,6 +155,60 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             _ => train_parts.push((set, set.split_indices(Split::Train))),
         }
     }
+    (train_parts, val_parts)
+}
+
+/// Logit adjustment and temperature fitted on `val` for a network trained on `data`.
+fn calibration_on(
+    net: &crate::model::GcNet,
+    data: &TrainData,
+    val: &TrainData,
+    device: Device,
+) -> Option<crate::eval::Calibrated> {
+    if val.is_empty() {
+        return None;
+    }
+    let logits = crate::eval::logits(net, val, device, 256);
+    let labels = val.labels_of(&(0..val.len()).collect::<Vec<_>>(), Device::Cpu);
+    Some(crate::eval::calibrate(
+        &logits,
+        &labels,
+        &data.class_prior(),
+    ))
+}
+
+/// `dgcn calibrate`: fits the logit adjustment and temperature of existing weights on the
+/// validation data of `dgcn train` and rewrites their sidecar.
+pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
+    let device = setup_device(&args.common)?;
+    let det = detector(&args.common)?;
+    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let model = crate::model::weights::load(&args.weights, device)?;
+    let (train_parts, val_parts) = train_val_parts(&sets, args.holdout_subjects, args.seed);
+    let data = TrainData::from_sets(&train_parts);
+    let val = TrainData::from_sets(&val_parts);
+    let c = calibration_on(&model.net, &data, &val, device)
+        .context("no validation data to calibrate on")?;
+    crate::model::weights::write_calibration(
+        &args.weights,
+        c.temperature,
+        Some(c.class_bias.clone()),
+        serde_json::to_value(&c)?,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&c)?);
+    println!(
+        "calibration written to {}",
+        crate::model::weights::sidecar_path(&args.weights).display()
+    );
+    Ok(())
+}
+
+pub fn run_train(args: &TrainArgs) -> Result<()> {
+    let device = setup_device(&args.common)?;
+    let det = detector(&args.common)?;
+    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let cfg = train_config(&args.model, args.init.as_deref())?;
+    let (train_parts, val_parts) = train_val_parts(&sets, args.holdout_subjects, cfg.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
@@ -166,20 +222,12 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         args.init.as_deref(),
     )?;
     let last = trained.history.last();
-    // Temperature scaling on the validation data: the bars show probabilities that mean what
-    // they say.
-    let (temperature, calibration) = if val.is_empty() {
-        (1.0, serde_json::Value::Null)
-    } else {
-        let logits = crate::eval::logits(&trained.net, &val, device, 256);
-        let labels = val.labels_of(&(0..val.len()).collect::<Vec<_>>(), Device::Cpu);
-        let t = crate::eval::fit_temperature(&logits, &labels);
-        let ece = |t: f64| crate::eval::expected_calibration_error(&logits, &labels, t, 15);
-        (
-            t,
-            serde_json::json!({"temperature": t, "ece_15_bins_before": ece(1.0), "ece_15_bins_after": ece(t)}),
-        )
-    };
+    // Logit adjustment and temperature scaling on the validation data: rare expressions get
+    // predicted, and the bars show probabilities that mean what they say.
+    let calibrated = calibration_on(&trained.net, &data, &val, device);
+    let temperature = calibrated.as_ref().map(|c| c.temperature).unwrap_or(1.0);
+    let class_bias = calibrated.as_ref().map(|c| c.class_bias.clone());
+    let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
     let intensity_scale = crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000);
     // The generator on the held-out TFEID performers.
@@ -234,6 +282,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             intensity_scale,
         },
     )?;
+    crate::model::weights::write_calibration(&args.weights, temperature, class_bias, calibration)?;
     println!("weights written to {}", args.weights.display());
     Ok(())
 }
@@ -318,16 +367,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 r
             } else {
                 let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
-                let mut r = cross_validate(
-                    set,
-                    &extra_refs,
-                    args.folds,
-                    &cfg,
-                    device,
-                    args.only_folds,
+                let cv = crate::eval::CrossValidation {
+                    folds: (args.folds, args.only_folds),
                     init,
                     judge,
-                )?;
+                };
+                let mut r = cross_validate(set, &extra_refs, &cfg, device, &cv)?;
                 if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
                     r.protocol += &format!(" (only the first {n} folds run)");
                 }
@@ -343,27 +388,46 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 predictor = Some(Predictor::load(&path, device)?);
             }
             let p = predictor.as_ref().context("weights not loaded")?;
-            let test = set.split_indices(Split::Test);
-            anyhow::ensure!(!test.is_empty(), "{}: no test split found", set.kind.name());
-            let data = TrainData::from_sets(&[(set, test)]);
-            let c = evaluate(&p.model.net, &data, device, 256);
+            let split = set.split_indices(args.split);
+            anyhow::ensure!(
+                !split.is_empty(),
+                "{}: no {:?} split found",
+                set.kind.name(),
+                args.split
+            );
+            let data = TrainData::from_sets(&[(set, split)]);
+            // As the app sees them: the weights' logit adjustment and temperature applied.
+            let logits = crate::eval::logits(&p.model.net, &data, device, 256);
+            let labels = data.labels_of(&(0..data.len()).collect::<Vec<_>>(), Device::Cpu);
+            let adjusted = p.model.sidecar.adjusted_logits(&logits);
+            let c = crate::eval::confusion_of(&adjusted, &labels);
+            let split_name = match args.split {
+                Split::Test => "official test split",
+                Split::Valid => "official validation split",
+                Split::Train => "training split",
+            };
             let mut r = DatasetReport::new(
                 set.kind.name(),
-                format!("official test split, weights {}", p.model.path.display()),
+                format!("{split_name}, weights {}", p.model.path.display()),
                 c,
                 set.hit_rate(),
             );
             if set.kind == DatasetKind::Ferplus {
                 r.protocol += " (majority vote)";
             }
-            let logits = crate::eval::logits(&p.model.net, &data, device, 256);
-            let labels = data.labels_of(&(0..data.len()).collect::<Vec<_>>(), Device::Cpu);
-            let t = p.model.sidecar.temperature;
             r.calibration = Some(crate::eval::Calibration {
-                temperature: t,
+                temperature: p.model.sidecar.temperature,
                 ece_before: crate::eval::expected_calibration_error(&logits, &labels, 1.0, 15),
-                ece_after: crate::eval::expected_calibration_error(&logits, &labels, t, 15),
+                ece_after: crate::eval::expected_calibration_error(&adjusted, &labels, 1.0, 15),
             });
+            if p.model.sidecar.class_bias.is_some() {
+                let raw = crate::eval::confusion_of(&logits, &labels);
+                r.protocol += &format!(
+                    "; with the weights' logit adjustment (without it: accuracy {:.2} %, mean recall {:.2} %)",
+                    raw.accuracy() * 100.0,
+                    raw.mean_recall() * 100.0
+                );
+            }
             r
         };
         let report = DatasetReport {

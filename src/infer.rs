@@ -2,7 +2,7 @@
 //! Used by `dgcn infer` and by the live app's inference thread.
 use std::path::{Path, PathBuf};
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
@@ -106,7 +106,7 @@ impl Predictor {
                 None => generated.shallow_clone(),
             };
             let (logits, distance) = net.logits_against(&x, &reference);
-            let probs = (logits / self.model.sidecar.temperature).softmax(-1, Kind::Float);
+            let probs = self.model.sidecar.probabilities(&logits);
             (probs, distance, reference, generated)
         });
         let to_vec = |t: Tensor| -> Vec<f32> {

@@ -22,6 +22,7 @@ fn main() {
         Command::Train(a) => commands::run_train(&a),
         Command::Eval(a) => commands::run_eval(&a),
         Command::Infer(a) => commands::run_infer(&a),
+        Command::Calibrate(a) => commands::run_calibrate(&a),
         Command::Doctor(a) => commands::run_doctor(&a),
         Command::Bench(a) => dgcn::bench::run_bench(&a),
         Command::Open(a) => dgcn::ui::run_browser(&a),

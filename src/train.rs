@@ -150,6 +150,18 @@ impl TrainData {
             .collect()
     }
 
+    /// Share of each class in the targets (the training prior).
+    pub fn class_prior(&self) -> [f64; NUM_CLASSES] {
+        let mut mass = [0.0f64; NUM_CLASSES];
+        for t in &self.targets {
+            for (m, &v) in mass.iter_mut().zip(t) {
+                *m += v as f64;
+            }
+        }
+        let total: f64 = mass.iter().sum::<f64>().max(1e-12);
+        mass.map(|m| m / total)
+    }
+
     /// Loss weight per class ∝ (share of the targets)^−`balance`, averaging 1 over the samples;
     /// 1 for a class absent from the data.
     pub fn class_weights(&self, balance: f64) -> [f32; NUM_CLASSES] {

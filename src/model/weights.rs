@@ -48,6 +48,54 @@ pub struct Sidecar {
     /// weights written before it was: L_Contr's margin is used then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intensity_scale: Option<IntensityScale>,
+    /// Added to the logits before the temperature (logit adjustment, −τ·log prior, fitted on
+    /// validation data): rare expressions are not drowned by frequent ones. None: no adjustment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_bias: Option<Vec<f64>>,
+}
+
+impl Sidecar {
+    /// Probabilities from raw logits (N×8): softmax((logits + bias) / T).
+    pub fn probabilities(&self, logits: &tch::Tensor) -> tch::Tensor {
+        self.adjusted_logits(logits).softmax(-1, tch::Kind::Float)
+    }
+
+    /// (logits + bias) / T, the logits the app's probabilities come from.
+    pub fn adjusted_logits(&self, logits: &tch::Tensor) -> tch::Tensor {
+        let biased = match &self.class_bias {
+            Some(b) => {
+                let b: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+                logits + tch::Tensor::from_slice(&b).to_device(logits.device())
+            }
+            None => logits.shallow_clone(),
+        };
+        biased / self.temperature
+    }
+}
+
+/// Rewrites only the calibration of a weights file's sidecar (the variables stay as they are).
+pub fn write_calibration(
+    weights: &Path,
+    temperature: f64,
+    class_bias: Option<Vec<f64>>,
+    calibration: serde_json::Value,
+) -> Result<Sidecar, WeightsError> {
+    let mut side = read_sidecar(weights)?;
+    side.temperature = temperature;
+    side.class_bias = class_bias;
+    if let serde_json::Value::Object(m) = &mut side.metrics {
+        m.insert("calibration".into(), calibration);
+    }
+    let path = sidecar_path(weights);
+    let werr = |reason: String| WeightsError::Write {
+        path: path.clone(),
+        reason,
+    };
+    let json = serde_json::to_string_pretty(&side).map_err(|e| werr(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| werr(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| werr(e.to_string()))?;
+    Ok(side)
 }
 
 fn unit_temperature() -> f64 {
@@ -105,6 +153,7 @@ pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, We
         sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
         temperature: info.temperature,
         intensity_scale: info.intensity_scale,
+        class_bias: None,
     };
     let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
     let side = sidecar_path(path);
@@ -141,6 +190,17 @@ pub fn read_sidecar(weights: &Path) -> Result<Sidecar, WeightsError> {
             path,
             reason: format!("model {reason}"),
         });
+    }
+    if let Some(b) = &sidecar.class_bias {
+        if b.len() != sidecar.classes.len() || !b.iter().all(|v| v.is_finite()) {
+            return Err(WeightsError::Sidecar {
+                path,
+                reason: format!(
+                    "class_bias: expected {} finite numbers",
+                    sidecar.classes.len()
+                ),
+            });
+        }
     }
     if !(sidecar.temperature.is_finite() && sidecar.temperature > 0.0) {
         return Err(WeightsError::Sidecar {
