@@ -164,6 +164,7 @@ fn calibration_on(
     data: &TrainData,
     val: &TrainData,
     device: Device,
+    adjust: bool,
 ) -> Option<crate::eval::Calibrated> {
     if val.is_empty() {
         return None;
@@ -174,6 +175,7 @@ fn calibration_on(
         &logits,
         &labels,
         &data.class_prior(),
+        adjust,
     ))
 }
 
@@ -187,14 +189,19 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let (train_parts, val_parts) = train_val_parts(&sets, args.holdout_subjects, args.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
-    let c = calibration_on(&model.net, &data, &val, device)
+    let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)
         .context("no validation data to calibrate on")?;
+    // The intensity scale from faces the network was not trained on: on its training faces the
+    // generator is closer to the true neutral than it will be on a new person's face.
+    let intensity = crate::eval::fit_intensity_scale(&model.net, &val, device, 8000);
     crate::model::weights::write_calibration(
         &args.weights,
         c.temperature,
-        Some(c.class_bias.clone()),
+        args.logit_adjustment.then(|| c.class_bias.clone()),
         serde_json::to_value(&c)?,
+        intensity,
     )?;
+    println!("intensity scale (validation faces): {intensity:?}");
     println!("{}", serde_json::to_string_pretty(&c)?);
     println!(
         "calibration written to {}",
@@ -224,12 +231,17 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let last = trained.history.last();
     // Logit adjustment and temperature scaling on the validation data: rare expressions get
     // predicted, and the bars show probabilities that mean what they say.
-    let calibrated = calibration_on(&trained.net, &data, &val, device);
+    let calibrated = calibration_on(&trained.net, &data, &val, device, args.logit_adjustment);
     let temperature = calibrated.as_ref().map(|c| c.temperature).unwrap_or(1.0);
-    let class_bias = calibrated.as_ref().map(|c| c.class_bias.clone());
+    let class_bias = calibrated
+        .as_ref()
+        .filter(|_| args.logit_adjustment)
+        .map(|c| c.class_bias.clone());
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
-    let intensity_scale = crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000);
+    // On faces it was not trained on (see run_calibrate), falling back to the training faces.
+    let intensity_scale = crate::eval::fit_intensity_scale(&trained.net, &val, device, 8000)
+        .or_else(|| crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000));
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
         .iter()
@@ -282,7 +294,13 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             intensity_scale,
         },
     )?;
-    crate::model::weights::write_calibration(&args.weights, temperature, class_bias, calibration)?;
+    crate::model::weights::write_calibration(
+        &args.weights,
+        temperature,
+        class_bias,
+        calibration,
+        intensity_scale,
+    )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
 }

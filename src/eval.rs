@@ -187,7 +187,13 @@ pub struct Calibrated {
 /// add −τ·log prior, τ in 0–2 chosen to maximise the mean of accuracy and mean recall, so that
 /// rare expressions are predicted without giving up much accuracy), then a temperature on the
 /// adjusted logits.
-pub fn calibrate(logits: &Tensor, labels: &Tensor, prior: &[f64; NUM_CLASSES]) -> Calibrated {
+/// With `adjust` false, τ stays 0 (temperature only).
+pub fn calibrate(
+    logits: &Tensor,
+    labels: &Tensor,
+    prior: &[f64; NUM_CLASSES],
+    adjust: bool,
+) -> Calibrated {
     let log_prior: Vec<f64> = prior.iter().map(|p| p.max(1e-4).ln()).collect();
     let bias_for = |tau: f64| -> Vec<f64> { log_prior.iter().map(|l| -tau * l).collect() };
     let adjusted = |bias: &[f64]| {
@@ -196,7 +202,8 @@ pub fn calibrate(logits: &Tensor, labels: &Tensor, prior: &[f64; NUM_CLASSES]) -
     };
     let score = |c: &Confusion| 0.5 * (c.accuracy() + c.mean_recall());
     let before = confusion_of(logits, labels);
-    let (tau, best) = (0..=40)
+    let steps = if adjust { 40 } else { 0 };
+    let (tau, best) = (0..=steps)
         .map(|i| i as f64 * 0.05)
         .map(|tau| (tau, confusion_of(&adjusted(&bias_for(tau)), labels)))
         .max_by(|a, b| score(&a.1).total_cmp(&score(&b.1)))
@@ -649,7 +656,10 @@ mod tests {
         let mut prior = [0.01; NUM_CLASSES];
         prior[0] = 0.8;
         prior[1] = 0.1;
-        let c = calibrate(&logits, &labels, &prior);
+        let plain = calibrate(&logits, &labels, &prior, false);
+        assert_eq!(plain.tau, 0.0);
+        assert!((plain.validation_accuracy_after - 0.8).abs() < 1e-9);
+        let c = calibrate(&logits, &labels, &prior, true);
         assert!((c.validation_accuracy_before - 0.8).abs() < 1e-9);
         assert!((c.validation_accuracy_after - 1.0).abs() < 1e-9, "{c:?}");
         assert!(c.validation_mean_recall_after > c.validation_mean_recall_before);

@@ -79,10 +79,12 @@ pub fn write_calibration(
     temperature: f64,
     class_bias: Option<Vec<f64>>,
     calibration: serde_json::Value,
+    intensity_scale: Option<IntensityScale>,
 ) -> Result<Sidecar, WeightsError> {
     let mut side = read_sidecar(weights)?;
     side.temperature = temperature;
     side.class_bias = class_bias;
+    side.intensity_scale = intensity_scale.or(side.intensity_scale);
     if let serde_json::Value::Object(m) = &mut side.metrics {
         m.insert("calibration".into(), calibration);
     }
