@@ -497,30 +497,18 @@ fn write_clip_grid(
         clip.display()
     );
     let preds = predictor.predict(&faces, None);
-    let scale = 3u32;
-    let side = crate::face::FACE_SIZE as u32 * scale;
-    let mut canvas = image::RgbImage::new(side * 3, side * faces.len() as u32);
-    for (r, (face, pred)) in faces.iter().zip(&preds).enumerate() {
-        let heat = crate::ui::views::heat_map_rgb(face, &pred.generated);
-        let tiles = [
-            image::DynamicImage::ImageLuma8(face.to_luma8()).to_rgb8(),
-            image::DynamicImage::ImageLuma8(pred.generated.to_luma8()).to_rgb8(),
-            heat,
-        ];
-        for (c, tile) in tiles.iter().enumerate() {
-            let big =
-                image::imageops::resize(tile, side, side, image::imageops::FilterType::Nearest);
-            image::imageops::replace(
-                &mut canvas,
-                &big,
-                (c as u32 * side) as i64,
-                (r as u32 * side) as i64,
-            );
-        }
-    }
-    canvas
-        .save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let tiles: Vec<Vec<image::RgbImage>> = faces
+        .iter()
+        .zip(&preds)
+        .map(|(face, pred)| {
+            vec![
+                image::DynamicImage::ImageLuma8(face.to_luma8()).to_rgb8(),
+                image::DynamicImage::ImageLuma8(pred.generated.to_luma8()).to_rgb8(),
+                crate::ui::views::heat_map_rgb(face, &pred.generated),
+            ]
+        })
+        .collect();
+    crate::train::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
     Ok(faces.len())
 }
 

@@ -714,6 +714,28 @@ fn write_epoch(dir: &Path, vs: &nn::VarStore, m: &EpochMetrics) -> Result<()> {
     Ok(())
 }
 
+/// Saves rows of 64×64 tiles as one PNG, each tile enlarged to `side` pixels (nearest).
+pub fn save_tile_grid(rows: &[Vec<image::RgbImage>], side: u32, path: &Path) -> Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let mut canvas = image::RgbImage::new(side * cols, side * rows.len() as u32);
+    for (r, row) in rows.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            let big =
+                image::imageops::resize(tile, side, side, image::imageops::FilterType::Nearest);
+            image::imageops::replace(
+                &mut canvas,
+                &big,
+                (c as u32 * side) as i64,
+                (r as u32 * side) as i64,
+            );
+        }
+    }
+    canvas
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// PNG grid, one row per held-out face: query | generated reference | true neutral (2× size).
 pub fn write_grid(net: &GcNet, val: &TrainData, device: Device, path: &Path) -> Result<()> {
     let rows: Vec<usize> = val
@@ -730,24 +752,17 @@ pub fn write_grid(net: &GcNet, val: &TrainData, device: Device, path: &Path) -> 
     let partners: Vec<usize> = rows.iter().map(|&i| val.neutral_of[i][0]).collect();
     let neutral = val.batch(&partners, device);
     let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
-    let s = FACE_SIZE as u32 * 2;
-    let mut canvas = image::GrayImage::new(s * 3, s * rows.len() as u32);
-    for (r, _) in rows.iter().enumerate() {
-        for (c, t) in [&query, &generated, &neutral].iter().enumerate() {
-            let img = tensor_to_luma(&t.get(r as i64));
-            let big = image::imageops::resize(&img, s, s, image::imageops::FilterType::Nearest);
-            image::imageops::replace(
-                &mut canvas,
-                &big,
-                (c as u32 * s) as i64,
-                (r as u32 * s) as i64,
-            );
-        }
-    }
-    canvas
-        .save(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let tiles: Vec<Vec<image::RgbImage>> = (0..rows.len())
+        .map(|r| {
+            [&query, &generated, &neutral]
+                .iter()
+                .map(|t| {
+                    image::DynamicImage::ImageLuma8(tensor_to_luma(&t.get(r as i64))).to_rgb8()
+                })
+                .collect()
+        })
+        .collect();
+    save_tile_grid(&tiles, FACE_SIZE as u32 * 2, path)
 }
 
 /// 1×64×64 float tensor in [0, 1] → grey image.

@@ -193,70 +193,29 @@ pub fn frame_view_ui(
     (rect, clicked)
 }
 
-/// One bar per expression; returns each bar's track (full-width) rectangle.
-pub fn expression_bars_ui(ui: &mut Ui, probs: &[f32; NUM_CLASSES], width: f32) -> Vec<Rect> {
-    let row_h = 22.0;
-    let label_w = 80.0;
-    let value_w = 52.0;
-    let track_w = (width - label_w - value_w).max(40.0);
-    let best = (0..NUM_CLASSES)
-        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
-        .unwrap_or(0);
-    let mut tracks = Vec::with_capacity(NUM_CLASSES);
-    for e in Expression::ALL {
-        let (row, _) = ui.allocate_exact_size(Vec2::new(width, row_h), Sense::hover());
-        let painter = ui.painter();
-        let text_color = if e.index() == best {
-            ui.visuals().strong_text_color()
-        } else {
-            ui.visuals().text_color()
-        };
-        painter.text(
-            row.left_center(),
-            Align2::LEFT_CENTER,
-            e.name(),
-            FontId::proportional(15.0),
-            text_color,
-        );
-        let track = Rect::from_min_size(
-            Pos2::new(row.left() + label_w, row.top() + 3.0),
-            Vec2::new(track_w, row_h - 6.0),
-        );
-        painter.rect_filled(track, 0.0, ui.visuals().extreme_bg_color);
-        let p = probs[e.index()].clamp(0.0, 1.0);
-        let fill = Rect::from_min_size(track.min, Vec2::new(track_w * p, track.height()));
-        painter.rect_filled(fill, 0.0, expression_color(e));
-        painter.text(
-            row.right_center(),
-            Align2::RIGHT_CENTER,
-            format!("{:5.1}%", p * 100.0),
-            FontId::monospace(14.0),
-            text_color,
-        );
-        tracks.push(track);
-    }
-    tracks
-}
-
-/// The intensity's colour in the bar and the timeline.
-pub const INTENSITY_COLOR: Color32 = Color32::from_rgb(230, 230, 230);
-
-/// The expression's intensity (0 as neutral as the reference … 1), as one more bar under the
-/// expression bars; returns its track.
-pub fn intensity_bar_ui(ui: &mut Ui, intensity: f32, width: f32) -> Rect {
+/// One labelled bar row: the label on the left, a track filled to `value` (0–1) in `color`, and
+/// `text` on the right; returns the track.
+fn bar_row_ui(
+    ui: &mut Ui,
+    (label, text): (&str, String),
+    value: f32,
+    color: Color32,
+    strong: bool,
+    width: f32,
+) -> (Rect, egui::Response) {
     let (row_h, label_w, value_w) = (22.0, 80.0, 52.0);
     let track_w = (width - label_w - value_w).max(40.0);
     let (row, response) = ui.allocate_exact_size(Vec2::new(width, row_h), Sense::hover());
-    response.on_hover_text(
-        "how far the face is from its neutral reference in the contrastive embedding: \
-         0 as neutral as the reference, 1 a typical expression or more",
-    );
     let painter = ui.painter();
-    let text_color = ui.visuals().text_color();
+    let text_color = if strong {
+        ui.visuals().strong_text_color()
+    } else {
+        ui.visuals().text_color()
+    };
     painter.text(
         row.left_center(),
         Align2::LEFT_CENTER,
-        "intensity",
+        label,
         FontId::proportional(15.0),
         text_color,
     );
@@ -265,15 +224,60 @@ pub fn intensity_bar_ui(ui: &mut Ui, intensity: f32, width: f32) -> Rect {
         Vec2::new(track_w, row_h - 6.0),
     );
     painter.rect_filled(track, 0.0, ui.visuals().extreme_bg_color);
-    let v = intensity.clamp(0.0, 1.0);
+    let v = value.clamp(0.0, 1.0);
     let fill = Rect::from_min_size(track.min, Vec2::new(track_w * v, track.height()));
-    painter.rect_filled(fill, 0.0, INTENSITY_COLOR);
+    painter.rect_filled(fill, 0.0, color);
     painter.text(
         row.right_center(),
         Align2::RIGHT_CENTER,
-        format!("{:5.2}", v),
+        text,
         FontId::monospace(14.0),
         text_color,
+    );
+    (track, response)
+}
+
+/// One bar per expression; returns each bar's track (full-width) rectangle.
+pub fn expression_bars_ui(ui: &mut Ui, probs: &[f32; NUM_CLASSES], width: f32) -> Vec<Rect> {
+    let best = (0..NUM_CLASSES)
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+        .unwrap_or(0);
+    Expression::ALL
+        .iter()
+        .map(|&e| {
+            let p = probs[e.index()].clamp(0.0, 1.0);
+            let text = format!("{:5.1}%", p * 100.0);
+            bar_row_ui(
+                ui,
+                (e.name(), text),
+                p,
+                expression_color(e),
+                e.index() == best,
+                width,
+            )
+            .0
+        })
+        .collect()
+}
+
+/// The intensity's colour in the bar and the timeline.
+pub const INTENSITY_COLOR: Color32 = Color32::from_rgb(230, 230, 230);
+
+/// The expression's intensity (0 as neutral as the reference … 1), as one more bar under the
+/// expression bars; returns its track.
+pub fn intensity_bar_ui(ui: &mut Ui, intensity: f32, width: f32) -> Rect {
+    let v = intensity.clamp(0.0, 1.0);
+    let (track, response) = bar_row_ui(
+        ui,
+        ("intensity", format!("{v:5.2}")),
+        v,
+        INTENSITY_COLOR,
+        false,
+        width,
+    );
+    response.on_hover_text(
+        "how far the face is from its neutral reference in the contrastive embedding: \
+         0 as neutral as the reference, 1 a typical expression or more",
     );
     track
 }
