@@ -23,8 +23,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Recognise expressions in images; one JSON line per image on stdout.
     Infer(InferArgs),
-    /// Fit the logit adjustment and temperature of existing weights on validation data (FER+
-    /// Valid and held-out TFEID performers) and rewrite their sidecar.
+    /// Refit the temperature (optionally a logit adjustment) and the intensity scale of existing
+    /// weights on validation data (FER+ Valid and held-out TFEID performers) and rewrite their
+    /// sidecar.
     Calibrate(CalibrateArgs),
     /// Show which device, libraries and model files would be used.
     Doctor(CommonArgs),
@@ -123,17 +124,8 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelTrainArgs,
-    /// Datasets to train on (their training splits).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "tfeid,ckplus48,ferplus"
-    )]
-    pub datasets: Vec<DatasetKind>,
-    /// TFEID performers held out for validation and the reference grid.
-    #[arg(long, default_value_t = 3)]
-    pub holdout_subjects: usize,
+    #[command(flatten)]
+    pub sets: TrainSetArgs,
     /// Run folder: config, metrics, checkpoints, grids.
     #[arg(long, default_value = "runs/latest")]
     pub run: PathBuf,
@@ -151,6 +143,22 @@ pub struct TrainArgs {
     pub logit_adjustment: bool,
 }
 
+/// What `train` trains on and validates with (and `calibrate` refits on).
+#[derive(Args, Debug, Clone)]
+pub struct TrainSetArgs {
+    /// Datasets to train on (their training splits; FER+ Valid validates).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tfeid,ckplus48,ferplus"
+    )]
+    pub datasets: Vec<DatasetKind>,
+    /// TFEID performers held out for validation and the reference grid.
+    #[arg(long, default_value_t = 3)]
+    pub holdout_subjects: usize,
+}
+
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
     #[command(flatten)]
@@ -160,17 +168,9 @@ pub struct CalibrateArgs {
     /// The weights whose sidecar gets the calibration.
     #[arg(long)]
     pub weights: PathBuf,
-    /// The datasets the weights were trained on (their training splits give the class prior).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "tfeid,ckplus48,ferplus"
-    )]
-    pub datasets: Vec<DatasetKind>,
-    /// TFEID performers held out for validation (as in `dgcn train`).
-    #[arg(long, default_value_t = 3)]
-    pub holdout_subjects: usize,
+    /// The datasets and held-out performers the weights were trained with.
+    #[command(flatten)]
+    pub sets: TrainSetArgs,
     /// The seed that chose them (as in `dgcn train`).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

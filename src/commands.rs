@@ -179,14 +179,15 @@ fn calibration_on(
     ))
 }
 
-/// `dgcn calibrate`: fits the logit adjustment and temperature of existing weights on the
-/// validation data of `dgcn train` and rewrites their sidecar.
+/// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
+/// intensity scale of existing weights on the validation data of `dgcn train` and rewrites their
+/// sidecar.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let device = setup_device(&args.common)?;
     let det = detector(&args.common)?;
-    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
     let model = crate::model::weights::load(&args.weights, device)?;
-    let (train_parts, val_parts) = train_val_parts(&sets, args.holdout_subjects, args.seed);
+    let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)
@@ -213,9 +214,9 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
 pub fn run_train(args: &TrainArgs) -> Result<()> {
     let device = setup_device(&args.common)?;
     let det = detector(&args.common)?;
-    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
     let cfg = train_config(&args.model, args.init.as_deref())?;
-    let (train_parts, val_parts) = train_val_parts(&sets, args.holdout_subjects, cfg.seed);
+    let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, cfg.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
