@@ -170,7 +170,7 @@ fn calibration_on(
         return None;
     }
     let logits = crate::eval::logits(net, val, device, 256);
-    let labels = val.labels_of(&(0..val.len()).collect::<Vec<_>>(), Device::Cpu);
+    let labels = val.all_labels();
     Some(crate::eval::calibrate(
         &logits,
         &labels,
@@ -417,7 +417,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             let data = TrainData::from_sets(&[(set, split)]);
             // As the app sees them: the weights' logit adjustment and temperature applied.
             let logits = crate::eval::logits(&p.model.net, &data, device, 256);
-            let labels = data.labels_of(&(0..data.len()).collect::<Vec<_>>(), Device::Cpu);
+            let labels = data.all_labels();
             let adjusted = p.model.sidecar.adjusted_logits(&logits);
             let c = crate::eval::confusion_of(&adjusted, &labels);
             let split_name = match args.split {

@@ -226,20 +226,7 @@ pub fn calibrate(
 
 /// Confusion of the network on a pool, in batches.
 pub fn evaluate(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> Confusion {
-    let mut c = Confusion::default();
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let probs = predict_probs(net, &data.batch(chunk, device));
-        let pred: Vec<i64> = probs
-            .argmax(1, false)
-            .to_device(Device::Cpu)
-            .try_into()
-            .unwrap_or_default();
-        for (&i, p) in chunk.iter().zip(pred) {
-            c.add(data.labels[i] as usize, p as usize);
-        }
-    }
-    c
+    confusion_of(&logits(net, data, device, batch), &data.all_labels())
 }
 
 /// Mean SSIM per image pair (N×1×H×W in [0, 1]), 11×11 Gaussian window, σ = 1.5.

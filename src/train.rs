@@ -150,14 +150,20 @@ impl TrainData {
             .collect()
     }
 
-    /// Share of each class in the targets (the training prior).
-    pub fn class_prior(&self) -> [f64; NUM_CLASSES] {
+    /// Sum of the targets per class.
+    fn class_mass(&self) -> [f64; NUM_CLASSES] {
         let mut mass = [0.0f64; NUM_CLASSES];
         for t in &self.targets {
             for (m, &v) in mass.iter_mut().zip(t) {
                 *m += v as f64;
             }
         }
+        mass
+    }
+
+    /// Share of each class in the targets (the training prior).
+    pub fn class_prior(&self) -> [f64; NUM_CLASSES] {
+        let mass = self.class_mass();
         let total: f64 = mass.iter().sum::<f64>().max(1e-12);
         mass.map(|m| m / total)
     }
@@ -165,12 +171,7 @@ impl TrainData {
     /// Loss weight per class ∝ (share of the targets)^−`balance`, averaging 1 over the samples;
     /// 1 for a class absent from the data.
     pub fn class_weights(&self, balance: f64) -> [f32; NUM_CLASSES] {
-        let mut mass = [0.0f64; NUM_CLASSES];
-        for t in &self.targets {
-            for (m, &v) in mass.iter_mut().zip(t) {
-                *m += v as f64;
-            }
-        }
+        let mass = self.class_mass();
         let n = self.len().max(1) as f64;
         let raw: [f64; NUM_CLASSES] = std::array::from_fn(|c| {
             if mass[c] > 0.0 {
@@ -210,6 +211,11 @@ impl TrainData {
     pub fn labels_of(&self, idx: &[usize], device: Device) -> Tensor {
         Tensor::from_slice(&idx.iter().map(|&i| self.labels[i]).collect::<Vec<_>>())
             .to_device(device)
+    }
+
+    /// Every sample's label (N, on the CPU).
+    pub fn all_labels(&self) -> Tensor {
+        Tensor::from_slice(&self.labels)
     }
 
     /// Soft targets (N×8) for the given indices.
