@@ -13,10 +13,61 @@ use crate::capture::video::{VideoOptions, VideoProducer};
 use crate::capture::SourceSpec;
 use crate::cli::BenchArgs;
 use crate::commands::{detector, setup_device};
+use crate::cpu_use::CpuSpan;
 use crate::face::detect::BlazeFaceVariant;
 use crate::face::{aligned_from_image, Detector, DetectorConfig, FaceTracker, TrackConfig};
 use crate::infer::{device_name, Predictor};
 use crate::pipeline::{Pipeline, PipelineConfig};
+
+fn fmt_cores(cores: Option<f64>) -> String {
+    cores.map_or_else(|| "?".into(), |c| format!("{c:.2}"))
+}
+
+/// A camera facing a grey wall: noisy frames at a fixed rate for a fixed time.
+struct BlankCamera {
+    frame: RgbImage,
+    interval: std::time::Duration,
+    next: Instant,
+    left: u64,
+}
+
+impl BlankCamera {
+    fn new(w: u32, h: u32, fps: f64, seconds: f64) -> BlankCamera {
+        let mut frame = RgbImage::new(w, h);
+        for (i, p) in frame.pixels_mut().enumerate() {
+            p.0 = [120 + ((i.wrapping_mul(2_654_435_761) >> 13) % 9) as u8; 3];
+        }
+        BlankCamera {
+            frame,
+            interval: std::time::Duration::from_secs_f64(1.0 / fps),
+            next: Instant::now(),
+            left: (fps * seconds) as u64,
+        }
+    }
+}
+
+impl Producer for BlankCamera {
+    fn produce(
+        &mut self,
+    ) -> Result<Option<crate::capture::SourceFrame>, crate::capture::CaptureError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        if let Some(wait) = self.next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        self.next += self.interval;
+        Ok(Some(crate::capture::SourceFrame {
+            rgb: self.frame.clone(),
+            time_s: None,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        "blank camera".into()
+    }
+}
 
 /// Median and 95th percentile of a set of timings, in ms.
 pub fn median_p95(values: &mut [f64]) -> (f64, f64) {
@@ -241,9 +292,83 @@ fn run_train_bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The model layouts compared by `dgcn bench --layouts`: the paper's, the shipped one's
+/// neighbours and the wider encoders considered for recognition.
+fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
+    use crate::model::{ClassifierInput, ModelConfig};
+    let shipped = ModelConfig {
+        width: 0.5,
+        use_reconstruction: false,
+        classifier_input: ClassifierInput::QueryAndContrast,
+        standardize: true,
+        ..ModelConfig::default()
+    };
+    let encoder = |w: f64, convs: i64| ModelConfig {
+        encoder_width: Some(w),
+        encoder_convs: convs,
+        ..shipped
+    };
+    vec![
+        ("paper's Fig. 3 (width 1)", ModelConfig::default()),
+        ("width 0.5, query + contrast", shipped),
+        ("G 0.5, encoder 0.75", encoder(0.75, 1)),
+        ("G 0.5, encoder 1", encoder(1.0, 1)),
+        ("G 0.5, encoder 0.5, 2 convs", encoder(0.5, 2)),
+        ("G 0.5, encoder 0.75, 2 convs", encoder(0.75, 2)),
+        ("G 0.5, encoder 1, 2 convs", encoder(1.0, 2)),
+    ]
+}
+
+/// GCNet forward (generator, encoder on query and reference, classifier) at batch 1 for each
+/// candidate layout, randomly initialised (the time does not depend on the weights' values).
+fn run_layout_bench(args: &BenchArgs) -> Result<()> {
+    setup_device(&args.common)?;
+    let mut md = String::from(
+        "| layout | parameters | forward ms, batch 1 (median) | p95 |\n|---|---:|---:|---:|\n",
+    );
+    for (name, cfg) in candidate_layouts() {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let net = crate::model::GcNet::new(&vs.root(), cfg);
+        let params: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
+        let x = tch::Tensor::rand([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
+        let forward = || {
+            tch::no_grad(|| {
+                let g = net.generator.forward_t(&x, false);
+                let (logits, _) = net.logits_against(&x, &g);
+                logits.double_value(&[0, 0])
+            })
+        };
+        for _ in 0..20 {
+            forward();
+        }
+        let mut ms: Vec<f64> = (0..args.repeats * 100)
+            .map(|_| {
+                time_ms(|| {
+                    forward();
+                })
+            })
+            .collect();
+        let (m, p) = median_p95(&mut ms);
+        eprintln!("  {name:<36} {params:>10} {m:>8.2} {p:>8.2}");
+        md += &format!("| {name} | {params} | {m:.2} | {p:.2} |\n");
+    }
+    print!("{md}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
 pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.train {
         return run_train_bench(args);
+    }
+    if args.layouts {
+        return run_layout_bench(args);
     }
     let clip = &args.clip;
     anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
@@ -412,22 +537,67 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
                 },
             )?;
             let t0 = Instant::now();
+            let cpu = CpuSpan::start();
             let mut total = Vec::new();
             for r in pipeline.results.iter() {
                 total.push(r.total_ms);
             }
             let seconds = t0.elapsed().as_secs_f64();
+            let cores = cpu.cores();
             pipeline.stop();
             let n = total.len();
             let (m, p) = median_p95(&mut total);
             table.row(
                 &format!("pipeline, {label}"),
-                &format!("{mode}: {n} frames, {:.0} fps", n as f64 / seconds),
+                &format!(
+                    "{mode}: {n} frames, {:.0} fps, {} cores",
+                    n as f64 / seconds,
+                    fmt_cores(cores)
+                ),
                 m,
                 p,
             );
-            summary.push(format!("{label}, {mode}: {:.0} fps", n as f64 / seconds));
+            summary.push(format!(
+                "{label}, {mode}: {:.0} fps, CPU {} cores",
+                n as f64 / seconds,
+                fmt_cores(cores)
+            ));
         }
+    }
+
+    // An idle camera: 640×480 frames of a grey wall at 30 fps, no face in view.
+    {
+        let seconds = 6.0;
+        let source = crate::capture::threaded::ThreadedSource::spawn("blank-camera", move || {
+            Ok(BlankCamera::new(640, 480, 30.0, seconds))
+        })?;
+        let mut pipeline = Pipeline::start(
+            Box::new(source),
+            detector(&stage_common)?,
+            Predictor::load(&args.weights, device)?,
+            PipelineConfig::default(),
+        )
+        .context("starting the pipeline")?;
+        // The first second holds the searches of every frame before the tracker backs off.
+        let mut cpu = None;
+        let t0 = Instant::now();
+        let mut frames = 0usize;
+        for _ in pipeline.results.iter() {
+            frames += 1;
+            if cpu.is_none() && t0.elapsed().as_secs_f64() > 1.5 {
+                cpu = Some(CpuSpan::start());
+            }
+        }
+        let cores = cpu.and_then(|c| c.cores());
+        pipeline.stop();
+        eprintln!(
+            "  idle camera (no face, 30 fps): {frames} frames, {} cores",
+            fmt_cores(cores)
+        );
+        summary.push(format!(
+            "idle camera (640×480 grey wall at 30 fps, no face; after the first 1.5 s): CPU {} cores",
+            fmt_cores(cores)
+        ));
     }
 
     // Memory over a long run of the looped clip.

@@ -84,6 +84,13 @@ pub struct ModelTrainArgs {
     /// Width multiplier of the 32/64/96 channels.
     #[arg(long, default_value_t = 1.0)]
     pub width: f64,
+    /// Width multiplier of the contrastive encoder alone (default: --width). It carries the
+    /// recognition and runs twice per face, on query and reference.
+    #[arg(long)]
+    pub encoder_width: Option<f64>,
+    /// Convolutions in the contrastive encoder's second and third stage (1: the paper's Fig. 3).
+    #[arg(long, default_value_t = 1)]
+    pub encoder_convs: i64,
     /// Train without L_Contr (ablation).
     #[arg(long)]
     pub no_contrastive: bool,
@@ -357,6 +364,10 @@ pub struct BenchArgs {
     /// 0.5 and 1.0).
     #[arg(long)]
     pub train: bool,
+    /// Measure GCNet's forward time at batch 1 for each candidate model layout instead (random
+    /// weights; the live budget is 5 ms).
+    #[arg(long)]
+    pub layouts: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -60,10 +60,14 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         hidden: m.hidden,
         classifier_input: m.classifier_input,
         standardize: !m.no_standardize,
+        encoder_width: m.encoder_width,
+        encoder_convs: m.encoder_convs,
     };
     if m.paper {
         model.classifier_input = ClassifierInput::Contrast;
         model.standardize = false;
+        model.encoder_width = None;
+        model.encoder_convs = 1;
     }
     if let Some(path) = init {
         let side = crate::model::weights::read_sidecar(path)?;

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod cpu_use;
 pub mod data;
 pub mod eval;
 pub mod face;

@@ -92,6 +92,24 @@ fn infer_aligned_and_an_image_without_a_face() {
     assert_eq!(v["faces"], serde_json::json!([]));
 }
 
+#[test]
+fn infer_on_a_thin_strip_answers_no_face_without_growing() {
+    // 8×4000 once made the small-image enlargement ask for a 40160×120000 canvas (14.7 GB).
+    let strip = util::temp_dir("strip").join("strip.png");
+    image::RgbImage::from_pixel(8, 4000, image::Rgb([200, 180, 160]))
+        .save(&strip)
+        .expect("png");
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .arg(&strip)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["faces"], serde_json::json!([]));
+}
+
 /// Runs `dgcn infer --weights W IMAGE`, returning the exit code and the whole of stderr.
 fn infer_error(weights: &Path, image: &Path) -> (Option<i32>, String) {
     let out = dgcn()

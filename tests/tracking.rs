@@ -48,6 +48,40 @@ fn tracked_faces_match_whole_frame_detection() {
 }
 
 #[test]
+fn an_empty_view_is_searched_less_often_and_a_face_that_appears_is_found_soon() {
+    let clip = util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4");
+    let mut video = VideoProducer::open(&clip, VideoOptions::default()).expect("clip opens");
+    let face = video.produce().expect("decodes").expect("a frame").rgb;
+    // A camera facing a grey wall with sensor noise.
+    let mut wall = image::RgbImage::from_pixel(face.width(), face.height(), image::Rgb([128; 3]));
+    for (i, p) in wall.pixels_mut().enumerate() {
+        let n = (i.wrapping_mul(2_654_435_761) >> 13) % 9;
+        p.0 = [120 + n as u8; 3];
+    }
+    let config = TrackConfig::default();
+    let mut tracker = FaceTracker::new(util::detector(), config);
+    for _ in 0..90 {
+        assert!(tracker.detect(&wall).expect("detects").is_empty());
+    }
+    // Every frame searched until `idle_after` empty frames, then every `idle_every`-th.
+    let idle = 90 - config.idle_after as u64;
+    let expected = config.idle_after as u64 + idle / config.idle_every as u64;
+    assert!(
+        (expected..=expected + 1).contains(&tracker.full_searches),
+        "{} whole-frame searches in 90 empty frames (expected about {expected})",
+        tracker.full_searches
+    );
+    // The face walks in: found within `idle_every` frames, then followed on every frame.
+    let found_after = (1..=config.idle_every)
+        .find(|_| !tracker.detect(&face).expect("detects").is_empty())
+        .expect("the face is found");
+    assert!(found_after <= config.idle_every);
+    for _ in 0..5 {
+        assert_eq!(tracker.detect(&face).expect("detects").len(), 1);
+    }
+}
+
+#[test]
 fn bench_reports_every_stage() {
     let out = util::temp_dir("bench").join("bench.md");
     util::run_ok(

@@ -227,6 +227,12 @@ fn the_window_draws_face_reference_difference_and_bars_and_records() {
         ],
     );
     assert_eq!(layout["faces"].as_u64(), Some(1), "one face selected");
+    // The status bar shows the process's CPU use, a figure between 0 and the machine's cores.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let cpu = layout["cpu_cores"]
+        .as_f64()
+        .expect("a CPU figure in the status bar");
+    assert!(cpu > 0.0 && cpu <= cores + 0.5, "CPU {cpu} cores");
     // The intensity bar is filled as far as its value.
     let intensity = &layout["intensity"];
     let value = intensity["value"].as_f64().expect("intensity value");

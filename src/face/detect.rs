@@ -5,10 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use rust_faces::{BlazeFaceParams, FaceDetection, FaceDetectorBuilder, InferParams, Provider};
+use rust_faces::{BlazeFaceParams, FaceDetection, FaceDetectorBuilder};
+
+use super::blazeface::BlazeFaceSession;
 
 /// Images whose shorter side is below this are enlarged before detection.
 const MIN_DETECT_SIDE_PX: u32 = 160;
+/// Enlargement stops where the longer side would pass this.
+const MAX_ENLARGED_SIDE_PX: u32 = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -92,7 +96,7 @@ impl DetectedFace {
 }
 
 pub struct Detector {
-    inner: Box<dyn rust_faces::FaceDetector>,
+    session: BlazeFaceSession,
     pub model_path: PathBuf,
     target_size: u32,
 }
@@ -129,8 +133,8 @@ impl Detector {
             ..BlazeFaceParams::default()
         };
         let detection = match config.variant {
-            BlazeFaceVariant::B640 => FaceDetection::BlazeFace640(params),
-            BlazeFaceVariant::B320 => FaceDetection::BlazeFace320(params),
+            BlazeFaceVariant::B640 => FaceDetection::BlazeFace640(params.clone()),
+            BlazeFaceVariant::B320 => FaceDetection::BlazeFace320(params.clone()),
         };
         let cached = rust_faces_cache().map(|c| c.join(config.variant.cache_file_name()));
         let chosen = config
@@ -138,48 +142,22 @@ impl Detector {
             .clone()
             .or_else(|| std::env::var_os("DGCN_BLAZEFACE").map(PathBuf::from))
             .or_else(|| cached.clone().filter(|p| p.exists()));
-        let infer = InferParams {
-            provider: Provider::OrtCpu,
-            intra_threads: Some(config.threads.max(1)),
-            inter_threads: Some(1),
-        };
-        let builder = match &chosen {
+        let path = match chosen {
             Some(path) => {
-                check_model_file(path)?;
-                FaceDetectorBuilder::new(detection)
-                    .from_file(path.to_string_lossy().into_owned())
-                    .infer_params(infer)
+                check_model_file(&path)?;
+                path
             }
-            None => FaceDetectorBuilder::new(detection)
-                .download()
-                .infer_params(infer),
+            None => download_model(detection, cached.as_deref())?,
         };
-        let model_path = chosen
-            .clone()
-            .or(cached)
-            .unwrap_or_else(|| PathBuf::from(config.variant.cache_file_name()));
-        // rust-faces unwraps ONNX Runtime's session errors: a corrupt model would panic.
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()));
-        let inner = match built {
-            Ok(Ok(inner)) => inner,
-            Ok(Err(e)) if chosen.is_none() => return Err(DetectError::Unavailable(e.to_string())),
-            Ok(Err(e)) => {
-                return Err(DetectError::Model {
-                    path: model_path,
-                    reason: e.to_string(),
-                })
+        let session = BlazeFaceSession::load(&path, config.threads, params).map_err(|reason| {
+            DetectError::Model {
+                path: path.clone(),
+                reason,
             }
-            Err(_) => {
-                return Err(DetectError::Model {
-                    path: model_path,
-                    reason: "ONNX Runtime could not load it (expected a BlazeFace .onnx model)"
-                        .into(),
-                })
-            }
-        };
+        })?;
         Ok(Detector {
-            inner,
-            model_path,
+            session,
+            model_path: path,
             target_size: config.variant.target_size() as u32,
         })
     }
@@ -213,13 +191,7 @@ impl Detector {
             Some((f, sx, sy)) => (f, *sx, *sy),
             None => (work, 1.0, 1.0),
         };
-        let (w, h) = (input.width() as usize, input.height() as usize);
-        let array = ndarray::ArrayView3::from_shape((h, w, 3), input.as_raw().as_slice())
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let faces = self
-            .inner
-            .detect(array.into_dyn())
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let faces = self.session.detect(input).map_err(DetectError::Inference)?;
         let back = |x: f32, y: f32| [(x / sx - pad) / scale, (y / sy - pad) / scale];
         let mut out: Vec<DetectedFace> = faces
             .into_iter()
@@ -243,6 +215,29 @@ impl Detector {
         out.sort_by(|a, b| b.area().total_cmp(&a.area()));
         Ok(out)
     }
+}
+
+/// Fetches the model the way rust-faces does (into `~/.rust_faces/`) and returns where it is.
+fn download_model(detection: FaceDetection, cached: Option<&Path>) -> Result<PathBuf, DetectError> {
+    // rust-faces unwraps ONNX Runtime's session errors: catch them rather than abort.
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        FaceDetectorBuilder::new(detection).download().build()
+    }));
+    match built {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(DetectError::Unavailable(e.to_string())),
+        Err(_) => {
+            return Err(DetectError::Unavailable(
+                "the downloaded model did not load".into(),
+            ))
+        }
+    }
+    cached
+        .filter(|p| p.exists())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            DetectError::Unavailable("the model is not where rust-faces keeps it".into())
+        })
 }
 
 fn check_model_file(path: &Path) -> Result<(), DetectError> {
@@ -295,10 +290,17 @@ fn fit_to_grid(img: &RgbImage, target: u32) -> Option<(RgbImage, f32, f32)> {
 /// padding, so that original = (work - pad) / scale; `None` when the image is large enough.
 fn enlarge_if_small(img: &RgbImage) -> Option<(RgbImage, f32, f32)> {
     let short = img.width().min(img.height());
+    let long = img.width().max(img.height());
     if short >= MIN_DETECT_SIDE_PX {
         return None;
     }
-    let factor = MIN_DETECT_SIDE_PX.div_ceil(short.max(1));
+    // A thin strip (8×4000) would otherwise grow to gigabytes; no face fills such an image.
+    let factor = MIN_DETECT_SIDE_PX
+        .div_ceil(short.max(1))
+        .min(MAX_ENLARGED_SIDE_PX / long.max(1));
+    if factor <= 1 {
+        return None;
+    }
     let (w, h) = (img.width() * factor, img.height() * factor);
     let big = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
     let pad = (w.max(h) / 4).max(1);

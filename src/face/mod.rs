@@ -2,6 +2,7 @@
 //! face into the model's 64×64 grey input. Training, evaluation, `infer` and the live app all go
 //! through [`align::aligned_from_image`], so they see faces framed exactly alike.
 pub mod align;
+pub mod blazeface;
 pub mod detect;
 pub mod track;
 

@@ -9,10 +9,12 @@ use tch::{nn, nn::ModuleT, Tensor};
 struct ConvStage {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
+    /// Further conv → batch norm → ReLU at the same resolution (`convs` > 1; not in the paper).
+    extra: Vec<(nn::Conv2D, nn::BatchNorm)>,
 }
 
 impl ConvStage {
-    fn new(p: &nn::Path, c_in: i64, c_out: i64) -> ConvStage {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, convs: i64) -> ConvStage {
         let cfg = nn::ConvConfig {
             padding: 1,
             ..Default::default()
@@ -20,36 +22,78 @@ impl ConvStage {
         ConvStage {
             conv: nn::conv2d(p / "conv", c_in, c_out, 3, cfg),
             bn: nn::batch_norm2d(p / "bn", c_out, Default::default()),
+            extra: (2..=convs)
+                .map(|k| {
+                    (
+                        nn::conv2d(p / format!("conv{k}"), c_out, c_out, 3, cfg),
+                        nn::batch_norm2d(p / format!("bn{k}"), c_out, Default::default()),
+                    )
+                })
+                .collect(),
         }
     }
 
-    /// Returns the pooled map, the pooling indices and the map before pooling.
-    fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor, Tensor) {
-        let y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
-        let (pooled, idx) = y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
-        (pooled, idx, y)
+    /// Returns the pooled map, the pooling indices (when asked for: max pooling that keeps them
+    /// is the costliest op of training) and the map before pooling.
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        indices: bool,
+    ) -> (Tensor, Option<Tensor>, Tensor) {
+        let mut y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
+        for (conv, bn) in &self.extra {
+            y = bn.forward_t(&y.apply(conv), train).relu();
+        }
+        if indices {
+            let (pooled, idx) = y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+            (pooled, Some(idx), y)
+        } else {
+            (y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false), None, y)
+        }
     }
+}
+
+/// How one encoder is built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderLayout {
+    /// Channels of the three stages.
+    pub channels: [i64; 3],
+    /// Convolutions in the second and third stage (the paper: 1).
+    pub convs_per_stage: i64,
+    /// Standardise the input face per image instead of only centring it.
+    pub standardize: bool,
 }
 
 /// Encoder layout shared by the generator and the contrastive encoder: 64×64×1 → 8×8×C3.
 struct Encoder {
     stages: Vec<ConvStage>,
     standardize: bool,
+    /// Keep the pooling indices (a decoder unpools with them).
+    indices: bool,
 }
 
 impl Encoder {
-    fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> Encoder {
+    fn new(p: &nn::Path, layout: EncoderLayout, indices: bool) -> Encoder {
+        let ch = layout.channels;
         let ins = [1, ch[0], ch[1]];
         Encoder {
             stages: (0..3)
-                .map(|i| ConvStage::new(&(p / format!("stage{}", i + 1)), ins[i], ch[i]))
+                .map(|i| {
+                    // The first stage stays single: a second conv at 64×64 costs most and the
+                    // face's edges need no deeper features there.
+                    let convs = if i == 0 { 1 } else { layout.convs_per_stage };
+                    ConvStage::new(&(p / format!("stage{}", i + 1)), ins[i], ch[i], convs)
+                })
                 .collect(),
-            standardize,
+            standardize: layout.standardize,
+            indices,
         }
     }
 
-    /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings and the
-    /// three maps before pooling (64×64, 32×32, 16×16).
+    /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings (empty
+    /// when the encoder does not keep them) and the three maps before pooling (64×64, 32×32,
+    /// 16×16).
     fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
         let mut h = if self.standardize {
             standardize(x)
@@ -59,9 +103,9 @@ impl Encoder {
         let mut indices = Vec::with_capacity(3);
         let mut skips = Vec::with_capacity(3);
         for s in &self.stages {
-            let (pooled, idx, before) = s.forward_t(&h, train);
+            let (pooled, idx, before) = s.forward_t(&h, train, self.indices);
             h = pooled;
-            indices.push(idx);
+            indices.extend(idx);
             skips.push(before);
         }
         (h, indices, skips)
@@ -158,10 +202,10 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> Generator {
+    pub fn new(p: &nn::Path, layout: EncoderLayout) -> Generator {
         Generator {
-            encoder: Encoder::new(&(p / "enc"), ch, standardize),
-            decoder: Decoder::new(&(p / "dec"), ch, true),
+            encoder: Encoder::new(&(p / "enc"), layout, true),
+            decoder: Decoder::new(&(p / "dec"), layout.channels, true),
         }
     }
 
@@ -186,9 +230,10 @@ pub struct PoolIndices {
 }
 
 impl ContrastiveEncoder {
-    pub fn new(p: &nn::Path, ch: [i64; 3], standardize: bool) -> ContrastiveEncoder {
+    /// `indices`: keep the pooling indices for the reconstruction decoder.
+    pub fn new(p: &nn::Path, layout: EncoderLayout, indices: bool) -> ContrastiveEncoder {
         ContrastiveEncoder {
-            encoder: Encoder::new(&(p / "enc"), ch, standardize),
+            encoder: Encoder::new(&(p / "enc"), layout, indices),
         }
     }
 

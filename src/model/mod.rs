@@ -12,7 +12,7 @@ pub mod weights;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-pub use blocks::{Classifier, ContrastiveEncoder, Generator, ReconstructionDecoder};
+pub use blocks::{Classifier, ContrastiveEncoder, EncoderLayout, Generator, ReconstructionDecoder};
 
 use crate::labels::NUM_CLASSES;
 
@@ -53,6 +53,17 @@ pub struct ModelConfig {
     /// network, hence applied identically in training and live.
     #[serde(default)]
     pub standardize: bool,
+    /// Width multiplier of the contrastive encoder alone (None: `width`). The encoder carries
+    /// the recognition; the generator only has to take the expression away.
+    #[serde(default)]
+    pub encoder_width: Option<f64>,
+    /// Convolutions in the contrastive encoder's second and third stage (1: the paper).
+    #[serde(default = "one")]
+    pub encoder_convs: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl Default for ModelConfig {
@@ -64,6 +75,8 @@ impl Default for ModelConfig {
             hidden: 256,
             classifier_input: ClassifierInput::Contrast,
             standardize: false,
+            encoder_width: None,
+            encoder_convs: 1,
         }
     }
 }
@@ -71,12 +84,33 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Channels of the three conv stages: 32, 64, 96 times the width multiplier.
     pub fn channels(&self) -> [i64; 3] {
-        [32.0, 64.0, 96.0].map(|c| ((c * self.width).round() as i64).max(4))
+        scaled_channels(self.width)
+    }
+
+    /// Channels of the contrastive encoder's three stages.
+    pub fn encoder_channels(&self) -> [i64; 3] {
+        scaled_channels(self.encoder_width.unwrap_or(self.width))
+    }
+
+    fn generator_layout(&self) -> EncoderLayout {
+        EncoderLayout {
+            channels: self.channels(),
+            convs_per_stage: 1,
+            standardize: self.standardize,
+        }
+    }
+
+    fn encoder_layout(&self) -> EncoderLayout {
+        EncoderLayout {
+            channels: self.encoder_channels(),
+            convs_per_stage: self.encoder_convs,
+            standardize: self.standardize,
+        }
     }
 
     /// Length of the flattened 8×8×C3 embedding.
     pub fn embedding_len(&self) -> i64 {
-        self.channels()[2] * 8 * 8
+        self.encoder_channels()[2] * 8 * 8
     }
 
     /// Length of the classifier's input.
@@ -90,14 +124,31 @@ impl ModelConfig {
     /// Checks values that come from flags or a sidecar before a network is built from them
     /// (libtorch panics on a negative layer size).
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.width.is_finite() && self.width > 0.0 && self.width <= 8.0) {
-            return Err(format!("width {} (expected 0 < width ≤ 8)", self.width));
+        for (name, w) in [
+            ("width", Some(self.width)),
+            ("encoder width", self.encoder_width),
+        ] {
+            if let Some(w) = w {
+                if !(w.is_finite() && w > 0.0 && w <= 8.0) {
+                    return Err(format!("{name} {w} (expected 0 < width ≤ 8)"));
+                }
+            }
+        }
+        if !(1..=4).contains(&self.encoder_convs) {
+            return Err(format!(
+                "encoder convs {} (expected 1 to 4 per stage)",
+                self.encoder_convs
+            ));
         }
         if !(1..=65_536).contains(&self.hidden) {
             return Err(format!("hidden {} (expected 1 to 65536)", self.hidden));
         }
         Ok(())
     }
+}
+
+fn scaled_channels(width: f64) -> [i64; 3] {
+    [32.0, 64.0, 96.0].map(|c| ((c * width).round() as i64).max(4))
 }
 
 /// Variable group of the generator's weights, so that step 2 can hold them still.
@@ -128,18 +179,20 @@ pub struct GcNet {
 impl GcNet {
     /// Variables are named `gen/…`, `contr/…`, `recon/…`, `cls/…` so checkpoints stay stable.
     pub fn new(root: &nn::Path, config: ModelConfig) -> GcNet {
-        let ch = config.channels();
         GcNet {
             config,
             generator: Generator::new(
                 &(root / "gen").set_group(GENERATOR_GROUP),
-                ch,
-                config.standardize,
+                config.generator_layout(),
             ),
-            encoder: ContrastiveEncoder::new(&(root / "contr"), ch, config.standardize),
+            encoder: ContrastiveEncoder::new(
+                &(root / "contr"),
+                config.encoder_layout(),
+                config.use_reconstruction,
+            ),
             reconstruction: config
                 .use_reconstruction
-                .then(|| ReconstructionDecoder::new(&(root / "recon"), ch)),
+                .then(|| ReconstructionDecoder::new(&(root / "recon"), config.encoder_channels())),
             classifier: Classifier::new(
                 &(root / "cls"),
                 config.classifier_input_len(),

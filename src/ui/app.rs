@@ -14,6 +14,7 @@ use super::browser::SessionBrowser;
 use super::screenshot::{bars_layout, rect_px, ScreenshotPlan, Screenshotter};
 use super::views::{self, ImageView, Smoother, Timeline};
 use crate::capture::{list_cameras, CameraEntry, SourceSpec, VideoOptions};
+use crate::cpu_use::CpuMeter;
 use crate::face::AlignedFace;
 use crate::frame::FrameResult;
 use crate::labels::{Expression, NUM_CLASSES};
@@ -143,6 +144,8 @@ pub struct LiveApp {
     generated_view: ImageView,
     difference_view: ImageView,
     stats: Stats,
+    /// The whole process's CPU use, in the status bar.
+    cpu: CpuMeter,
     screenshot: Screenshotter,
     failure: Arc<Mutex<Option<String>>>,
     recorder: Option<Recorder>,
@@ -198,6 +201,7 @@ impl LiveApp {
             generated_view: ImageView::new("generated", TextureOptions::NEAREST),
             difference_view: ImageView::new("difference", TextureOptions::NEAREST),
             stats: Stats::default(),
+            cpu: CpuMeter::default(),
             screenshot: Screenshotter::new(screenshot),
             failure,
             recorder: None,
@@ -547,7 +551,10 @@ impl LiveApp {
         });
     }
 
-    fn status_bar_ui(&self, ui: &mut egui::Ui) {
+    /// Returns the CPU figure shown (cores), once there is one.
+    fn status_bar_ui(&mut self, ui: &mut egui::Ui) -> Option<f64> {
+        let cores = self.cpu.cores();
+        let cpu = cores.map_or_else(|| "CPU …".to_string(), |c| format!("CPU {c:.2} cores"));
         ui.horizontal_wrapped(|ui| {
             match &self.running {
                 Some(r) => {
@@ -560,13 +567,18 @@ impl LiveApp {
                         r.pipeline.dropped.load(Ordering::Relaxed),
                     ));
                     ui.separator();
+                    ui.label(cpu);
+                    ui.separator();
                     ui.label(&r.pipeline.source_description);
                 }
                 None => {
                     ui.label("no source running");
+                    ui.separator();
+                    ui.label(cpu);
                 }
             }
         });
+        cores
     }
 
     /// The face tiles, bars and timeline; returns the layout for screenshots.
@@ -806,9 +818,9 @@ impl eframe::App for LiveApp {
             ctx.request_repaint_after(Duration::from_millis(250));
             return;
         }
-        egui::Panel::bottom("status").show(ui, |ui| {
-            self.status_bar_ui(ui);
-        });
+        let cpu_cores = egui::Panel::bottom("status")
+            .show(ui, |ui| self.status_bar_ui(ui))
+            .inner;
         let mut layout = serde_json::Value::Null;
         egui::Panel::right("face")
             .resizable(true)
@@ -855,6 +867,7 @@ impl eframe::App for LiveApp {
             if let Some(m) = layout.as_object_mut() {
                 m.insert("frame".into(), rect_px(rect, ctx.pixels_per_point()));
                 m.insert("faces".into(), faces.len().into());
+                m.insert("cpu_cores".into(), serde_json::json!(cpu_cores));
             }
         });
         // A source that ends before that many frames were shown would otherwise never be

@@ -1,0 +1,114 @@
+//! BlazeFace on our own ONNX Runtime session. rust-faces builds its session with ONNX Runtime's
+//! defaults (a thread per core whose workers spin between calls; measured: one thread at 0.5–1
+//! core while the camera-paced pipeline needed 0.3 in all) and ignores its own thread settings,
+//! so we run the model ourselves: one process-wide thread pool of the size asked for, without
+//! spinning, and rust-faces' anchor decoding and non-maximum suppression on the outputs.
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use image::RgbImage;
+use ndarray::{Array4, CowArray};
+use ort::tensor::OrtOwnedTensor;
+use rust_faces::priorboxes::PriorBoxes;
+use rust_faces::{BlazeFaceParams, Face};
+
+/// The ONNX Runtime environment, made once per process with its intra-op pool: sessions share
+/// it, and its workers block instead of spinning when there is no work.
+fn environment(threads: usize) -> Result<Arc<ort::Environment>, String> {
+    static ENV: OnceLock<Result<Arc<ort::Environment>, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let threads = threads.clamp(1, 64).to_string();
+        ort::Environment::builder()
+            .with_name("dgcn-blazeface")
+            .with_global_thread_pool(vec![
+                ("intra_op_parallelism".into(), threads),
+                ("inter_op_parallelism".into(), "1".into()),
+                ("spin_control".into(), "0".into()),
+            ])
+            .build()
+            .map(|e| e.into_arc())
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+}
+
+pub struct BlazeFaceSession {
+    session: ort::Session,
+    params: BlazeFaceParams,
+}
+
+impl BlazeFaceSession {
+    /// Loads the model. The first session of the process sets the pool's size (`threads`).
+    pub fn load(path: &Path, threads: usize, params: BlazeFaceParams) -> Result<Self, String> {
+        let env = environment(threads)?;
+        let session = ort::SessionBuilder::new(&env)
+            .and_then(|b| b.with_disable_per_session_threads())
+            .and_then(|b| b.with_model_from_file(path))
+            .map_err(|e| e.to_string())?;
+        if session.outputs.len() < 3 {
+            return Err(format!(
+                "{} outputs (a BlazeFace model has boxes, scores and landmarks)",
+                session.outputs.len()
+            ));
+        }
+        Ok(BlazeFaceSession { session, params })
+    }
+
+    /// Faces in an image whose sides are multiples of 16 (see `fit_to_grid`), in its pixels.
+    pub fn detect(&self, img: &RgbImage) -> Result<Vec<Face>, String> {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        // BGR, mean-subtracted, as the model was trained (OpenCV order).
+        let mut input = Array4::<f32>::zeros((1, 3, h, w));
+        const MEAN: [f32; 3] = [104.0, 117.0, 123.0];
+        for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+            let (y, x) = (i / w, i % w);
+            for c in 0..3 {
+                input[[0, c, y, x]] = px[2 - c] as f32 - MEAN[c];
+            }
+        }
+        let input = CowArray::from(input.into_dyn());
+        let value =
+            ort::Value::from_array(self.session.allocator(), &input).map_err(|e| e.to_string())?;
+        let outputs = self.session.run(vec![value]).map_err(|e| e.to_string())?;
+        let extract = |i: usize| -> Result<Vec<f32>, String> {
+            let t: OrtOwnedTensor<f32, _> = outputs[i].try_extract().map_err(|e| e.to_string())?;
+            Ok(t.view().iter().copied().collect())
+        };
+        let (boxes, scores, landmarks) = (extract(0)?, extract(1)?, extract(2)?);
+        let priors = PriorBoxes::new(&self.params.prior_boxes, (w, h));
+        let n = priors.anchors.len();
+        if boxes.len() != n * 4 || scores.len() != n * 2 || landmarks.len() != n * 10 {
+            return Err(format!(
+                "unexpected output sizes {}, {}, {} for {n} anchors",
+                boxes.len(),
+                scores.len(),
+                landmarks.len()
+            ));
+        }
+        let faces = priors
+            .anchors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scores[i * 2 + 1] > self.params.score_threshold)
+            .map(|(i, prior)| {
+                let b = &boxes[i * 4..i * 4 + 4];
+                let rect = priors
+                    .decode_box(prior, &(b[0], b[1], b[2], b[3]))
+                    .scale(w as f32, h as f32);
+                let marks = landmarks[i * 10..i * 10 + 10]
+                    .chunks_exact(2)
+                    .map(|p| {
+                        let (x, y) = priors.decode_landmark(prior, (p[0], p[1]));
+                        (x * w as f32, y * h as f32)
+                    })
+                    .collect();
+                Face {
+                    rect,
+                    landmarks: Some(marks),
+                    confidence: scores[i * 2 + 1],
+                }
+            })
+            .collect();
+        Ok(self.params.nms.suppress_non_maxima(faces))
+    }
+}
