@@ -427,6 +427,66 @@ mod tests {
     }
 
     #[test]
+    fn a_wider_deeper_encoder_leaves_the_generator_as_it_is() {
+        let cfg = ModelConfig {
+            width: 0.5,
+            encoder_width: Some(1.0),
+            encoder_convs: 2,
+            use_reconstruction: false,
+            classifier_input: ClassifierInput::QueryAndContrast,
+            standardize: true,
+            ..ModelConfig::default()
+        };
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.channels(), [16, 32, 48]);
+        assert_eq!(cfg.encoder_channels(), [32, 64, 96]);
+        let vs = VarStore::new(Device::Cpu);
+        let net = GcNet::new(&vs.root(), cfg);
+        let vars = vs.variables();
+        let shape = |k: &str| vars.get(k).map(|t| t.size());
+        assert_eq!(
+            shape("gen.enc.stage3.conv.weight"),
+            Some(vec![48, 32, 3, 3])
+        );
+        assert_eq!(
+            shape("contr.enc.stage3.conv2.weight"),
+            Some(vec![96, 96, 3, 3])
+        );
+        assert_eq!(
+            shape("contr.enc.stage1.conv2.weight"),
+            None,
+            "stage 1 stays single"
+        );
+        assert!(vars
+            .keys()
+            .all(|k| !k.starts_with("gen.") || !k.contains(".conv2.")));
+        let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let out = net.forward_t(&x, None, true);
+        assert_eq!(out.generated.size(), [2, 1, 64, 64]);
+        assert_eq!(out.emb_query.size(), [2, 96 * 64]);
+        assert_eq!(out.logits.size(), [2, 8]);
+        // Sidecars written before these fields existed read as the paper's encoder.
+        let old: ModelConfig = serde_json::from_str(
+            r#"{"width":0.5,"use_contrastive":true,"use_reconstruction":false,"hidden":256}"#,
+        )
+        .expect("old sidecar model");
+        assert_eq!((old.encoder_width, old.encoder_convs), (None, 1));
+        assert_eq!(old.encoder_channels(), old.channels());
+        for bad in [
+            ModelConfig {
+                encoder_convs: 0,
+                ..cfg
+            },
+            ModelConfig {
+                encoder_width: Some(-1.0),
+                ..cfg
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
+    }
+
+    #[test]
     fn own_reference_replaces_the_generated_one() {
         let vs = VarStore::new(Device::Cpu);
         let net = GcNet::new(&vs.root(), ModelConfig::default());
