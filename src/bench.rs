@@ -14,9 +14,10 @@ use crate::capture::SourceSpec;
 use crate::cli::BenchArgs;
 use crate::commands::{detector, setup_device};
 use crate::cpu_use::CpuSpan;
+use crate::device::device_name;
 use crate::face::detect::BlazeFaceVariant;
 use crate::face::{aligned_from_image, Detector, DetectorConfig, FaceTracker, TrackConfig};
-use crate::infer::{device_name, Predictor};
+use crate::infer::Predictor;
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 fn fmt_cores(cores: Option<f64>) -> String {

@@ -11,17 +11,18 @@ use crate::cli::{
     CalibrateArgs, CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs,
 };
 use crate::data::{self, DatasetKind, PreparedSet, Split};
+use crate::device::{choose_device, device_name};
 use crate::eval::{cross_validate, evaluate, fidelity, fit_intensity_scale, DatasetReport};
 use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
-use crate::infer::{choose_device, default_weights_path, device_name, probs_json, Predictor};
+use crate::infer::{default_weights_path, probs_json, Predictor};
 use crate::model::{ClassifierInput, IntensityScale, ModelConfig};
 use crate::train::{train, TrainConfig, TrainData};
 
 pub const VERSION_LINE: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (libtorch with CUDA linked: ",
+    " (libtorch_cuda linked at build time: ",
     env!("DGCN_CUDA_LINKED"),
-    "; `dgcn doctor` shows the device in use)"
+    "; loaded at run time when present; `dgcn doctor` shows the device in use)"
 );
 
 /// `--threads`, or all cores when it is 0.
@@ -640,11 +641,31 @@ fn infer_one(
 
 pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     println!("dgcn {VERSION_LINE}");
+    let load = crate::device::load_cuda();
+    match crate::device::libtorch_dir() {
+        Some(dir) => println!(
+            "libtorch: {} ({})",
+            crate::device::libtorch_version(&dir).unwrap_or_else(|| "version unknown".into()),
+            dir.display()
+        ),
+        None => println!("libtorch: folder not found in this process"),
+    }
+    println!("libtorch CUDA: {load}");
     println!(
-        "libtorch CUDA available: {} ({} device(s))",
+        "CUDA available to libtorch: {} ({} device(s))",
         tch::Cuda::is_available(),
         tch::Cuda::device_count()
     );
+    let gpus = crate::device::gpus();
+    if gpus.is_empty() {
+        println!("GPU: none found by the CUDA driver");
+    }
+    for (i, (name, bytes)) in gpus.iter().enumerate() {
+        println!(
+            "GPU {i}: {name}, {:.1} GiB",
+            *bytes as f64 / (1u64 << 30) as f64
+        );
+    }
     match setup_device(common) {
         Ok(d) => println!("model device: {}", device_name(d)),
         Err(e) => println!("model device: error: {e:#}"),

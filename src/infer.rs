@@ -16,30 +16,6 @@ pub fn default_weights_path() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"))
 }
 
-/// `cuda` when asked for or when `auto` finds a GPU, else the CPU.
-pub fn choose_device(request: &str) -> anyhow::Result<Device> {
-    match request {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => {
-            anyhow::ensure!(
-                tch::Cuda::is_available(),
-                "--device cuda: no CUDA device visible to libtorch"
-            );
-            Ok(Device::Cuda(0))
-        }
-        "auto" => Ok(Device::cuda_if_available()),
-        other => anyhow::bail!("--device {other}: expected auto, cpu or cuda"),
-    }
-}
-
-pub fn device_name(device: Device) -> String {
-    match device {
-        Device::Cuda(i) => format!("cuda:{i}"),
-        Device::Cpu => "cpu".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct FacePrediction {
     pub probs: [f32; NUM_CLASSES],

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod cpu_use;
 pub mod data;
+pub mod device;
 pub mod eval;
 pub mod face;
 pub mod frame;

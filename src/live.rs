@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use crate::capture::{self, CameraRequest, SourceSpec, VideoOptions};
 use crate::cli::{CommonArgs, LiveArgs};
 use crate::commands::{detector, setup_device};
+use crate::device::device_name;
 use crate::face::TrackConfig;
-use crate::infer::{default_weights_path, device_name, Predictor};
+use crate::infer::{default_weights_path, Predictor};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 #[derive(Debug, Clone)]

@@ -171,3 +171,30 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
         &["wrong layout", "faces_256x256"],
     );
 }
+
+#[test]
+fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
+    let out = dgcn().arg("doctor").output().expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in\n{text}"))
+            .to_string()
+    };
+    assert!(line("libtorch: ").contains("torch/lib"), "{text}");
+    let cuda = line("libtorch CUDA: ");
+    let available = line("CUDA available to libtorch: ");
+    if available.contains("false") {
+        // Without a GPU the doctor says why CUDA is not in use, and the model runs on the CPU.
+        assert!(
+            !cuda.contains("loaded (") || text.contains("GPU: none"),
+            "{text}"
+        );
+        assert_eq!(line("model device: "), "model device: cpu");
+    } else {
+        assert!(cuda.contains("loaded ("), "{text}");
+        assert!(line("GPU 0: ").contains("GiB"), "{text}");
+    }
+}
