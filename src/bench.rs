@@ -481,12 +481,12 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         for batch in [1usize, 4] {
             let input: Vec<_> = faces.iter().cycle().take(batch).cloned().collect();
             for _ in 0..10 {
-                predictor.predict(&input, None);
+                predictor.predict(&input, None)?;
             }
             let mut ms: Vec<f64> = (0..args.repeats * 100)
                 .map(|_| {
                     time_ms(|| {
-                        predictor.predict(&input, None);
+                        let _ = predictor.predict(&input, None);
                     })
                 })
                 .collect();

@@ -170,18 +170,18 @@ fn calibration_on(
     val: &TrainData,
     device: Device,
     adjust: bool,
-) -> Option<crate::eval::Calibrated> {
+) -> Result<Option<crate::eval::Calibrated>> {
     if val.is_empty() {
-        return None;
+        return Ok(None);
     }
     let logits = crate::eval::logits(net, val, device, 256);
     let labels = val.all_labels();
-    Some(crate::eval::calibrate(
+    Ok(Some(crate::eval::calibrate(
         &logits,
         &labels,
         &data.class_prior(),
         adjust,
-    ))
+    )?))
 }
 
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
@@ -195,11 +195,11 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
-    let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)
+    let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)?
         .context("no validation data to calibrate on")?;
     // The intensity scale from faces the network was not trained on: on its training faces the
     // generator is closer to the true neutral than it will be on a new person's face.
-    let intensity = crate::eval::fit_intensity_scale(&model.net, &val, device, 8000);
+    let intensity = crate::eval::fit_intensity_scale(&model.net, &val, device, 8000)?;
     crate::model::weights::write_calibration(
         &args.weights,
         c.temperature,
@@ -237,7 +237,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let last = trained.history.last();
     // Logit adjustment and temperature scaling on the validation data: rare expressions get
     // predicted, and the bars show probabilities that mean what they say.
-    let calibrated = calibration_on(&trained.net, &data, &val, device, args.logit_adjustment);
+    let calibrated = calibration_on(&trained.net, &data, &val, device, args.logit_adjustment)?;
     let temperature = calibrated.as_ref().map(|c| c.temperature).unwrap_or(1.0);
     let class_bias = calibrated
         .as_ref()
@@ -246,24 +246,29 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
     // On faces it was not trained on (see run_calibrate), falling back to the training faces.
-    let intensity_scale = crate::eval::fit_intensity_scale(&trained.net, &val, device, 8000)
-        .or_else(|| crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000));
+    let intensity_scale = match crate::eval::fit_intensity_scale(&trained.net, &val, device, 8000)?
+    {
+        Some(s) => Some(s),
+        None => crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000)?,
+    };
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
         .iter()
         .filter(|(s, _)| s.kind == DatasetKind::Tfeid)
         .map(|(s, i)| (*s, i.clone()))
         .collect();
-    let held_fidelity = (!held_tfeid.is_empty()).then(|| {
+    let held_fidelity = if held_tfeid.is_empty() {
+        None
+    } else {
         let held = TrainData::from_sets(&held_tfeid);
-        crate::eval::fidelity(
+        Some(crate::eval::fidelity(
             &trained.net,
             None,
             &held,
             device,
             intensity_scale.unwrap_or(IntensityScale::FROM_MARGIN),
-        )
-    });
+        )?)
+    };
     tracing::info!(
         ?intensity_scale,
         ?held_fidelity,
@@ -374,7 +379,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 let train_data = TrainData::from_sets(&[(extra, (0..extra.len()).collect())]);
                 let test_data = TrainData::from_sets(&[(set, (0..set.len()).collect())]);
                 let trained = train(&train_data, None, &cfg, device, None, false, init)?;
-                let c = evaluate(&trained.net, &test_data, device, 256);
+                let c = evaluate(&trained.net, &test_data, device, 256)?;
                 let mut r = DatasetReport::new(
                     set.kind.name(),
                     format!(
@@ -384,9 +389,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                let scale = fit_intensity_scale(&trained.net, &train_data, device, 8000)
+                let scale = fit_intensity_scale(&trained.net, &train_data, device, 8000)?
                     .unwrap_or(IntensityScale::FROM_MARGIN);
-                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scale))
+                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scale)?)
                     .filter(|f| f.pairs > 0);
                 r
             } else {
@@ -424,7 +429,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             let logits = crate::eval::logits(&p.model.net, &data, device, 256);
             let labels = data.all_labels();
             let adjusted = p.model.sidecar.adjusted_logits(&logits);
-            let c = crate::eval::confusion_of(&adjusted, &labels);
+            let c = crate::eval::confusion_of(&adjusted, &labels)?;
             let split_name = match args.split {
                 Split::Test => "official test split",
                 Split::Valid => "official validation split",
@@ -441,11 +446,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             }
             r.calibration = Some(crate::eval::Calibration {
                 temperature: p.model.sidecar.temperature,
-                ece_before: crate::eval::expected_calibration_error(&logits, &labels, 1.0, 15),
-                ece_after: crate::eval::expected_calibration_error(&adjusted, &labels, 1.0, 15),
+                ece_before: crate::eval::expected_calibration_error(&logits, &labels, 1.0, 15)?,
+                ece_after: crate::eval::expected_calibration_error(&adjusted, &labels, 1.0, 15)?,
             });
             if p.model.sidecar.class_bias.is_some() {
-                let raw = crate::eval::confusion_of(&logits, &labels);
+                let raw = crate::eval::confusion_of(&logits, &labels)?;
                 r.protocol += &format!(
                     "; with the weights' logit adjustment (without it: accuracy {:.2} %, mean recall {:.2} %)",
                     raw.accuracy() * 100.0,
@@ -502,7 +507,7 @@ fn write_clip_grid(
         "{}: no face found in its frames",
         clip.display()
     );
-    let preds = predictor.predict(&faces, None);
+    let preds = predictor.predict(&faces, None)?;
     let tiles: Vec<Vec<image::RgbImage>> = faces
         .iter()
         .zip(&preds)
@@ -613,7 +618,7 @@ fn infer_one(
             })
             .unzip(),
     };
-    let preds = predictor.predict(&faces, None);
+    let preds = predictor.predict(&faces, None)?;
     let faces_json: Vec<serde_json::Value> = boxes
         .into_iter()
         .zip(&preds)

@@ -2,11 +2,11 @@
 //! (FER2013, FER+ majority vote) and reference fidelity on held-out identities (SSIM and L1 of
 //! G(x) against the person's true neutral face, beside the same figures for x itself).
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 use crate::data::{folds::subject_folds, PreparedSet};
 use crate::labels::{Expression, NUM_CLASSES};
-use crate::model::{GcNet, IntensityScale};
+use crate::model::{tensor_values, GcNet, IntensityScale};
 use crate::train::{train, TrainConfig, TrainData};
 
 /// Rows: true class; columns: predicted class (model order).
@@ -134,14 +134,19 @@ pub fn fit_temperature(logits: &Tensor, labels: &Tensor) -> f64 {
 
 /// Expected calibration error of softmax(logits / t): the mean over `bins` equal-width bins of
 /// the top-class confidence of |accuracy − confidence|, weighted by the bin's share of samples.
-pub fn expected_calibration_error(logits: &Tensor, labels: &Tensor, t: f64, bins: usize) -> f64 {
+pub fn expected_calibration_error(
+    logits: &Tensor,
+    labels: &Tensor,
+    t: f64,
+    bins: usize,
+) -> Result<f64, TchError> {
     let n = logits.size()[0];
     if n == 0 {
-        return 0.0;
+        return Ok(0.0);
     }
     let (conf, pred) = (logits / t).softmax(-1, Kind::Float).max_dim(1, false);
-    let conf: Vec<f32> = conf.try_into().unwrap_or_default();
-    let right: Vec<bool> = pred.eq_tensor(labels).try_into().unwrap_or_default();
+    let conf: Vec<f32> = tensor_values(&conf)?;
+    let right: Vec<bool> = tensor_values(&pred.eq_tensor(labels))?;
     let bins = bins.max(1);
     let mut sum_conf = vec![0.0f64; bins];
     let mut sum_right = vec![0.0f64; bins];
@@ -152,20 +157,27 @@ pub fn expected_calibration_error(logits: &Tensor, labels: &Tensor, t: f64, bins
         sum_right[b] += *r as u8 as f64;
         count[b] += 1;
     }
-    (0..bins)
+    Ok((0..bins)
         .map(|b| (sum_right[b] - sum_conf[b]).abs() / n as f64)
-        .sum()
+        .sum())
 }
 
 /// Confusion of argmax(logits) against the labels.
-pub fn confusion_of(logits: &Tensor, labels: &Tensor) -> Confusion {
-    let pred: Vec<i64> = logits.argmax(1, false).try_into().unwrap_or_default();
-    let truth: Vec<i64> = labels.try_into().unwrap_or_default();
+pub fn confusion_of(logits: &Tensor, labels: &Tensor) -> Result<Confusion, TchError> {
+    let pred: Vec<i64> = tensor_values(&logits.argmax(1, false))?;
+    let truth: Vec<i64> = tensor_values(labels)?;
+    if pred.len() != truth.len() {
+        return Err(TchError::Shape(format!(
+            "{} predictions for {} labels",
+            pred.len(),
+            truth.len()
+        )));
+    }
     let mut c = Confusion::default();
     for (t, p) in truth.iter().zip(pred) {
         c.add(*t as usize, p as usize);
     }
-    c
+    Ok(c)
 }
 
 /// What [`calibrate`] fitted and what it changed on the validation data.
@@ -193,7 +205,7 @@ pub fn calibrate(
     labels: &Tensor,
     prior: &[f64; NUM_CLASSES],
     adjust: bool,
-) -> Calibrated {
+) -> Result<Calibrated, TchError> {
     let log_prior: Vec<f64> = prior.iter().map(|p| p.max(1e-4).ln()).collect();
     let bias_for = |tau: f64| -> Vec<f64> { log_prior.iter().map(|l| -tau * l).collect() };
     let adjusted = |bias: &[f64]| {
@@ -201,31 +213,40 @@ pub fn calibrate(
         logits + Tensor::from_slice(&b)
     };
     let score = |c: &Confusion| 0.5 * (c.accuracy() + c.mean_recall());
-    let before = confusion_of(logits, labels);
+    let before = confusion_of(logits, labels)?;
     let steps = if adjust { 40 } else { 0 };
-    let (tau, best) = (0..=steps)
-        .map(|i| i as f64 * 0.05)
-        .map(|tau| (tau, confusion_of(&adjusted(&bias_for(tau)), labels)))
+    let mut tried = Vec::with_capacity(steps + 1);
+    for i in 0..=steps {
+        let tau = i as f64 * 0.05;
+        tried.push((tau, confusion_of(&adjusted(&bias_for(tau)), labels)?));
+    }
+    let (tau, best) = tried
+        .into_iter()
         .max_by(|a, b| score(&a.1).total_cmp(&score(&b.1)))
         .unwrap_or((0.0, before.clone()));
     let class_bias = bias_for(tau);
     let adj = adjusted(&class_bias);
     let temperature = fit_temperature(&adj, labels);
-    Calibrated {
+    Ok(Calibrated {
         tau,
         validation_accuracy_before: before.accuracy(),
         validation_accuracy_after: best.accuracy(),
         validation_mean_recall_before: before.mean_recall(),
         validation_mean_recall_after: best.mean_recall(),
-        ece_15_bins_before: expected_calibration_error(logits, labels, 1.0, 15),
-        ece_15_bins_after: expected_calibration_error(&adj, labels, temperature, 15),
+        ece_15_bins_before: expected_calibration_error(logits, labels, 1.0, 15)?,
+        ece_15_bins_after: expected_calibration_error(&adj, labels, temperature, 15)?,
         class_bias,
         temperature,
-    }
+    })
 }
 
 /// Confusion of the network on a pool, in batches.
-pub fn evaluate(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> Confusion {
+pub fn evaluate(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+    batch: usize,
+) -> Result<Confusion, TchError> {
     confusion_of(&logits(net, data, device, batch), &data.all_labels())
 }
 
@@ -307,7 +328,7 @@ pub fn embedding_distances(
     data: &TrainData,
     idx: &[usize],
     device: Device,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, TchError> {
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(256) {
         let x = data.batch(chunk, device);
@@ -315,10 +336,9 @@ pub fn embedding_distances(
             let g = net.generator.forward_t(&x, false);
             net.logits_against(&x, &g).1
         });
-        let d: Vec<f32> = d.to_device(Device::Cpu).try_into().unwrap_or_default();
-        out.extend(d);
+        out.extend(tensor_values::<f32>(&d)?);
     }
-    out
+    Ok(out)
 }
 
 fn median(mut v: Vec<f32>) -> Option<f64> {
@@ -337,10 +357,10 @@ pub fn fit_intensity_scale(
     data: &TrainData,
     device: Device,
     cap: usize,
-) -> Option<IntensityScale> {
+) -> Result<Option<IntensityScale>, TchError> {
     let step = data.len().div_ceil(cap.max(1)).max(1);
     let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
-    let d = embedding_distances(net, data, &idx, device);
+    let d = embedding_distances(net, data, &idx, device)?;
     let is_neutral = |i: usize| data.labels[i] == Expression::Neutral.index() as i64;
     let pick = |want: bool| -> Vec<f32> {
         idx.iter()
@@ -349,12 +369,13 @@ pub fn fit_intensity_scale(
             .map(|(_, d)| *d)
             .collect()
     };
-    let neutral = median(pick(true))?;
-    let expressive = median(pick(false))?;
-    (expressive > neutral).then_some(IntensityScale {
+    let (Some(neutral), Some(expressive)) = (median(pick(true)), median(pick(false))) else {
+        return Ok(None);
+    };
+    Ok((expressive > neutral).then_some(IntensityScale {
         neutral,
         expressive,
-    })
+    }))
 }
 
 /// Reference fidelity of `net`'s generator on `data` (the true neutral of each expressive face
@@ -366,7 +387,7 @@ pub fn fidelity(
     data: &TrainData,
     device: Device,
     scale: IntensityScale,
-) -> Fidelity {
+) -> Result<Fidelity, TchError> {
     let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));
     let idx: Vec<usize> = data
         .with_neutral()
@@ -405,20 +426,20 @@ pub fn fidelity(
     f.l1_reference = lr / n;
     f.l1_query = lq / n;
     f.reference_called_neutral = called as f64 / n;
-    let mean_intensity = |idx: &[usize]| {
-        let d = embedding_distances(net, data, idx, device);
-        d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len().max(1) as f64
+    let mean_intensity = |idx: &[usize]| -> Result<f64, TchError> {
+        let d = embedding_distances(net, data, idx, device)?;
+        Ok(d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len().max(1) as f64)
     };
-    f.intensity_expressive = mean_intensity(&idx);
+    f.intensity_expressive = mean_intensity(&idx)?;
     let neutrals: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
     if !neutrals.is_empty() {
         let x = data.batch(&neutrals, device);
         let g = tch::no_grad(|| net.generator.forward_t(&x, false));
         f.neutral_inputs = neutrals.len();
         f.ssim_neutral_identity = ssim(&g, &x).mean(Kind::Float).double_value(&[]);
-        f.intensity_neutral = mean_intensity(&neutrals);
+        f.intensity_neutral = mean_intensity(&neutrals)?;
     }
-    f
+    Ok(f)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -558,13 +579,13 @@ pub fn cross_validate(
             "cross-validation fold"
         );
         let trained = train(&data, None, cfg, device, None, false, init)?;
-        let c = evaluate(&trained.net, &test_data, device, 256);
+        let c = evaluate(&trained.net, &test_data, device, 256)?;
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
-        let scale = fit_intensity_scale(&trained.net, &data, device, 8000)
+        let scale = fit_intensity_scale(&trained.net, &data, device, 8000)?
             .unwrap_or(IntensityScale::FROM_MARGIN);
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scale));
+        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scale)?);
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),
@@ -610,11 +631,11 @@ mod tests {
         }
         let logits = Tensor::from_slice(&logits).view([100, NUM_CLASSES as i64]);
         let labels = Tensor::from_slice(&labels);
-        let before = expected_calibration_error(&logits, &labels, 1.0, 15);
+        let before = expected_calibration_error(&logits, &labels, 1.0, 15).expect("ECE");
         // Confidence ≈ 0.9996 against 60 % right.
         assert!((before - 0.3996).abs() < 1e-3, "{before}");
         let t = fit_temperature(&logits, &labels);
-        let after = expected_calibration_error(&logits, &labels, t, 15);
+        let after = expected_calibration_error(&logits, &labels, t, 15).expect("ECE");
         assert!(t > 1.5, "{t}");
         assert!(after < 0.05, "ECE after scaling {after} (T = {t})");
     }
@@ -643,10 +664,10 @@ mod tests {
         let mut prior = [0.01; NUM_CLASSES];
         prior[0] = 0.8;
         prior[1] = 0.1;
-        let plain = calibrate(&logits, &labels, &prior, false);
+        let plain = calibrate(&logits, &labels, &prior, false).expect("calibrates");
         assert_eq!(plain.tau, 0.0);
         assert!((plain.validation_accuracy_after - 0.8).abs() < 1e-9);
-        let c = calibrate(&logits, &labels, &prior, true);
+        let c = calibrate(&logits, &labels, &prior, true).expect("calibrates");
         assert!((c.validation_accuracy_before - 0.8).abs() < 1e-9);
         assert!((c.validation_accuracy_after - 1.0).abs() < 1e-9, "{c:?}");
         assert!(c.validation_mean_recall_after > c.validation_mean_recall_before);

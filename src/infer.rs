@@ -7,7 +7,7 @@ use tch::{Device, Tensor};
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::weights::{self, LoadedModel, WeightsError};
-use crate::model::IntensityScale;
+use crate::model::{tensor_values, IntensityScale};
 
 /// The weights the app loads when none are named: `$DGCN_WEIGHTS`, else the shipped file.
 pub fn default_weights_path() -> PathBuf {
@@ -56,14 +56,15 @@ impl Predictor {
     }
 
     /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its
-    /// reference instead of the generated one (the generated one is still returned).
+    /// reference instead of the generated one (the generated one is still returned). An output
+    /// that cannot be read back is an error, not a row of zeros.
     pub fn predict(
         &self,
         faces: &[AlignedFace],
         own: Option<(usize, &AlignedFace)>,
-    ) -> Vec<FacePrediction> {
+    ) -> Result<Vec<FacePrediction>, tch::TchError> {
         if faces.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let all: Vec<&AlignedFace> = faces.iter().collect();
         let x = faces_to_tensor(&all, self.device);
@@ -85,17 +86,11 @@ impl Predictor {
             let probs = self.model.sidecar.probabilities(&logits);
             (probs, distance, reference, generated)
         });
-        let to_vec = |t: Tensor| -> Vec<f32> {
-            t.to_device(Device::Cpu)
-                .flatten(0, -1)
-                .try_into()
-                .unwrap_or_default()
-        };
         let (probs, distance, reference, generated) = (
-            to_vec(probs),
-            to_vec(distance),
-            to_vec(reference),
-            to_vec(generated),
+            tensor_values::<f32>(&probs)?,
+            tensor_values::<f32>(&distance)?,
+            tensor_values::<f32>(&reference)?,
+            tensor_values::<f32>(&generated)?,
         );
         let scale = self
             .model
@@ -103,10 +98,24 @@ impl Predictor {
             .intensity_scale
             .unwrap_or(IntensityScale::FROM_MARGIN);
         let px = FACE_SIZE * FACE_SIZE;
+        let n = faces.len();
+        if probs.len() != n * NUM_CLASSES
+            || distance.len() != n
+            || reference.len() != n * px
+            || generated.len() != n * px
+        {
+            return Err(tch::TchError::Shape(format!(
+                "model outputs for {n} faces: {} probabilities, {} distances, {} and {} pixels",
+                probs.len(),
+                distance.len(),
+                reference.len(),
+                generated.len()
+            )));
+        }
         let face_at = |v: &[f32], i: usize| AlignedFace {
             pixels: v.get(i * px..(i + 1) * px).unwrap_or_default().to_vec(),
         };
-        (0..faces.len())
+        Ok((0..n)
             .map(|i| {
                 let mut p = [0.0f32; NUM_CLASSES];
                 if let Some(src) = probs.get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES) {
@@ -127,7 +136,7 @@ impl Predictor {
                         .unwrap_or(0.0),
                 }
             })
-            .collect()
+            .collect())
     }
 }
 

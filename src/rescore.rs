@@ -109,8 +109,10 @@ pub fn rescore(session: &crate::session::Session, predictor: &Predictor) -> Resu
             None
         };
         let pred = predictor
-            .predict(std::slice::from_ref(&query), own.as_ref().map(|o| (0, o)))
-            .remove(0);
+            .predict(std::slice::from_ref(&query), own.as_ref().map(|o| (0, o)))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the model returned no prediction"))?;
         out.faces += 1;
         if pred.label == face.predicted {
             out.same_as_recorded += 1;

@@ -478,7 +478,7 @@ pub fn train(
             )?;
             let (val_acc, val_mean_recall) = match (step, val) {
                 (2, Some(v)) if !v.is_empty() => {
-                    let c = evaluate(&net, v, device, 256);
+                    let c = evaluate(&net, v, device, 256)?;
                     (Some(c.accuracy()), Some(c.mean_recall()))
                 }
                 _ => (None, None),
@@ -758,33 +758,31 @@ pub fn write_grid(net: &GcNet, val: &TrainData, device: Device, path: &Path) -> 
     let partners: Vec<usize> = rows.iter().map(|&i| val.neutral_of[i][0]).collect();
     let neutral = val.batch(&partners, device);
     let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
-    let tiles: Vec<Vec<image::RgbImage>> = (0..rows.len())
+    let tiles = (0..rows.len())
         .map(|r| {
             [&query, &generated, &neutral]
                 .iter()
                 .map(|t| {
-                    image::DynamicImage::ImageLuma8(tensor_to_luma(&t.get(r as i64))).to_rgb8()
+                    Ok(
+                        image::DynamicImage::ImageLuma8(tensor_to_luma(&t.get(r as i64))?)
+                            .to_rgb8(),
+                    )
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     save_tile_grid(&tiles, FACE_SIZE as u32 * 2, path)
 }
 
 /// 1×64×64 float tensor in [0, 1] → grey image.
-pub fn tensor_to_luma(t: &Tensor) -> image::GrayImage {
-    let v: Vec<f32> = t
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .flatten(0, -1)
-        .try_into()
-        .unwrap_or_default();
+pub fn tensor_to_luma(t: &Tensor) -> Result<image::GrayImage> {
+    let v: Vec<f32> = crate::model::tensor_values(&t.to_kind(Kind::Float))?;
     let px = v
         .iter()
         .map(|x| (x.clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
     image::GrayImage::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, px)
-        .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
+        .ok_or_else(|| anyhow::anyhow!("a face tensor of {} values, not 64×64", v.len()))
 }
 
 #[cfg(test)]

@@ -200,8 +200,10 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
     let faces = aligned_faces(3);
     let (queries, own) = (&faces[..2], &faces[2]);
     let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
-    let generated = predictor.predict(queries, None);
-    let with_own = predictor.predict(queries, Some((0, own)));
+    let generated = predictor.predict(queries, None).expect("predicts");
+    let with_own = predictor
+        .predict(queries, Some((0, own)))
+        .expect("predicts");
     assert!(with_own[0].own_reference && !with_own[1].own_reference);
     assert_eq!(with_own[0].reference, *own);
     // The generated reference is still there to show beside the own one.

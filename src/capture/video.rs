@@ -45,7 +45,8 @@ pub struct VideoProducer {
     opened: Opened,
     frames_per_s: f64,
     /// Time of the first frame of the current pass, for pacing.
-    pass_started: Option<Instant>,
+    /// When the current pass started (wall clock) and its first frame's time.
+    pass_started: Option<(Instant, f64)>,
     /// Seconds added to timestamps after each loop.
     loop_offset_s: f64,
     last_time_s: f64,
@@ -195,6 +196,12 @@ fn rgb_from_frame(frame: &VideoFrame) -> RgbImage {
     RgbImage::from_raw(w, h, buf).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
+/// How far into a pass a frame is due, for times that make sense: none for a negative or
+/// non-finite offset, at most a day.
+fn pacing_offset(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+}
+
 impl Producer for VideoProducer {
     fn produce(&mut self) -> Result<Option<SourceFrame>, CaptureError> {
         let next = match self.pending.take() {
@@ -217,13 +224,17 @@ impl Producer for VideoProducer {
         let pass_time_s = pts_s.max(0.0);
         let time_s = self.loop_offset_s + pass_time_s;
         if self.options.realtime {
-            let started = *self
+            // Paced from the pass's first frame: a stream whose clock starts at an hour, or
+            // a corrupt timestamp, neither overflows nor sleeps for ever.
+            let (started, first_s) = *self
                 .pass_started
-                .get_or_insert_with(|| Instant::now() - Duration::from_secs_f64(pass_time_s));
-            let due = started + Duration::from_secs_f64(pass_time_s);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
+                .get_or_insert_with(|| (Instant::now(), pass_time_s));
+            if let Some(due) =
+                pacing_offset(pass_time_s - first_s).and_then(|offset| started.checked_add(offset))
+            {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
         }
         self.last_time_s = time_s;
@@ -242,5 +253,23 @@ impl Producer for VideoProducer {
             self.frames_per_s,
             if self.options.looped { ", looped" } else { "" }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_offsets_are_bounded_and_bad_times_are_not_waited_for() {
+        assert_eq!(pacing_offset(0.5), Some(Duration::from_millis(500)));
+        assert_eq!(pacing_offset(-1.0), None);
+        assert_eq!(pacing_offset(f64::NAN), None);
+        assert_eq!(pacing_offset(f64::INFINITY), None);
+        assert_eq!(pacing_offset(1e30), Some(Duration::from_secs(86_400)));
+        // Far-off offsets do not overflow the clock either.
+        assert!(pacing_offset(1e30)
+            .and_then(|d| Instant::now().checked_add(d))
+            .is_some());
     }
 }

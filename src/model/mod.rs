@@ -277,6 +277,12 @@ impl GcNet {
 /// Euclidean distance of the unit embeddings of query and reference, per face (N): what L_Contr
 /// pulls to 0 for a neutral face and pushes beyond its margin for an expressive one, hence the
 /// expression's intensity before scaling.
+/// The values of a tensor, copied to the CPU, flattened and converted to `T`. A tensor that
+/// cannot be read is an error, never a vector of zeros (which would read as "neutral").
+pub fn tensor_values<T: tch::kind::Element + Copy>(t: &Tensor) -> Result<Vec<T>, tch::TchError> {
+    Vec::<T>::try_from(&t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)
+}
+
 pub fn embedding_distance(e_q: &Tensor, e_r: &Tensor) -> Tensor {
     (e_q - e_r)
         .square()
@@ -484,6 +490,21 @@ mod tests {
         ] {
             assert!(bad.validate().is_err());
         }
+    }
+
+    #[test]
+    fn a_tensor_that_cannot_be_read_is_an_error_not_zeros() {
+        let probs = Tensor::from_slice(&[0.25f32, 0.75]);
+        assert_eq!(
+            tensor_values::<f32>(&probs).expect("floats"),
+            vec![0.25, 0.75]
+        );
+        let labels = Tensor::from_slice(&[3i64, 1]);
+        assert_eq!(tensor_values::<i64>(&labels).expect("ints"), vec![3, 1]);
+        // An undefined tensor (a failed op upstream) is an error, not an empty or zero vector.
+        assert!(tensor_values::<f32>(&Tensor::new()).is_err());
+        let c = crate::eval::confusion_of(&probs.view([1, 2]), &labels);
+        assert!(c.is_err(), "one prediction for two labels is an error");
     }
 
     #[test]

@@ -225,6 +225,7 @@ impl Pipeline {
         );
 
         let stop_i = stop.clone();
+        let err_m = err_tx.clone();
         let notify = config.notify.clone();
         handles.push(
             std::thread::Builder::new()
@@ -243,8 +244,15 @@ impl Pipeline {
                         let own_for = own
                             .as_mut()
                             .and_then(|o| track_own(o, &ff.faces).map(|i| (i, o.face.clone())));
-                        let preds =
-                            predictor.predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)));
+                        let preds = match predictor
+                            .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))
+                        {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = err_m.try_send(format!("the model failed: {e}"));
+                                break;
+                            }
+                        };
                         let model_ms = ms_since(t0);
                         let total_ms = ms_since(ff.frame.captured_at);
                         let faces = ff
