@@ -1,7 +1,6 @@
 //! `dgcn`: parse flags, set up logging, dispatch; errors are printed once, as one line.
 use clap::Parser;
-use dgcn::cli::{Cli, Command};
-use dgcn::commands;
+use dgcn::app::cli::Cli;
 
 fn main() {
     let mut cli = Cli::parse();
@@ -17,16 +16,7 @@ fn main() {
     let Some(command) = cli.command else {
         return;
     };
-    let result = match command {
-        Command::Live(a) => commands::run_live(&a),
-        Command::Train(a) => commands::run_train(&a),
-        Command::Eval(a) => commands::run_eval(&a),
-        Command::Infer(a) => commands::run_infer(&a),
-        Command::Calibrate(a) => commands::run_calibrate(&a),
-        Command::Doctor(a) => commands::run_doctor(&a),
-        Command::Bench(a) => dgcn::bench::run_bench(&a),
-        Command::Open(a) => dgcn::ui::run_browser(&a),
-    };
+    let result = dgcn::app::run(command);
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -51,7 +51,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert!(session.manifest.ended_at.is_some());
     assert_eq!(session.manifest.classes.len(), 8);
     // Labels in force are the CSV's (transitions are no label).
-    let truth = dgcn::rescore::read_label_csv(&labels_csv).expect("labels");
+    let truth = dgcn::session::labels::read_label_csv(&labels_csv).expect("labels");
     for row in &session.rows {
         assert_eq!(row.label, truth[&row.frame], "frame {}", row.frame);
     }

@@ -2,8 +2,8 @@
 mod util;
 
 use dgcn::data::DatasetKind;
+use dgcn::learn::{train, TrainConfig, TrainData};
 use dgcn::model::ModelConfig;
-use dgcn::train::{train, TrainConfig, TrainData};
 use tch::Device;
 
 #[test]

@@ -270,7 +270,7 @@ fn the_window_draws_face_reference_difference_and_bars_and_records() {
         "{} frames recorded",
         s.frames().len()
     );
-    let truth = dgcn::rescore::read_label_csv(&labels).expect("labels");
+    let truth = dgcn::session::labels::read_label_csv(&labels).expect("labels");
     for row in &s.rows {
         assert_eq!(row.label, truth[&row.frame], "frame {}", row.frame);
     }

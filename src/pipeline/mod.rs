@@ -3,6 +3,7 @@
 //! newest-wins channels (stale frames are dropped and counted); recorded sources can ask for
 //! every frame (`lossless`), where a full channel makes the reader wait instead.
 pub mod channel;
+pub mod setup;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

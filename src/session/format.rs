@@ -3,8 +3,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use anyhow::Context;
+
+use crate::capture::SourceSpec;
 use crate::face::{AlignedFace, FACE_SIZE};
-use crate::labels::{Expression, NUM_CLASSES};
+use crate::labels::{class_names, Expression, NUM_CLASSES};
 
 pub const MANIFEST_FILE: &str = "session.json";
 pub const FRAMES_FILE: &str = "frames.csv";
@@ -164,4 +167,43 @@ pub fn load_face_png(path: &Path) -> Result<AlignedFace, String> {
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Manifest {
+    /// The manifest of a new recording of `spec` with the weights at `weights`.
+    pub fn new(
+        weights: &Path,
+        spec: &SourceSpec,
+        source_description: &str,
+        device: &str,
+        labels_from: Option<String>,
+    ) -> anyhow::Result<Manifest> {
+        let sha = crate::model::weights::sha256_file(weights)
+            .with_context(|| format!("reading {}", weights.display()))?;
+        Ok(Manifest {
+            format: FORMAT.into(),
+            app_version: crate::VERSION_LINE.into(),
+            started_at: now_rfc3339(),
+            source: format!("{spec} — {source_description}"),
+            camera: match spec {
+                SourceSpec::Camera(r) => Some(CameraSettings {
+                    index: r.index,
+                    width: r.width,
+                    height: r.height,
+                    frames_per_s: r.frames_per_s,
+                }),
+                _ => None,
+            },
+            weights_path: weights.display().to_string(),
+            weights_sha256: sha,
+            classes: class_names(),
+            device: device.into(),
+            labels_from,
+            ended_at: None,
+            frames: None,
+            rows: None,
+            dropped: None,
+            stopped_by: None,
+        })
+    }
 }

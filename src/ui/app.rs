@@ -18,7 +18,7 @@ use crate::cpu_use::CpuMeter;
 use crate::face::AlignedFace;
 use crate::frame::FrameResult;
 use crate::labels::{Expression, NUM_CLASSES};
-use crate::live::{LiveSetup, Started};
+use crate::pipeline::setup::{LiveSetup, Started};
 use crate::pipeline::{Control, OwnReference, Pipeline, PipelineConfig};
 use crate::session::recorder::RecordItem;
 use crate::session::Recorder;
@@ -695,8 +695,8 @@ impl LiveApp {
             self.message = Some(("no source to record".into(), Severity::Problem));
             return;
         };
-        let started = crate::rescore::new_manifest(
-            &self.setup,
+        let started = crate::session::Manifest::new(
+            &self.setup.weights,
             &running.spec,
             &running.pipeline.source_description,
             &running.device,

@@ -10,9 +10,9 @@ use egui::{Color32, RichText, TextureOptions};
 
 use super::screenshot::{bars_layout, rect_px};
 use super::views::{self, ImageView};
-use crate::eval::Confusion;
 use crate::face::FACE_SIZE;
 use crate::labels::{Expression, NUM_CLASSES};
+use crate::learn::metrics::Confusion;
 use crate::session::format::{load_face_png, FrameRow};
 use crate::session::Session;
 

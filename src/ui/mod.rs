@@ -10,20 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
-use crate::cli::LiveArgs;
-use crate::live::LiveSetup;
+use crate::pipeline::setup::LiveSetup;
 
 pub use app::{LiveApp, WindowOptions};
 pub use screenshot::ScreenshotPlan;
 
 /// Opens the window and runs until it is closed.
-pub fn run_window(args: &LiveArgs) -> Result<()> {
-    let setup = LiveSetup::from_args(args);
+pub fn run_window(setup: LiveSetup, window: WindowOptions) -> Result<()> {
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let plan = args.screenshot.clone().map(|path| ScreenshotPlan {
-        path,
-        after_frames: args.screenshot_after,
-    });
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("dgcn — facial expressions (GCNet)")
@@ -31,18 +25,6 @@ pub fn run_window(args: &LiveArgs) -> Result<()> {
             .with_min_inner_size([900.0, 600.0]),
         ..Default::default()
     };
-    let source = args.source.clone();
-    let labels = match &args.labels {
-        Some(p) => Some(crate::rescore::read_label_csv(p)?),
-        None => None,
-    };
-    let args = args.clone();
-    let sessions_dir = args.sessions_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
-            .join("dgcn-sessions")
-    });
     let failure_app = failure.clone();
     eframe::run_native(
         "dgcn",
@@ -51,14 +33,7 @@ pub fn run_window(args: &LiveArgs) -> Result<()> {
             Ok(Box::new(LiveApp::new(
                 &cc.egui_ctx,
                 setup,
-                WindowOptions {
-                    source,
-                    screenshot: plan,
-                    sessions_dir,
-                    record: args.record.clone(),
-                    labels,
-                    record_frames: args.record_frames,
-                },
+                window,
                 failure_app,
             )))
         }),
@@ -76,19 +51,25 @@ pub fn run_window(args: &LiveArgs) -> Result<()> {
 }
 
 /// `dgcn open SESSION`: the session browser in its own window.
-pub fn run_browser(args: &crate::cli::OpenArgs) -> Result<()> {
-    let mut browser = browser::SessionBrowser::open(&args.session)?;
-    if let Some(frame) = args.frame {
+/// `dgcn open SESSION`: the session browser in its own window, at `frame` when given;
+/// `screenshot` saves the window after a few frames and closes it.
+pub fn run_browser(
+    session: &std::path::Path,
+    frame: Option<u64>,
+    screenshot: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let mut browser = browser::SessionBrowser::open(session)?;
+    if let Some(frame) = frame {
         browser.go_to_frame(frame);
     }
     let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let plan = args.screenshot.clone().map(|path| ScreenshotPlan {
+    let plan = screenshot.map(|path| ScreenshotPlan {
         path,
         after_frames: 5,
     });
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
-            .with_title(format!("dgcn — session {}", args.session.display()))
+            .with_title(format!("dgcn — session {}", session.display()))
             .with_inner_size([1400.0, 900.0]),
         ..Default::default()
     };

@@ -1,55 +1,22 @@
-//! The subcommands behind `main`: each turns parsed flags into work and returns errors with
-//! context; `main` prints them once.
-use std::path::{Path, PathBuf};
+//! `dgcn train`, `dgcn eval` (datasets) and `dgcn calibrate`: datasets prepared with the face
+//! detector, split into training and validation, and handed to `learn`.
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::Device;
 
-use crate::cli::{
-    CalibrateArgs, CommonArgs, DataArgs, EvalArgs, InferArgs, LiveArgs, ModelTrainArgs, TrainArgs,
-};
+use super::cli::{CalibrateArgs, DataArgs, EvalArgs, ModelTrainArgs, TrainArgs};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
-use crate::device::{choose_device, device_name};
-use crate::eval::{cross_validate, evaluate, fidelity, fit_intensity_scale, DatasetReport};
-use crate::face::{aligned_from_image, AlignedFace, Detector, DetectorConfig};
-use crate::infer::{default_weights_path, probs_json, Predictor};
+use crate::device::device_name;
+use crate::face::{aligned_from_image, Detector};
+use crate::infer::{default_weights_path, Predictor};
+use crate::learn::crossval::cross_validate;
+use crate::learn::metrics::{evaluate, fidelity, fit_intensity_scale, DatasetReport};
+use crate::learn::pool::TrainData;
+use crate::learn::train::{train, TrainConfig};
 use crate::model::{ClassifierInput, IntensityScale, ModelConfig};
-use crate::train::{train, TrainConfig, TrainData};
-
-pub const VERSION_LINE: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (libtorch_cuda linked at build time: ",
-    env!("DGCN_CUDA_LINKED"),
-    "; loaded at run time when present; `dgcn doctor` shows the device in use)"
-);
-
-/// `--threads`, or all cores when it is 0.
-pub fn threads(common: &CommonArgs) -> usize {
-    if common.threads > 0 {
-        common.threads
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    }
-}
-
-/// Device and libtorch threads from the common flags.
-pub fn setup_device(common: &CommonArgs) -> Result<Device> {
-    tch::set_num_threads(threads(common) as i32);
-    choose_device(&common.device)
-}
-
-pub fn detector(common: &CommonArgs) -> Result<Detector> {
-    Ok(Detector::new(&DetectorConfig {
-        model_path: common.detector.clone(),
-        variant: common.detector_variant,
-        threads: threads(common),
-        ..DetectorConfig::default()
-    })?)
-}
 
 /// The training configuration from the flags. With `init`, the model variant is the one of
 /// those weights (their sidecar), whatever the flags say.
@@ -170,13 +137,13 @@ fn calibration_on(
     val: &TrainData,
     device: Device,
     adjust: bool,
-) -> Result<Option<crate::eval::Calibrated>> {
+) -> Result<Option<crate::learn::metrics::Calibrated>> {
     if val.is_empty() {
         return Ok(None);
     }
-    let logits = crate::eval::logits(net, val, device, 256);
+    let logits = crate::learn::metrics::logits(net, val, device, 256);
     let labels = val.all_labels();
-    Ok(Some(crate::eval::calibrate(
+    Ok(Some(crate::learn::metrics::calibrate(
         &logits,
         &labels,
         &data.class_prior(),
@@ -188,8 +155,8 @@ fn calibration_on(
 /// intensity scale of existing weights on the validation data of `dgcn train` and rewrites their
 /// sidecar.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
-    let device = setup_device(&args.common)?;
-    let det = detector(&args.common)?;
+    let device = args.common.runtime().device()?;
+    let det = args.common.runtime().detector()?;
     let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
     let model = crate::model::weights::load(&args.weights, device)?;
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
@@ -199,7 +166,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         .context("no validation data to calibrate on")?;
     // The intensity scale from faces the network was not trained on: on its training faces the
     // generator is closer to the true neutral than it will be on a new person's face.
-    let intensity = crate::eval::fit_intensity_scale(&model.net, &val, device, 8000)?;
+    let intensity = crate::learn::metrics::fit_intensity_scale(&model.net, &val, device, 8000)?;
     crate::model::weights::write_calibration(
         &args.weights,
         c.temperature,
@@ -217,8 +184,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
 }
 
 pub fn run_train(args: &TrainArgs) -> Result<()> {
-    let device = setup_device(&args.common)?;
-    let det = detector(&args.common)?;
+    let device = args.common.runtime().device()?;
+    let det = args.common.runtime().detector()?;
     let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
     let cfg = train_config(&args.model, args.init.as_deref())?;
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, cfg.seed);
@@ -246,11 +213,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
     // On faces it was not trained on (see run_calibrate), falling back to the training faces.
-    let intensity_scale = match crate::eval::fit_intensity_scale(&trained.net, &val, device, 8000)?
-    {
-        Some(s) => Some(s),
-        None => crate::eval::fit_intensity_scale(&trained.net, &data, device, 8000)?,
-    };
+    let intensity_scale =
+        match crate::learn::metrics::fit_intensity_scale(&trained.net, &val, device, 8000)? {
+            Some(s) => Some(s),
+            None => crate::learn::metrics::fit_intensity_scale(&trained.net, &data, device, 8000)?,
+        };
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
         .iter()
@@ -261,7 +228,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         None
     } else {
         let held = TrainData::from_sets(&held_tfeid);
-        Some(crate::eval::fidelity(
+        Some(crate::learn::metrics::fidelity(
             &trained.net,
             None,
             &held,
@@ -318,10 +285,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
 pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if let Some(session) = &args.session {
-        return crate::rescore::run_rescore(session, args);
+        return super::rescore::run_rescore(session, args);
     }
-    let device = setup_device(&args.common)?;
-    let det = detector(&args.common)?;
+    let device = args.common.runtime().device()?;
+    let det = args.common.runtime().detector()?;
     let init = args.init.as_deref();
     let cfg = train_config(&args.model, init)?;
     let mut reports = Vec::new();
@@ -396,7 +363,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 r
             } else {
                 let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
-                let cv = crate::eval::CrossValidation {
+                let cv = crate::learn::crossval::CrossValidation {
                     folds: (args.folds, args.only_folds),
                     init,
                     judge,
@@ -426,10 +393,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             );
             let data = TrainData::from_sets(&[(set, split)]);
             // As the app sees them: the weights' logit adjustment and temperature applied.
-            let logits = crate::eval::logits(&p.model.net, &data, device, 256);
+            let logits = crate::learn::metrics::logits(&p.model.net, &data, device, 256);
             let labels = data.all_labels();
             let adjusted = p.model.sidecar.adjusted_logits(&logits);
-            let c = crate::eval::confusion_of(&adjusted, &labels)?;
+            let c = crate::learn::metrics::confusion_of(&adjusted, &labels)?;
             let split_name = match args.split {
                 Split::Test => "official test split",
                 Split::Valid => "official validation split",
@@ -444,13 +411,17 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             if set.kind == DatasetKind::Ferplus {
                 r.protocol += " (majority vote)";
             }
-            r.calibration = Some(crate::eval::Calibration {
+            r.calibration = Some(crate::learn::metrics::Calibration {
                 temperature: p.model.sidecar.temperature,
-                ece_before: crate::eval::expected_calibration_error(&logits, &labels, 1.0, 15)?,
-                ece_after: crate::eval::expected_calibration_error(&adjusted, &labels, 1.0, 15)?,
+                ece_before: crate::learn::metrics::expected_calibration_error(
+                    &logits, &labels, 1.0, 15,
+                )?,
+                ece_after: crate::learn::metrics::expected_calibration_error(
+                    &adjusted, &labels, 1.0, 15,
+                )?,
             });
             if p.model.sidecar.class_bias.is_some() {
-                let raw = crate::eval::confusion_of(&logits, &labels)?;
+                let raw = crate::learn::metrics::confusion_of(&logits, &labels)?;
                 r.protocol += &format!(
                     "; with the weights' logit adjustment (without it: accuracy {:.2} %, mean recall {:.2} %)",
                     raw.accuracy() * 100.0,
@@ -519,7 +490,7 @@ fn write_clip_grid(
             ]
         })
         .collect();
-    crate::train::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
+    crate::learn::train::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
     Ok(faces.len())
 }
 
@@ -536,268 +507,5 @@ fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {
     }
     std::fs::write(out.join("report.md"), md)
         .with_context(|| format!("writing {}", out.join("report.md").display()))?;
-    Ok(())
-}
-
-pub fn run_infer(args: &InferArgs) -> Result<()> {
-    let device = setup_device(&args.common)?;
-    let weights = args.weights.clone().unwrap_or_else(default_weights_path);
-    let predictor = Predictor::load(&weights, device)?;
-    let det = if args.aligned {
-        None
-    } else {
-        Some(detector(&args.common)?)
-    };
-    if let Some(dir) = &args.save_reference {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // Every image is tried; a single image's error is the command's error, several are listed
-    // and summed up.
-    let mut errors = Vec::new();
-    for path in &args.images {
-        match infer_one(
-            path,
-            &predictor,
-            det.as_ref(),
-            args.save_reference.as_deref(),
-        ) {
-            Ok(line) => println!("{line}"),
-            Err(e) => errors.push(e),
-        }
-    }
-    if args.images.len() == 1 {
-        if let Some(e) = errors.pop() {
-            return Err(e);
-        }
-    }
-    for e in &errors {
-        eprintln!("error: {e:#}");
-    }
-    anyhow::ensure!(
-        errors.is_empty(),
-        "{} of {} images failed",
-        errors.len(),
-        args.images.len()
-    );
-    Ok(())
-}
-
-fn infer_one(
-    path: &Path,
-    predictor: &Predictor,
-    det: Option<&Detector>,
-    save: Option<&Path>,
-) -> Result<String> {
-    let img = image::open(path)
-        .with_context(|| {
-            format!(
-                "image {}: cannot read it (expected a JPEG or PNG image)",
-                path.display()
-            )
-        })?
-        .to_rgb8();
-    let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = match det {
-        None => (
-            vec![serde_json::json!({"box": [0, 0, img.width(), img.height()], "landmarks": []})],
-            vec![AlignedFace::from_whole_image(&img)],
-        ),
-        Some(det) => det
-            .detect(&img)
-            .with_context(|| format!("image {}", path.display()))?
-            .into_iter()
-            .filter_map(|f| {
-                let aligned = aligned_from_image(&img, &f.landmarks)?;
-                let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
-                Some((
-                    serde_json::json!({
-                        "box": f.bbox.map(r),
-                        "landmarks": f.landmarks.map(|p| p.map(r)),
-                    }),
-                    aligned,
-                ))
-            })
-            .unzip(),
-    };
-    let preds = predictor.predict(&faces, None)?;
-    let faces_json: Vec<serde_json::Value> = boxes
-        .into_iter()
-        .zip(&preds)
-        .map(|(mut b, p)| {
-            b["probs"] = probs_json(&p.probs);
-            b["label"] = serde_json::json!(p.label.name());
-            b["intensity"] = serde_json::json!((p.intensity as f64 * 1e4).round() / 1e4);
-            b
-        })
-        .collect();
-    if let (Some(dir), Some(face), Some(pred)) = (save, faces.first(), preds.first()) {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
-        for (suffix, img) in [("query", face), ("reference", &pred.reference)] {
-            let out: PathBuf = dir.join(format!("{stem}.{suffix}.png"));
-            img.to_luma8()
-                .save(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
-        }
-    }
-    Ok(serde_json::json!({"path": path.display().to_string(), "faces": faces_json}).to_string())
-}
-
-pub fn run_doctor(common: &CommonArgs) -> Result<()> {
-    println!("dgcn {VERSION_LINE}");
-    let load = crate::device::load_cuda();
-    match crate::device::libtorch_dir() {
-        Some(dir) => println!(
-            "libtorch: {} ({})",
-            crate::device::libtorch_version(&dir).unwrap_or_else(|| "version unknown".into()),
-            dir.display()
-        ),
-        None => println!("libtorch: folder not found in this process"),
-    }
-    println!("libtorch CUDA: {load}");
-    println!(
-        "CUDA available to libtorch: {} ({} device(s))",
-        tch::Cuda::is_available(),
-        tch::Cuda::device_count()
-    );
-    let gpus = crate::device::gpus();
-    if gpus.is_empty() {
-        println!("GPU: none found by the CUDA driver");
-    }
-    for (i, (name, bytes)) in gpus.iter().enumerate() {
-        println!(
-            "GPU {i}: {name}, {:.1} GiB",
-            *bytes as f64 / (1u64 << 30) as f64
-        );
-    }
-    match setup_device(common) {
-        Ok(d) => println!("model device: {}", device_name(d)),
-        Err(e) => println!("model device: error: {e:#}"),
-    }
-    println!("libtorch threads: {}", tch::get_num_threads());
-    let weights = default_weights_path();
-    match crate::model::weights::read_sidecar(&weights) {
-        Ok(s) => println!(
-            "weights: {} (sha256 {})",
-            weights.display(),
-            &s.sha256[..16.min(s.sha256.len())]
-        ),
-        Err(e) => println!("weights: {e}"),
-    }
-    match detector(common) {
-        Ok(d) => println!("face detector: {}", d.model_path.display()),
-        Err(e) => println!("face detector: {e:#}"),
-    }
-    println!(
-        "ONNX Runtime: {}",
-        std::env::var("ORT_DYLIB_PATH")
-            .unwrap_or_else(|_| env!("DGCN_DEFAULT_ORT_DYLIB").to_string())
-    );
-    Ok(())
-}
-
-/// `dgcn live`: the window, or with `--headless` one JSON line per frame.
-pub fn run_live(args: &LiveArgs) -> Result<()> {
-    if args.headless {
-        run_headless(args)
-    } else {
-        crate::ui::run_window(args)
-    }
-}
-
-fn run_headless(args: &LiveArgs) -> Result<()> {
-    use std::io::Write;
-    let setup = crate::live::LiveSetup::from_args(args);
-    let spec = match &args.source {
-        Some(s) => s.clone(),
-        None => {
-            let (spec, message) = setup.default_source();
-            if let Some(m) = message {
-                tracing::warn!("{m}");
-            }
-            spec
-        }
-    };
-    let live_feed = args.realtime || matches!(spec, crate::capture::SourceSpec::Camera(_));
-    let started = setup.start(
-        &spec,
-        crate::capture::VideoOptions {
-            realtime: args.realtime,
-            looped: args.looped,
-        },
-        crate::pipeline::PipelineConfig {
-            max_frames: args.max_frames,
-            lossless: !live_feed,
-            notify: None,
-            track: setup.track,
-        },
-    )?;
-    let mut pipeline = started.pipeline;
-    tracing::info!(source = %pipeline.source_description, device = %started.device, "headless pipeline");
-    let labels = match &args.labels {
-        Some(p) => Some(crate::rescore::read_label_csv(p)?),
-        None => None,
-    };
-    let recorder = match &args.record {
-        Some(dir) => {
-            let manifest = crate::rescore::new_manifest(
-                &setup,
-                &started.spec,
-                &pipeline.source_description,
-                &started.device,
-                args.labels.as_ref().map(|p| p.display().to_string()),
-            )?;
-            let r = crate::session::Recorder::start(dir, manifest, args.record_frames)?;
-            tracing::info!(session = %dir.display(), "recording");
-            Some(r)
-        }
-        None => None,
-    };
-    let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let f = std::fs::File::create(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))?;
-        Box::new(std::io::BufWriter::new(f))
-    };
-    let t0 = std::time::Instant::now();
-    let mut totals = Vec::new();
-    for result in pipeline.results.iter() {
-        writeln!(out, "{}", result.to_json())
-            .with_context(|| format!("writing {}", args.out.display()))?;
-        totals.push(result.total_ms);
-        if let Some(r) = &recorder {
-            let label = labels
-                .as_ref()
-                .and_then(|l| l.get(&result.frame.seq).copied().flatten());
-            r.record(
-                crate::session::recorder::RecordItem { result, label },
-                !live_feed,
-            );
-        }
-    }
-    out.flush()
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    pipeline.stop();
-    if let Some(r) = recorder {
-        let summary = r.finish()?;
-        if let Some(stopped) = summary.stopped_by {
-            anyhow::bail!("{stopped}");
-        }
-        tracing::info!(session = %summary.dir.display(), frames = summary.frames, rows = summary.rows, dropped = summary.dropped, "session recorded");
-    }
-    if let Ok(e) = pipeline.errors.try_recv() {
-        anyhow::bail!("{e}");
-    }
-    totals.sort_by(f64::total_cmp);
-    let median = totals.get(totals.len() / 2).copied().unwrap_or(0.0);
-    tracing::info!(
-        frames = totals.len(),
-        dropped = pipeline.dropped.load(std::sync::atomic::Ordering::Relaxed),
-        seconds = t0.elapsed().as_secs_f64(),
-        median_total_ms = median,
-        "headless run done"
-    );
     Ok(())
 }

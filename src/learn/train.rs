@@ -6,7 +6,6 @@
 //! end-to-end step 2 (+ λ_gen·L_Gen) stays available. Soft targets (FER+ votes), class-balanced
 //! loss weights, geometric and photometric augmentation; Adam with a cosine schedule, fixed seeds,
 //! checkpoints every epoch, resume, and a start from given weights (`--init`).
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -16,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::data::PreparedSet;
-use crate::eval::evaluate;
+use super::metrics::evaluate;
+use super::pool::TrainData;
 use crate::face::FACE_SIZE;
-use crate::labels::{Expression, NUM_CLASSES};
+use crate::labels::Expression;
 use crate::model::{losses, GcNet, ModelConfig, GENERATOR_GROUP};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,162 +67,6 @@ impl Default for TrainConfig {
             class_balance: 0.0,
             generator_in_step2: true,
         }
-    }
-}
-
-/// Faces, labels and neutral partners from one or more prepared sets, as one training pool.
-pub struct TrainData {
-    /// N×1×64×64 u8 on the CPU.
-    pub faces: Tensor,
-    /// The majority (or only) label of each sample.
-    pub labels: Vec<i64>,
-    /// The training target of each sample: FER+'s vote shares where there are votes, else one-hot.
-    pub targets: Vec<[f32; NUM_CLASSES]>,
-    /// For each sample, the pool indices of neutral faces of the same person (may be empty). A
-    /// neutral face of a dataset without identities is its own partner (identity for G).
-    pub neutral_of: Vec<Vec<usize>>,
-}
-
-/// Vote shares as a distribution, or one-hot on `label` when there are no votes.
-fn soft_target(label: usize, votes: Option<&[u8; NUM_CLASSES]>) -> [f32; NUM_CLASSES] {
-    let mut t = [0.0f32; NUM_CLASSES];
-    let total: u32 = votes
-        .map(|v| v.iter().map(|&n| n as u32).sum())
-        .unwrap_or(0);
-    match votes {
-        Some(v) if total > 0 => {
-            for (t, &n) in t.iter_mut().zip(v) {
-                *t = n as f32 / total as f32;
-            }
-        }
-        _ => t[label.min(NUM_CLASSES - 1)] = 1.0,
-    }
-    t
-}
-
-impl TrainData {
-    /// Pools the chosen samples of each set. Neutral partners are other neutral images of the same
-    /// subject in the same dataset (a neutral face's partner is another neutral face, or itself).
-    pub fn from_sets(parts: &[(&PreparedSet, Vec<usize>)]) -> TrainData {
-        let mut buf = Vec::new();
-        let mut labels = Vec::new();
-        let mut targets = Vec::new();
-        let mut keys = Vec::new();
-        for (set, idx) in parts {
-            for &i in idx {
-                let s = &set.samples[i];
-                buf.extend_from_slice(set.face(i));
-                labels.push(s.label.index() as i64);
-                targets.push(soft_target(s.label.index(), s.votes.as_ref()));
-                keys.push(s.subject.map(|s| (set.kind, s)));
-            }
-        }
-        let mut neutrals: HashMap<_, Vec<usize>> = HashMap::new();
-        for (j, k) in keys.iter().enumerate() {
-            if let (Some(k), 0) = (k, labels[j]) {
-                neutrals.entry(*k).or_default().push(j);
-            }
-        }
-        let neutral_of = keys
-            .iter()
-            .enumerate()
-            .map(|(j, k)| match k {
-                Some(k) => neutrals.get(k).cloned().unwrap_or_default(),
-                None if labels[j] == 0 => vec![j],
-                None => Vec::new(),
-            })
-            .collect();
-        let n = labels.len() as i64;
-        let side = FACE_SIZE as i64;
-        TrainData {
-            faces: Tensor::from_slice(&buf).view([n, 1, side, side]),
-            labels,
-            targets,
-            neutral_of,
-        }
-    }
-
-    /// Expressive faces with a neutral face of the same person: what teaches G to neutralise.
-    pub fn expressive_pairs(&self) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&i| self.labels[i] != 0 && !self.neutral_of[i].is_empty())
-            .collect()
-    }
-
-    /// Sum of the targets per class.
-    fn class_mass(&self) -> [f64; NUM_CLASSES] {
-        let mut mass = [0.0f64; NUM_CLASSES];
-        for t in &self.targets {
-            for (m, &v) in mass.iter_mut().zip(t) {
-                *m += v as f64;
-            }
-        }
-        mass
-    }
-
-    /// Share of each class in the targets (the training prior).
-    pub fn class_prior(&self) -> [f64; NUM_CLASSES] {
-        let mass = self.class_mass();
-        let total: f64 = mass.iter().sum::<f64>().max(1e-12);
-        mass.map(|m| m / total)
-    }
-
-    /// Loss weight per class ∝ (share of the targets)^−`balance`, averaging 1 over the samples;
-    /// 1 for a class absent from the data.
-    pub fn class_weights(&self, balance: f64) -> [f32; NUM_CLASSES] {
-        let mass = self.class_mass();
-        let n = self.len().max(1) as f64;
-        let raw: [f64; NUM_CLASSES] = std::array::from_fn(|c| {
-            if mass[c] > 0.0 {
-                (mass[c] / n).powf(-balance)
-            } else {
-                1.0
-            }
-        });
-        let mean: f64 = (0..NUM_CLASSES).map(|c| raw[c] * mass[c] / n).sum::<f64>();
-        std::array::from_fn(|c| (raw[c] / mean.max(1e-12)) as f32)
-    }
-
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn with_neutral(&self) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&i| !self.neutral_of[i].is_empty())
-            .collect()
-    }
-
-    /// Float faces in [0, 1] for the given indices.
-    pub fn batch(&self, idx: &[usize], device: Device) -> Tensor {
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        self.faces
-            .index_select(0, &index)
-            .to_device(device)
-            .to_kind(Kind::Float)
-            / 255.0
-    }
-
-    pub fn labels_of(&self, idx: &[usize], device: Device) -> Tensor {
-        Tensor::from_slice(&idx.iter().map(|&i| self.labels[i]).collect::<Vec<_>>())
-            .to_device(device)
-    }
-
-    /// Every sample's label (N, on the CPU).
-    pub fn all_labels(&self) -> Tensor {
-        Tensor::from_slice(&self.labels)
-    }
-
-    /// Soft targets (N×8) for the given indices.
-    pub fn targets_of(&self, idx: &[usize], device: Device) -> Tensor {
-        let flat: Vec<f32> = idx.iter().flat_map(|&i| self.targets[i]).collect();
-        Tensor::from_slice(&flat)
-            .view([idx.len() as i64, NUM_CLASSES as i64])
-            .to_device(device)
     }
 }
 
@@ -788,45 +631,6 @@ pub fn tensor_to_luma(t: &Tensor) -> Result<image::GrayImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn votes_become_shares_and_labels_one_hot() {
-        let t = soft_target(1, Some(&[2, 6, 2, 0, 0, 0, 0, 0]));
-        assert_eq!(t, [0.2, 0.6, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        let t = soft_target(3, None);
-        assert_eq!(t, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        // No votes at all: the label decides.
-        assert_eq!(soft_target(2, Some(&[0; NUM_CLASSES]))[2], 1.0);
-    }
-
-    #[test]
-    fn class_weights_favour_rare_classes_and_average_one() {
-        // 90 neutral faces, 10 sad ones.
-        let mut targets = vec![soft_target(0, None); 90];
-        targets.extend(vec![soft_target(3, None); 10]);
-        let data = TrainData {
-            faces: Tensor::zeros([100, 1, 64, 64], (Kind::Uint8, Device::Cpu)),
-            labels: targets
-                .iter()
-                .map(|t| if t[0] > 0.0 { 0 } else { 3 })
-                .collect(),
-            targets,
-            neutral_of: vec![Vec::new(); 100],
-        };
-        let w = data.class_weights(1.0);
-        // Fully inverse frequency: each class carries the same total weight.
-        assert!((w[0] * 90.0 - w[3] * 10.0).abs() < 1e-3, "{w:?}");
-        let mean = (w[0] * 90.0 + w[3] * 10.0) / 100.0;
-        assert!((mean - 1.0).abs() < 1e-4);
-        // Balance 0: all ones.
-        assert!(data
-            .class_weights(0.0)
-            .iter()
-            .all(|&v| (v - 1.0).abs() < 1e-6));
-        // Half-way: sad weighs 3× neutral (√9).
-        let h = data.class_weights(0.5);
-        assert!((h[3] / h[0] - 3.0).abs() < 1e-3, "{h:?}");
-    }
 
     #[test]
     fn degradation_blurs_and_keeps_range_and_augmentation_keeps_pairs_aligned() {

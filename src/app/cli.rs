@@ -7,7 +7,7 @@ use crate::data::DatasetKind;
 use crate::face::detect::BlazeFaceVariant;
 
 #[derive(Parser, Debug)]
-#[command(name = "dgcn", version = crate::commands::VERSION_LINE, about = "Facial expression recognition with a deep generative-contrastive network (GCNet)")]
+#[command(name = "dgcn", version = crate::VERSION_LINE, about = "Facial expression recognition with a deep generative-contrastive network (GCNet)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -49,6 +49,18 @@ pub struct CommonArgs {
     /// Threads for libtorch and ONNX Runtime (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+impl CommonArgs {
+    /// The runtime these flags ask for.
+    pub fn runtime(&self) -> crate::runtime::Runtime {
+        crate::runtime::Runtime {
+            device: self.device.clone(),
+            threads: self.threads,
+            detector_model: self.detector.clone(),
+            detector_variant: self.detector_variant,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

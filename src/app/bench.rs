@@ -8,11 +8,10 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use tch::Device;
 
+use super::cli::BenchArgs;
 use crate::capture::threaded::Producer;
 use crate::capture::video::{VideoOptions, VideoProducer};
 use crate::capture::SourceSpec;
-use crate::cli::BenchArgs;
-use crate::commands::{detector, setup_device};
 use crate::cpu_use::CpuSpan;
 use crate::device::device_name;
 use crate::face::detect::BlazeFaceVariant;
@@ -153,10 +152,13 @@ fn blazeface_file(variant: BlazeFaceVariant, args: &BenchArgs) -> Option<std::pa
 /// `dgcn bench --train`: one epoch of each step per configuration on TFEID + CK+48, samples/s.
 fn run_train_bench(args: &BenchArgs) -> Result<()> {
     use crate::data::DatasetKind;
+    use crate::learn::{
+        pool::TrainData,
+        train::{train, TrainConfig},
+    };
     use crate::model::{ClassifierInput, ModelConfig};
-    use crate::train::{train, TrainConfig, TrainData};
-    let device = setup_device(&args.common)?;
-    let det = detector(&args.common)?;
+    let device = args.common.runtime().device()?;
+    let det = args.common.runtime().detector()?;
     let cache = args
         .data
         .cache_dir
@@ -270,7 +272,8 @@ fn run_train_bench(args: &BenchArgs) -> Result<()> {
         let mut ms: Vec<f64> = (0..30)
             .map(|_| {
                 time_ms(|| {
-                    let _ = crate::train::training_batch(&data, &idx, &cfg, 2, device, &mut rng);
+                    let _ =
+                        crate::learn::train::training_batch(&data, &idx, &cfg, 2, device, &mut rng);
                 })
             })
             .collect();
@@ -323,7 +326,7 @@ fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
 /// GCNet forward (generator, encoder on query and reference, classifier) at batch 1 for each
 /// candidate layout, randomly initialised (the time does not depend on the weights' values).
 fn run_layout_bench(args: &BenchArgs) -> Result<()> {
-    setup_device(&args.common)?;
+    args.common.runtime().device()?;
     let mut md = String::from(
         "| layout | parameters | forward ms, batch 1 (median) | p95 |\n|---|---:|---:|---:|\n",
     );
@@ -373,9 +376,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     }
     let clip = &args.clip;
     anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
-    let threads = crate::commands::threads(&args.common);
+    let threads = args.common.runtime().threads();
     // Single-stage timings use all the threads asked for.
-    setup_device(&args.common)?;
+    args.common.runtime().device()?;
     let mut table = Table { rows: Vec::new() };
     eprintln!(
         "  {:<28} {:<44} {:>8} {:>8}",
@@ -501,16 +504,13 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     }
 
     // The whole pipeline, as `dgcn live --headless` runs it (threads per stage as it sets them).
-    let stage_common = crate::cli::CommonArgs {
-        threads: crate::live::per_stage_threads(&args.common),
-        ..args.common.clone()
-    };
-    let device = setup_device(&stage_common)?;
+    let stage = args.common.runtime().per_stage();
+    let device = stage.device()?;
     let start = |video: VideoOptions, config: PipelineConfig| -> Result<Pipeline> {
         let source = crate::capture::open_source(&SourceSpec::Path(clip.clone()), video)?;
         Pipeline::start(
             source,
-            detector(&stage_common)?,
+            stage.detector()?,
             Predictor::load(&args.weights, device)?,
             config,
         )
@@ -574,7 +574,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         })?;
         let mut pipeline = Pipeline::start(
             Box::new(source),
-            detector(&stage_common)?,
+            stage.detector()?,
             Predictor::load(&args.weights, device)?,
             PipelineConfig::default(),
         )
@@ -645,7 +645,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
 
     let machine = format!(
         "{} threads per stage ({} for the single-stage timings), device {}, {}",
-        stage_common.threads,
+        stage.threads,
         threads,
         device_name(device),
         std::fs::read_to_string("/proc/cpuinfo")

@@ -1,13 +1,13 @@
-//! `dgcn eval`: subject-independent k-fold cross-validation (TFEID, CK+48), official test splits
-//! (FER2013, FER+ majority vote) and reference fidelity on held-out identities (SSIM and L1 of
-//! G(x) against the person's true neutral face, beside the same figures for x itself).
+//! What `dgcn eval` measures on a trained network: the confusion matrix and its accuracy and
+//! recall, calibration (temperature, ECE, logit adjustment), reference fidelity on held-out
+//! identities (SSIM and L1 of G(x) against the person's true neutral face, beside the same
+//! figures for x itself), the intensity scale, and the report a dataset's results go into.
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::data::{folds::subject_folds, PreparedSet};
+use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::{tensor_values, GcNet, IntensityScale};
-use crate::train::{train, TrainConfig, TrainData};
 
 /// Rows: true class; columns: predicted class (model order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -300,7 +300,7 @@ pub struct Fidelity {
 }
 
 impl Fidelity {
-    fn merge(&mut self, o: &Fidelity) {
+    pub fn merge(&mut self, o: &Fidelity) {
         let n = (self.pairs + o.pairs).max(1) as f64;
         let w = |a: f64, b: f64| (a * self.pairs as f64 + b * o.pairs as f64) / n;
         self.ssim_reference = w(self.ssim_reference, o.ssim_reference);
@@ -535,73 +535,18 @@ impl DatasetReport {
     }
 }
 
-/// Subject-independent k-fold cross-validation on `primary`: each fold trains a fresh network
-/// on the other folds (plus all of `extras`, other datasets with different people) and is tested
-/// on its own subjects. Returns the pooled confusion, per-fold accuracy and reference fidelity.
-/// How the folds of [`cross_validate`] run.
-pub struct CrossValidation<'a> {
-    /// k, and how many of the k folds to run (all when `None`).
-    pub folds: (usize, Option<usize>),
-    /// Weights every fold starts from (fine-tuning), or `None` (from scratch).
-    pub init: Option<&'a std::path::Path>,
-    /// The network that judges whether references look neutral (each fold's own when `None`).
-    pub judge: Option<(&'a GcNet, &'a str)>,
-}
-
-pub fn cross_validate(
-    primary: &PreparedSet,
-    extras: &[&PreparedSet],
-    cfg: &TrainConfig,
-    device: Device,
-    cv: &CrossValidation,
-) -> anyhow::Result<DatasetReport> {
-    let (k, only_folds) = cv.folds;
-    let (init, judge) = (cv.init, cv.judge);
-    let t0 = std::time::Instant::now();
-    let subjects: Vec<Option<u32>> = primary.samples.iter().map(|s| s.subject).collect();
-    let fold_of = subject_folds(&subjects, k, cfg.seed);
-    let mut total = Confusion::default();
-    let mut fold_acc = Vec::new();
-    let mut fid = Fidelity::default();
-    for fold in 0..k.min(only_folds.unwrap_or(k)) {
-        let test: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] == fold).collect();
-        let train_idx: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] != fold).collect();
-        let mut parts = vec![(primary, train_idx)];
-        for e in extras {
-            parts.push((*e, (0..e.len()).collect()));
-        }
-        let data = TrainData::from_sets(&parts);
-        let test_data = TrainData::from_sets(&[(primary, test)]);
-        tracing::info!(
-            fold,
-            train = data.len(),
-            test = test_data.len(),
-            "cross-validation fold"
-        );
-        let trained = train(&data, None, cfg, device, None, false, init)?;
-        let c = evaluate(&trained.net, &test_data, device, 256)?;
-        tracing::info!(fold, accuracy = c.accuracy(), "fold done");
-        fold_acc.push(c.accuracy());
-        total.merge(&c);
-        let scale = fit_intensity_scale(&trained.net, &data, device, 8000)?
-            .unwrap_or(IntensityScale::FROM_MARGIN);
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scale)?);
-    }
-    let mut report = DatasetReport::new(
-        primary.kind.name(),
-        format!("{k}-fold subject-independent cross-validation"),
-        total,
-        primary.hit_rate(),
-    );
-    report.fold_accuracy = fold_acc;
-    report.fidelity = (fid.pairs > 0).then_some(fid);
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn predictions_that_do_not_match_the_labels_are_an_error() {
+        let logits = Tensor::from_slice(&[0.1f32, 0.9]).view([1, 2]);
+        let labels = Tensor::from_slice(&[1i64, 0]);
+        assert!(confusion_of(&logits, &labels).is_err());
+        let c = confusion_of(&logits, &labels.narrow(0, 0, 1)).expect("one for one");
+        assert_eq!(c.accuracy(), 1.0);
+    }
 
     #[test]
     fn confusion_accuracy_and_recall() {

@@ -1,0 +1,113 @@
+//! `dgcn infer`: expressions in image files, one JSON line per image.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::cli::InferArgs;
+use crate::face::{aligned_from_image, AlignedFace, Detector};
+use crate::infer::{default_weights_path, probs_json, Predictor};
+
+pub fn run_infer(args: &InferArgs) -> Result<()> {
+    let device = args.common.runtime().device()?;
+    let weights = args.weights.clone().unwrap_or_else(default_weights_path);
+    let predictor = Predictor::load(&weights, device)?;
+    let det = if args.aligned {
+        None
+    } else {
+        Some(args.common.runtime().detector()?)
+    };
+    if let Some(dir) = &args.save_reference {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Every image is tried; a single image's error is the command's error, several are listed
+    // and summed up.
+    let mut errors = Vec::new();
+    for path in &args.images {
+        match infer_one(
+            path,
+            &predictor,
+            det.as_ref(),
+            args.save_reference.as_deref(),
+        ) {
+            Ok(line) => println!("{line}"),
+            Err(e) => errors.push(e),
+        }
+    }
+    if args.images.len() == 1 {
+        if let Some(e) = errors.pop() {
+            return Err(e);
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e:#}");
+    }
+    anyhow::ensure!(
+        errors.is_empty(),
+        "{} of {} images failed",
+        errors.len(),
+        args.images.len()
+    );
+    Ok(())
+}
+
+fn infer_one(
+    path: &Path,
+    predictor: &Predictor,
+    det: Option<&Detector>,
+    save: Option<&Path>,
+) -> Result<String> {
+    let img = image::open(path)
+        .with_context(|| {
+            format!(
+                "image {}: cannot read it (expected a JPEG or PNG image)",
+                path.display()
+            )
+        })?
+        .to_rgb8();
+    let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = match det {
+        None => (
+            vec![serde_json::json!({"box": [0, 0, img.width(), img.height()], "landmarks": []})],
+            vec![AlignedFace::from_whole_image(&img)],
+        ),
+        Some(det) => det
+            .detect(&img)
+            .with_context(|| format!("image {}", path.display()))?
+            .into_iter()
+            .filter_map(|f| {
+                let aligned = aligned_from_image(&img, &f.landmarks)?;
+                let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
+                Some((
+                    serde_json::json!({
+                        "box": f.bbox.map(r),
+                        "landmarks": f.landmarks.map(|p| p.map(r)),
+                    }),
+                    aligned,
+                ))
+            })
+            .unzip(),
+    };
+    let preds = predictor.predict(&faces, None)?;
+    let faces_json: Vec<serde_json::Value> = boxes
+        .into_iter()
+        .zip(&preds)
+        .map(|(mut b, p)| {
+            b["probs"] = probs_json(&p.probs);
+            b["label"] = serde_json::json!(p.label.name());
+            b["intensity"] = serde_json::json!((p.intensity as f64 * 1e4).round() / 1e4);
+            b
+        })
+        .collect();
+    if let (Some(dir), Some(face), Some(pred)) = (save, faces.first(), preds.first()) {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        for (suffix, img) in [("query", face), ("reference", &pred.reference)] {
+            let out: PathBuf = dir.join(format!("{stem}.{suffix}.png"));
+            img.to_luma8()
+                .save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+    }
+    Ok(serde_json::json!({"path": path.display().to_string(), "faces": faces_json}).to_string())
+}

@@ -1,0 +1,12 @@
+//! Learning: the face pool (`pool`), two-step training (`train`), metrics on a trained network
+//! — accuracy, calibration, reference fidelity, intensity — (`metrics`) and subject-independent
+//! cross-validation (`crossval`). Imports run one way: pool ← metrics ← train ← crossval.
+pub mod crossval;
+pub mod metrics;
+pub mod pool;
+pub mod train;
+
+pub use crossval::{cross_validate, CrossValidation};
+pub use metrics::{Confusion, DatasetReport};
+pub use pool::TrainData;
+pub use train::{train, TrainConfig, Trained};
