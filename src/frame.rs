@@ -58,6 +58,7 @@ impl FrameResult {
             "frame": self.frame.seq,
             "time_s": (self.frame.time_s * 1000.0).round() / 1000.0,
             "faces": self.faces.iter().map(|f| serde_json::json!({
+                "track": f.detected.track,
                 "box": f.detected.bbox.map(r),
                 "landmarks": f.detected.landmarks.map(|p| p.map(r)),
                 "probs": crate::infer::probs_json(&f.prediction.probs),

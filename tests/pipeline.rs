@@ -245,13 +245,12 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
         .recv_timeout(Duration::from_secs(60))
         .expect("a result");
     assert!(!first.faces[0].prediction.own_reference);
-    let b = first.faces[0].detected.bbox;
     pipeline
         .control
         .try_send(dgcn::pipeline::Control::OwnReference(Some(
             dgcn::pipeline::OwnReference {
                 face: own.clone(),
-                center: [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0],
+                track: first.faces[0].detected.track,
             },
         )))
         .expect("control accepted");

@@ -40,6 +40,15 @@ fn tracked_faces_match_whole_frame_detection() {
         }
     }
     assert!(compared >= 58, "{compared} faces compared");
+    // One person in view all along: one track id, however often the whole frame was searched.
+    let mut tracker = FaceTracker::new(util::detector(), TrackConfig::default());
+    let ids: std::collections::BTreeSet<u64> = frames
+        .iter()
+        .flat_map(|f| tracker.detect(f).expect("tracks"))
+        .map(|f| f.track)
+        .collect();
+    assert_eq!(ids.len(), 1, "track ids {ids:?}");
+    assert!(!ids.contains(&0), "tracked faces get an id");
     assert_eq!(every.full_searches, 60);
     assert_eq!(
         tracked.full_searches, 6,
@@ -76,9 +85,33 @@ fn an_empty_view_is_searched_less_often_and_a_face_that_appears_is_found_soon() 
         .find(|_| !tracker.detect(&face).expect("detects").is_empty())
         .expect("the face is found");
     assert!(found_after <= config.idle_every);
+    let id = tracker.detect(&face).expect("detects")[0].track;
     for _ in 0..5 {
-        assert_eq!(tracker.detect(&face).expect("detects").len(), 1);
+        let found = tracker.detect(&face).expect("detects");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].track, id, "the same face keeps its id");
     }
+    // Missed for a few frames, the face comes back under its id; gone for seconds, it is new.
+    for _ in 0..3 {
+        tracker.detect(&wall).expect("detects");
+    }
+    assert_eq!(tracker.detect(&face).expect("detects")[0].track, id);
+    for _ in 0..60 {
+        tracker.detect(&wall).expect("detects");
+    }
+    let again = (0..=config.idle_every)
+        .find_map(|_| {
+            tracker
+                .detect(&face)
+                .expect("detects")
+                .first()
+                .map(|f| f.track)
+        })
+        .expect("found again");
+    assert_ne!(
+        again, id,
+        "a face seen again after two seconds is a new track"
+    );
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct DetectedFace {
     /// Left eye, right eye, nose, left and right mouth corner (image left/right).
     pub landmarks: [[f32; 2]; 5],
     pub score: f32,
+    /// The tracker's id for this face, the same while it is followed from frame to frame
+    /// (0: not tracked). Selection in the window and the own neutral reference follow it.
+    pub track: u64,
 }
 
 impl DetectedFace {
@@ -209,6 +212,7 @@ impl Detector {
                     bbox: [x, y, f.rect.width / sx / scale, f.rect.height / sy / scale],
                     landmarks,
                     score: f.confidence,
+                    track: 0,
                 })
             })
             .collect();

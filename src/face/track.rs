@@ -7,6 +7,9 @@ use image::{imageops, RgbImage};
 
 use super::detect::{DetectError, DetectedFace, Detector};
 
+/// How long a lost face's id is kept for it (1 s at 30 fps).
+const TRACK_MEMORY_FRAMES: u64 = 30;
+
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TrackConfig {
     /// Search the whole frame at least every this many frames (1: every frame, no tracking).
@@ -56,6 +59,11 @@ pub struct FaceTracker {
     since_full: u32,
     /// Frames in a row without a face.
     empty_frames: u32,
+    /// The id the next new face gets.
+    next_track: u64,
+    /// Each track's last box and the frame it was seen in, kept for `TRACK_MEMORY_FRAMES` so
+    /// that a face the detector misses for a moment comes back under its own id.
+    last_seen: Vec<(DetectedFace, u64)>,
     /// Full-frame searches so far (for benchmarks and tests).
     pub full_searches: u64,
     pub frames: u64,
@@ -69,6 +77,7 @@ fn from_crop(face: &DetectedFace, offset: [f32; 2], scale: f32) -> DetectedFace 
         bbox: [x, y, face.bbox[2] / scale, face.bbox[3] / scale],
         landmarks: face.landmarks.map(map),
         score: face.score,
+        track: face.track,
     }
 }
 
@@ -110,6 +119,8 @@ impl FaceTracker {
             tracked: Vec::new(),
             since_full: 0,
             empty_frames: 0,
+            next_track: 1,
+            last_seen: Vec::new(),
             full_searches: 0,
             frames: 0,
         }
@@ -156,11 +167,48 @@ impl FaceTracker {
             .iter()
             .map(|f| from_crop(f, offset, scale))
             .filter(|f| iou(&f.bbox, &last.bbox) > 0.3)
-            .max_by(|a, b| iou(&a.bbox, &last.bbox).total_cmp(&iou(&b.bbox, &last.bbox))))
+            .max_by(|a, b| iou(&a.bbox, &last.bbox).total_cmp(&iou(&b.bbox, &last.bbox)))
+            .map(|f| DetectedFace {
+                track: last.track,
+                ..f
+            }))
     }
 
-    /// Faces in this frame, largest first.
+    /// Gives each face of a whole-frame search the id of the tracked face it continues (the
+    /// best overlap above 0.3, each id used once), or a new one.
+    fn assign_tracks(&mut self, faces: &mut [DetectedFace]) {
+        let mut free: Vec<&DetectedFace> = self.last_seen.iter().map(|(f, _)| f).collect();
+        for face in faces.iter_mut() {
+            let best = free
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (k, iou(&face.bbox, &t.bbox)))
+                .filter(|(_, o)| *o > 0.3)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            face.track = match best {
+                Some((k, _)) => free.swap_remove(k).track,
+                None => {
+                    self.next_track += 1;
+                    self.next_track - 1
+                }
+            };
+        }
+    }
+
+    /// Faces in this frame, largest first, each with its track id.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
+        let faces = self.detect_untracked(img)?;
+        let now = self.frames;
+        for f in &faces {
+            self.last_seen.retain(|(g, _)| g.track != f.track);
+            self.last_seen.push((f.clone(), now));
+        }
+        self.last_seen
+            .retain(|(_, seen)| now.saturating_sub(*seen) <= TRACK_MEMORY_FRAMES);
+        Ok(faces)
+    }
+
+    fn detect_untracked(&mut self, img: &RgbImage) -> Result<Vec<DetectedFace>, DetectError> {
         self.frames += 1;
         let idle = self.tracked.is_empty() && self.empty_frames >= self.config.idle_after;
         if idle && self.since_full + 1 < self.config.idle_every {
@@ -192,7 +240,8 @@ impl FaceTracker {
                 return Ok(followed);
             }
         }
-        let faces = self.full_search(img)?;
+        let mut faces = self.full_search(img)?;
+        self.assign_tracks(&mut faces);
         self.since_full = 0;
         self.empty_frames = if faces.is_empty() {
             self.empty_frames.saturating_add(1)
@@ -214,10 +263,12 @@ mod tests {
             bbox: [10.0, 20.0, 40.0, 50.0],
             landmarks: [[20.0, 30.0]; 5],
             score: 0.9,
+            track: 7,
         };
         let g = from_crop(&f, [100.0, 200.0], 0.5);
         assert_eq!(g.bbox, [120.0, 240.0, 80.0, 100.0]);
         assert_eq!(g.landmarks[0], [140.0, 260.0]);
+        assert_eq!(g.track, 7);
     }
 
     #[test]

@@ -56,30 +56,17 @@ pub enum Control {
     OwnReference(Option<OwnReference>),
 }
 
-/// The person's own neutral face, and where their face was when it was taken (box centre, pixels),
-/// so that it follows that face from frame to frame and is not applied to anyone else.
+/// The person's own neutral face, and the track of the face it was taken from, so that it
+/// follows that face from frame to frame (the tracker's id) and is not applied to anyone else.
 #[derive(Debug, Clone)]
 pub struct OwnReference {
     pub face: AlignedFace,
-    pub center: [f32; 2],
+    pub track: u64,
 }
 
-/// The face that continues `own`: the nearest box centre, if within one box size.
-fn track_own(own: &mut OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
-    let (i, dist, size) = faces
-        .iter()
-        .enumerate()
-        .map(|(i, (d, _))| {
-            let c = d.center();
-            let dist = ((c[0] - own.center[0]).powi(2) + (c[1] - own.center[1]).powi(2)).sqrt();
-            (i, dist, d.bbox[2].max(d.bbox[3]))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1))?;
-    if dist > size {
-        return None;
-    }
-    own.center = faces[i].0.center();
-    Some(i)
+/// The face that continues `own`: the one with its track id.
+fn track_own(own: &OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
+    faces.iter().position(|(d, _)| d.track == own.track)
 }
 
 pub struct PipelineConfig {
@@ -243,7 +230,7 @@ impl Pipeline {
                         let t0 = Instant::now();
                         let aligned: Vec<_> = ff.faces.iter().map(|(_, a)| a.clone()).collect();
                         let own_for = own
-                            .as_mut()
+                            .as_ref()
                             .and_then(|o| track_own(o, &ff.faces).map(|i| (i, o.face.clone())));
                         let preds = match predictor
                             .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))

@@ -130,7 +130,8 @@ pub struct LiveApp {
     latest: Option<FrameResult>,
     frames_shown: u64,
     selected: usize,
-    selected_center: Option<[f32; 2]>,
+    /// The tracker's id of the selected face (it follows that person, as the own reference does).
+    selected_track: Option<u64>,
     smoother: Smoother,
     shown_probs: [f32; NUM_CLASSES],
     intensity_smoother: Smoother<1>,
@@ -187,7 +188,7 @@ impl LiveApp {
             latest: None,
             frames_shown: 0,
             selected: 0,
-            selected_center: None,
+            selected_track: None,
             smoother: Smoother::new(0.3),
             shown_probs: [0.0; NUM_CLASSES],
             intensity_smoother: Smoother::new(0.3),
@@ -379,30 +380,18 @@ impl LiveApp {
                 r.frame.rgb.as_raw(),
             ),
         );
-        // Follow the selected face: the nearest box to where it was, else the largest.
+        // Follow the selected face by its track id, else take the largest.
         let previous = self.selected;
         self.selected = self
-            .selected_center
-            .and_then(|c| {
-                r.faces
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let m = f.detected.center();
-                        let d = ((m[0] - c[0]).powi(2) + (m[1] - c[1]).powi(2)).sqrt();
-                        (i, d, f.detected.bbox[2].max(f.detected.bbox[3]))
-                    })
-                    .filter(|(_, d, size)| d <= size)
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .map(|(i, _, _)| i)
-            })
+            .selected_track
+            .and_then(|t| r.faces.iter().position(|f| f.detected.track == t))
             .unwrap_or(0);
         if previous != self.selected {
             self.smoother.reset();
             self.intensity_smoother.reset();
         }
         if let Some(face) = r.faces.get(self.selected) {
-            self.selected_center = Some(face.detected.center());
+            self.selected_track = Some(face.detected.track);
             let p = &face.prediction;
             self.query_view
                 .set(&self.ctx, views::grey_image(&face.aligned));
@@ -423,7 +412,7 @@ impl LiveApp {
             self.timeline
                 .push(r.frame.time_s, self.shown_probs, self.shown_intensity);
         } else {
-            self.selected_center = None;
+            self.selected_track = None;
         }
         self.latest = Some(r);
     }
@@ -457,7 +446,7 @@ impl LiveApp {
             Some(f) => {
                 let own = OwnReference {
                     face: f.aligned.clone(),
-                    center: f.detected.center(),
+                    track: f.detected.track,
                 };
                 self.set_own_reference(Some(own));
             }
@@ -858,7 +847,7 @@ impl eframe::App for LiveApp {
                 views::frame_view_ui(ui, &self.frame_view, size, faces, self.selected);
             if let Some(i) = clicked {
                 if let Some(f) = faces.get(i) {
-                    self.selected_center = Some(f.detected.center());
+                    self.selected_track = Some(f.detected.track);
                     self.selected = i;
                     self.smoother.reset();
                     self.intensity_smoother.reset();
