@@ -82,7 +82,7 @@ impl Predictor {
                 }
                 None => generated.shallow_clone(),
             };
-            let (logits, distance) = net.logits_against(&x, &reference);
+            let (logits, distance) = net.eval_logits(&x, &reference);
             let probs = self.model.sidecar.probabilities(&logits);
             (probs, distance, reference, generated)
         });

@@ -197,6 +197,10 @@ pub struct CalibrateArgs {
     /// raised FER+ Valid's mean recall but turned the labelled clip's neutral frames to sad).
     #[arg(long)]
     pub logit_adjustment: bool,
+    /// Average each face's logits with its mirror image's at inference (test-time flip); the
+    /// temperature is fitted with it. Stored in the sidecar.
+    #[arg(long)]
+    pub flip: bool,
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +252,10 @@ pub struct EvalArgs {
     /// Folder for report.json and report.md.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
+    /// With --weights: average each face's logits with its mirror image's (test-time flip),
+    /// whatever the sidecar says.
+    #[arg(long)]
+    pub flip: bool,
     /// Re-score a recorded session instead: run --weights over its faces and compare with its
     /// labels (and with the predictions recorded at the time).
     #[arg(long, value_name = "SESSION")]

@@ -43,7 +43,7 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
         Ok(s) => println!(
             "weights: {} (sha256 {})",
             weights.display(),
-            &s.sha256[..16.min(s.sha256.len())]
+            s.sha256.chars().take(16).collect::<String>()
         ),
         Err(e) => println!("weights: {e}"),
     }

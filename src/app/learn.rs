@@ -30,6 +30,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         standardize: !m.no_standardize,
         encoder_width: m.encoder_width,
         encoder_convs: m.encoder_convs,
+        flip_average: false,
     };
     if m.paper {
         model.classifier_input = ClassifierInput::Contrast;
@@ -158,7 +159,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let device = args.common.runtime().device()?;
     let det = args.common.runtime().detector()?;
     let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
-    let model = crate::model::weights::load(&args.weights, device)?;
+    let mut model = crate::model::weights::load(&args.weights, device)?;
+    model.net.config.flip_average = args.flip;
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
@@ -173,6 +175,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         args.logit_adjustment.then(|| c.class_bias.clone()),
         serde_json::to_value(&c)?,
         intensity,
+        args.flip,
     )?;
     println!("intensity scale (validation faces): {intensity:?}");
     println!("{}", serde_json::to_string_pretty(&c)?);
@@ -278,6 +281,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         class_bias,
         calibration,
         intensity_scale,
+        cfg.model.flip_average,
     )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
@@ -381,7 +385,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         } else {
             if predictor.is_none() {
                 let path = args.weights.clone().unwrap_or_else(default_weights_path);
-                predictor = Some(Predictor::load(&path, device)?);
+                let mut p = Predictor::load(&path, device)?;
+                if args.flip {
+                    p.model.net.config.flip_average = true;
+                }
+                predictor = Some(p);
             }
             let p = predictor.as_ref().context("weights not loaded")?;
             let split = set.split_indices(args.split);
@@ -410,6 +418,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             );
             if set.kind == DatasetKind::Ferplus {
                 r.protocol += " (majority vote)";
+            }
+            if p.model.net.config.flip_average {
+                r.protocol += "; logits averaged with the mirror image's (test-time flip)";
             }
             r.calibration = Some(crate::learn::metrics::Calibration {
                 temperature: p.model.sidecar.temperature,

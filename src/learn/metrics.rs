@@ -83,9 +83,8 @@ impl Confusion {
 /// Class probabilities (N×8) for a batch of faces, in eval mode without gradients.
 pub fn predict_probs(net: &GcNet, faces: &Tensor) -> Tensor {
     tch::no_grad(|| {
-        net.forward_t(faces, None, false)
-            .logits
-            .softmax(-1, Kind::Float)
+        let g = net.generator.forward_t(faces, false);
+        net.eval_logits(faces, &g).0.softmax(-1, Kind::Float)
     })
 }
 
@@ -96,8 +95,9 @@ pub fn logits(net: &GcNet, data: &TrainData, device: Device, batch: usize) -> Te
         .chunks(batch.max(1))
         .map(|chunk| {
             tch::no_grad(|| {
-                net.forward_t(&data.batch(chunk, device), None, false)
-                    .logits
+                let x = data.batch(chunk, device);
+                let g = net.generator.forward_t(&x, false);
+                net.eval_logits(&x, &g).0
             })
             .to_device(Device::Cpu)
         })

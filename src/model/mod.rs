@@ -60,6 +60,10 @@ pub struct ModelConfig {
     /// Convolutions in the contrastive encoder's second and third stage (1: the paper).
     #[serde(default = "one")]
     pub encoder_convs: i64,
+    /// At inference, average the logits of the face and of its mirror image (test-time flip;
+    /// training is unaffected). Set on existing weights by `dgcn calibrate --flip`.
+    #[serde(default)]
+    pub flip_average: bool,
 }
 
 fn one() -> i64 {
@@ -77,6 +81,7 @@ impl Default for ModelConfig {
             standardize: false,
             encoder_width: None,
             encoder_convs: 1,
+            flip_average: false,
         }
     }
 }
@@ -215,6 +220,21 @@ impl GcNet {
             .classifier
             .forward_t(&self.classifier_input(&emb_query, &emb_reference), false);
         (logits, embedding_distance(&emb_query, &emb_reference))
+    }
+
+    /// Inference: class logits of `query` against `reference` and their embedding distance,
+    /// averaged over the pair and its mirror image when the config asks for test-time flip
+    /// (the mirror of the reference stands in for the reference of the mirror).
+    pub fn eval_logits(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
+        if !self.config.flip_average {
+            return self.logits_against(query, reference);
+        }
+        let n = query.size()[0];
+        let both_q = Tensor::cat(&[query, &query.flip([3])], 0);
+        let both_r = Tensor::cat(&[reference, &reference.flip([3])], 0);
+        let (l, d) = self.logits_against(&both_q, &both_r);
+        let avg = |t: &Tensor| (t.narrow(0, 0, n) + t.narrow(0, n, n)) / 2.0;
+        (avg(&l), avg(&d))
     }
 
     /// The classifier's input for a pair of embeddings, as the config says.
@@ -503,6 +523,36 @@ mod tests {
         assert_eq!(tensor_values::<i64>(&labels).expect("ints"), vec![3, 1]);
         // An undefined tensor (a failed op upstream) is an error, not an empty or zero vector.
         assert!(tensor_values::<f32>(&Tensor::new()).is_err());
+    }
+
+    #[test]
+    fn test_time_flip_averages_the_face_and_its_mirror_image() {
+        let cfg = ModelConfig {
+            width: 0.25,
+            use_reconstruction: false,
+            classifier_input: ClassifierInput::QueryAndContrast,
+            standardize: true,
+            ..ModelConfig::default()
+        };
+        let vs = VarStore::new(Device::Cpu);
+        let mut net = GcNet::new(&vs.root(), cfg);
+        let x = Tensor::rand([3, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let r = Tensor::rand([3, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let (plain, _) = net.eval_logits(&x, &r);
+        let (direct, _) = net.logits_against(&x, &r);
+        assert!(
+            (&plain - &direct).abs().max().double_value(&[]) < 1e-6,
+            "off: unchanged"
+        );
+        let (mirrored, _) = net.logits_against(&x.flip([3]), &r.flip([3]));
+        net.config.flip_average = true;
+        let (averaged, _) = net.eval_logits(&x, &r);
+        let expected = (&direct + &mirrored) / 2.0;
+        assert!((&averaged - &expected).abs().max().double_value(&[]) < 1e-5);
+        assert!(
+            (&averaged - &direct).abs().max().double_value(&[]) > 1e-6,
+            "on: it changes"
+        );
     }
 
     #[test]

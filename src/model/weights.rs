@@ -80,8 +80,10 @@ pub fn write_calibration(
     class_bias: Option<Vec<f64>>,
     calibration: serde_json::Value,
     intensity_scale: Option<IntensityScale>,
+    flip_average: bool,
 ) -> Result<Sidecar, WeightsError> {
     let mut side = read_sidecar(weights)?;
+    side.model.flip_average = flip_average;
     side.temperature = temperature;
     side.class_bias = class_bias;
     side.intensity_scale = intensity_scale.or(side.intensity_scale);
