@@ -22,7 +22,7 @@ pub struct TrackConfig {
     pub roi_scale: f32,
     /// With no face in view for `idle_after` frames, search the whole frame only every this
     /// many frames (1: every frame): a camera facing an empty room costs little, and a face that
-    /// walks in is found within `idle_every` frames (a third of a second at 30 fps).
+    /// walks in is found within `idle_every` frames (half a second at 30 fps).
     pub idle_every: u32,
     pub idle_after: u32,
 }
@@ -34,7 +34,7 @@ impl Default for TrackConfig {
             full_max_side_px: 320,
             roi_side_px: 192,
             roi_scale: 2.0,
-            idle_every: 10,
+            idle_every: 15,
             idle_after: 30,
         }
     }
