@@ -16,8 +16,19 @@ struct Xvfb {
 impl Xvfb {
     fn start() -> Xvfb {
         for n in 90..120 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                continue;
+            let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+            if lock.exists() {
+                // A lock whose server is gone (killed without cleaning up) is stale: reuse it.
+                let pid = std::fs::read_to_string(&lock).unwrap_or_default();
+                let alive = pid
+                    .trim()
+                    .parse::<u32>()
+                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if alive {
+                    continue;
+                }
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
             }
             let mut child = Command::new("Xvfb")
                 .arg(format!(":{n}"))
@@ -48,6 +59,10 @@ impl Drop for Xvfb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Killed, the server leaves its lock and socket behind: remove them.
+        let n = self.display.trim_start_matches(':');
+        let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
+        let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
     }
 }
 

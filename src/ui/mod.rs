@@ -1,8 +1,8 @@
 //! The live window (eframe/egui), last stage of the pipeline: it drains the pipeline's results
 //! without waiting, shows the frame with its faces, the selected face's query, reference and
 //! difference, the expression bars and timeline, and lets the user switch sources.
-mod app;
 pub mod browser;
+mod live;
 pub mod screenshot;
 pub mod views;
 
@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use crate::pipeline::setup::LiveSetup;
 
-pub use app::{LiveApp, WindowOptions};
+pub use live::{LiveApp, WindowOptions};
 pub use screenshot::ScreenshotPlan;
 
 /// Opens the window and runs until it is closed.

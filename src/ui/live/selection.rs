@@ -1,0 +1,93 @@
+//! The selected face: followed by its track id, its tiles, smoothed bars and timeline, and the
+//! person's own neutral reference (which follows the same track).
+use super::*;
+
+impl LiveApp {
+    pub(super) fn show_result(&mut self, r: FrameResult) {
+        self.frames_shown += 1;
+        self.frame_view.set(
+            &self.ctx,
+            ColorImage::from_rgb(
+                [r.frame.rgb.width() as usize, r.frame.rgb.height() as usize],
+                r.frame.rgb.as_raw(),
+            ),
+        );
+        // Follow the selected face by its track id, else take the largest.
+        let previous = self.selected;
+        self.selected = self
+            .selected_track
+            .and_then(|t| r.faces.iter().position(|f| f.detected.track == t))
+            .unwrap_or(0);
+        if previous != self.selected {
+            self.smoother.reset();
+            self.intensity_smoother.reset();
+        }
+        if let Some(face) = r.faces.get(self.selected) {
+            self.selected_track = Some(face.detected.track);
+            let p = &face.prediction;
+            self.query_view
+                .set(&self.ctx, views::grey_image(&face.aligned));
+            self.reference_view
+                .set(&self.ctx, views::grey_image(&p.reference));
+            self.generated_view
+                .set(&self.ctx, views::grey_image(&p.generated));
+            self.difference_view.set(
+                &self.ctx,
+                views::heat_map_image(&face.aligned, &p.reference),
+            );
+            let smoothed = self.smoother.update(r.frame.time_s, &p.probs);
+            self.shown_probs = if self.show_raw { p.probs } else { smoothed };
+            let [smoothed] = self
+                .intensity_smoother
+                .update(r.frame.time_s, &[p.intensity]);
+            self.shown_intensity = if self.show_raw { p.intensity } else { smoothed };
+            self.timeline
+                .push(r.frame.time_s, self.shown_probs, self.shown_intensity);
+        } else {
+            self.selected_track = None;
+        }
+        self.latest = Some(r);
+    }
+
+    pub(super) fn set_own_reference(&mut self, own: Option<OwnReference>) {
+        self.own_reference = own.as_ref().map(|o| o.face.clone());
+        if let Some(r) = &self.running {
+            if r.pipeline
+                .control
+                .try_send(Control::OwnReference(own))
+                .is_err()
+            {
+                self.message = Some((
+                    "the model is busy: press the button again".into(),
+                    Severity::Problem,
+                ));
+            }
+        }
+    }
+
+    pub(super) fn toggle_own_reference(&mut self) {
+        if self.own_reference.is_some() {
+            self.set_own_reference(None);
+            return;
+        }
+        let face = self
+            .latest
+            .as_ref()
+            .and_then(|r| r.faces.get(self.selected));
+        match face {
+            Some(f) => {
+                let own = OwnReference {
+                    face: f.aligned.clone(),
+                    track: f.detected.track,
+                };
+                self.set_own_reference(Some(own));
+            }
+            None => {
+                self.message = Some((
+                    "no face in view to take as your neutral face".into(),
+                    Severity::Problem,
+                ))
+            }
+        }
+    }
+}
