@@ -1,6 +1,7 @@
-//! The live window's state and its frame-by-frame `ui`: takes the newest result without waiting,
-//! keeps the selected face, smoothing and history, and (re)starts the pipeline on a background
-//! thread when the user picks a source.
+//! The live window: its state and the frame-by-frame layout here, each concern in its own file —
+//! `sources` (starting, retiring and draining pipelines), `selection` (the selected face by track
+//! id, smoothing, timeline, own reference), `recording`, `panels` (source bar, status bar, face
+//! panel) and `keys`. The files extend [`LiveApp`] and share this module's imports.
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
