@@ -197,4 +197,22 @@ fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
         assert!(cuda.contains("loaded ("), "{text}");
         assert!(line("GPU 0: ").contains("GiB"), "{text}");
     }
+    // A sidecar whose hash is not ASCII (hand-edited, corrupt) is printed, not sliced mid-char.
+    let dir = util::temp_dir("doctor-sidecar");
+    let weights = dir.join("w.safetensors");
+    std::fs::copy(shipped_weights(), &weights).expect("copy weights");
+    let mut side: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shipped_weights().with_extension("json")).expect("sidecar"),
+    )
+    .expect("sidecar JSON");
+    side["sha256"] = serde_json::json!("aéééééééééééééééé");
+    std::fs::write(weights.with_extension("json"), side.to_string()).expect("write sidecar");
+    let out = dgcn()
+        .arg("doctor")
+        .env("DGCN_WEIGHTS", &weights)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(sha256 aééééééééééééééé)"), "{text}");
 }
