@@ -57,15 +57,17 @@ impl BlazeFaceSession {
     /// Faces in an image whose sides are multiples of 16 (see `fit_to_grid`), in its pixels.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Face>, String> {
         let (w, h) = (img.width() as usize, img.height() as usize);
-        // BGR, mean-subtracted, as the model was trained (OpenCV order).
-        let mut input = Array4::<f32>::zeros((1, 3, h, w));
+        // BGR planes, mean-subtracted, as the model was trained (OpenCV order); filled as one
+        // flat buffer, without a bounds-checked 4-D index per value.
         const MEAN: [f32; 3] = [104.0, 117.0, 123.0];
+        let plane = h * w;
+        let mut planes = vec![0.0f32; 3 * plane];
         for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
-            let (y, x) = (i / w, i % w);
             for c in 0..3 {
-                input[[0, c, y, x]] = px[2 - c] as f32 - MEAN[c];
+                planes[c * plane + i] = px[2 - c] as f32 - MEAN[c];
             }
         }
+        let input = Array4::from_shape_vec((1, 3, h, w), planes).map_err(|e| e.to_string())?;
         let input = CowArray::from(input.into_dyn());
         let value =
             ort::Value::from_array(self.session.allocator(), &input).map_err(|e| e.to_string())?;

@@ -50,16 +50,11 @@ impl LiveApp {
             return;
         };
         let (tx, rx) = bounded(1);
-        let spawned = std::thread::Builder::new()
-            .name("finish-recording".into())
-            .spawn(move || {
-                let _ = tx.send(r.finish().map_err(|e| e.to_string()));
-            });
+        let spawned = self.spawn_helper("finish-recording", move || {
+            let _ = tx.send(r.finish().map_err(|e| e.to_string()));
+        });
         match spawned {
-            Ok(h) => {
-                self.helpers.push(h);
-                self.finishing = Some(rx);
-            }
+            Ok(()) => self.finishing = Some(rx),
             Err(e) => {
                 // The closure and the recorder in it were dropped: its rows are written, but
                 // the manifest gets no end time.

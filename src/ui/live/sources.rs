@@ -9,48 +9,50 @@ impl LiveApp {
         let setup = self.setup.clone();
         let ctx = self.ctx.clone();
         let spec_t = spec.clone();
-        let spawned = std::thread::Builder::new()
-            .name("open-source".into())
-            .spawn(move || {
-                let notify_ctx = ctx.clone();
-                let started = setup
-                    .start(
-                        &spec_t,
-                        VideoOptions {
-                            realtime: true,
-                            looped: false,
-                        },
-                        PipelineConfig {
-                            max_frames: None,
-                            lossless: false,
-                            notify: Some(Arc::new(move || notify_ctx.request_repaint())),
-                            track: setup.track,
-                        },
-                    )
-                    .map_err(|e| format!("{e:#}"));
-                let _ = tx.send(started);
-                ctx.request_repaint();
-            });
+        let spawned = self.spawn_helper("open-source", move || {
+            let notify_ctx = ctx.clone();
+            let started = setup
+                .start(
+                    &spec_t,
+                    VideoOptions {
+                        realtime: true,
+                        looped: false,
+                    },
+                    PipelineConfig {
+                        max_frames: None,
+                        lossless: false,
+                        notify: Some(Arc::new(move || notify_ctx.request_repaint())),
+                        track: setup.track,
+                    },
+                )
+                .map_err(|e| format!("{e:#}"));
+            let _ = tx.send(started);
+            ctx.request_repaint();
+        });
         match spawned {
-            Ok(h) => {
-                self.helpers.push(h);
-                self.starting = Some((spec, rx));
-            }
+            Ok(()) => self.starting = Some((spec, rx)),
             Err(e) => self.message = Some((format!("could not start: {e}"), Severity::Problem)),
         }
+    }
+
+    /// Runs `work` on a named helper thread that is joined once done (`reap_helpers`) or when
+    /// the window closes. When no thread can be started, `work` is dropped unrun, here.
+    pub(super) fn spawn_helper(
+        &mut self,
+        name: &str,
+        work: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        let handle = std::thread::Builder::new().name(name.into()).spawn(work)?;
+        self.helpers.push(handle);
+        Ok(())
     }
 
     /// Stops a pipeline off the UI thread (joining its threads may take a moment); the helper
     /// is joined later (`reap_helpers`, or when the window closes).
     pub(super) fn retire(&mut self, running: Running) {
-        let spawned = std::thread::Builder::new()
-            .name("stop-source".into())
-            .spawn(move || drop(running));
-        // When no thread can be started, the closure, and the pipeline with it, was dropped
+        // When no thread can be started, the closure, and the pipeline with it, is dropped
         // (stopped) right here.
-        if let Ok(h) = spawned {
-            self.helpers.push(h);
-        }
+        let _ = self.spawn_helper("stop-source", move || drop(running));
     }
 
     /// Joins the helper threads that are done.
