@@ -129,6 +129,14 @@ pub struct ModelTrainArgs {
     /// instead of holding it as step 1 left it.
     #[arg(long)]
     pub generator_in_step2: bool,
+    /// Weights of a network trained on real faces that guides the generator in step 1: its call
+    /// on G(x) of an expressive face should be "neutral" (the neutrality loss). Held frozen; the
+    /// network that judges references (`eval --judge`) must be another one.
+    #[arg(long)]
+    pub neutrality_guide: Option<PathBuf>,
+    /// Weight of the neutrality loss (with --neutrality-guide).
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda_neutral: f64,
     /// The paper's Fig. 3 and training exactly: contrast-only classifier, centred input,
     /// generator trained end to end in step 2, no class weights.
     #[arg(long)]

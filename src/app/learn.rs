@@ -51,6 +51,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         .validate()
         .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     anyhow::ensure!(
+        m.lambda_neutral.is_finite() && m.lambda_neutral >= 0.0,
+        "--lambda-neutral {}: expected a number ≥ 0",
+        m.lambda_neutral
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance
@@ -66,6 +71,8 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         augment: !m.no_augment,
         class_balance: if m.paper { 0.0 } else { m.class_balance },
         generator_in_step2: m.paper || m.generator_in_step2,
+        neutrality_guide: m.neutrality_guide.clone(),
+        lambda_neutral: m.lambda_neutral,
         ..TrainConfig::default()
     })
 }
@@ -299,6 +306,14 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &det)?;
     let mut predictor: Option<Predictor> = None;
+    if let (Some(j), Some(g)) = (&args.judge, &cfg.neutrality_guide) {
+        anyhow::ensure!(
+            j.canonicalize().ok() != g.canonicalize().ok(),
+            "--judge {} is the --neutrality-guide: the network that taught the generator cannot \
+             judge its references; give another one",
+            j.display()
+        );
+    }
     let judge = match &args.judge {
         Some(p) => Some(crate::model::weights::load(p, device)?),
         None => None,

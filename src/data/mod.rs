@@ -119,21 +119,37 @@ pub fn default_cache_dir() -> PathBuf {
     home.join(".cache").join("dgcn").join("prepared")
 }
 
-fn cache_key(kind: DatasetKind, root: &Path, detector: &Detector) -> String {
+fn cache_key(kind: DatasetKind, root: &Path, detector_model: &Path) -> String {
     let mut h = Sha256::new();
     h.update(format!("v{PREPARE_VERSION} {} ", kind.name()));
     let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     h.update(canonical.to_string_lossy().as_bytes());
-    if let Ok(meta) = std::fs::metadata(root) {
-        h.update(meta.len().to_le_bytes());
-        if let Ok(t) = meta.modified() {
-            h.update(format!("{t:?}"));
+    // An archive by content (a copy of the same archive, or the same one unpacked again with a
+    // new time stamp, reuses the cache; hashing 60 MB takes a fraction of a second); a folder by
+    // its time stamp.
+    let by_content = std::fs::File::open(root)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+        .and_then(|mut f| {
+            let mut content = Sha256::new();
+            std::io::copy(&mut f, &mut content).ok()?;
+            Some(content.finalize())
+        });
+    match by_content {
+        Some(digest) => h.update(digest),
+        None => {
+            if let Ok(meta) = std::fs::metadata(root) {
+                h.update(meta.len().to_le_bytes());
+                if let Ok(t) = meta.modified() {
+                    h.update(format!("{t:?}"));
+                }
+            }
         }
     }
     // The detector model by content, so the same model at another path reuses the cache.
-    match std::fs::read(&detector.model_path) {
+    match std::fs::read(detector_model) {
         Ok(bytes) => h.update(Sha256::digest(&bytes)),
-        Err(_) => h.update(detector.model_path.to_string_lossy().as_bytes()),
+        Err(_) => h.update(detector_model.to_string_lossy().as_bytes()),
     }
     format!("{:x}", h.finalize())[..16].to_string()
 }
@@ -158,7 +174,7 @@ pub fn prepare(
     detector: &Detector,
     cache_dir: &Path,
 ) -> Result<PreparedSet, DataError> {
-    let key = cache_key(kind, root, detector);
+    let key = cache_key(kind, root, &detector.model_path);
     let faces_path = cache_dir.join(format!("{}-{key}.faces", kind.name()));
     let meta_path = faces_path.with_extension("json");
     if let Some(set) = load_cache(&faces_path, &meta_path) {
@@ -322,4 +338,38 @@ pub fn locate(kind: DatasetKind, data_dir: &Path) -> PathBuf {
         return folder;
     }
     archive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_follows_an_archives_content_not_its_time_stamp() {
+        let dir = std::env::temp_dir().join(format!("dgcn-cache-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (a, b) = (dir.join("a").join("tfeid.tar.gz"), dir.join("b").join("tfeid.tar.gz"));
+        for p in [&a, &b] {
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+            std::fs::write(p, b"the same archive").expect("write");
+        }
+        let model = Path::new("no-such-detector.onnx");
+        // The same bytes at a path unpacked later (newer time stamp): the same key once the
+        // path is the same; a copy elsewhere differs only by its path.
+        let before = cache_key(DatasetKind::Tfeid, &a, model);
+        let file = std::fs::File::options().write(true).open(&a).expect("open");
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .expect("set time stamp");
+        assert_eq!(before, cache_key(DatasetKind::Tfeid, &a, model));
+        assert_ne!(before, cache_key(DatasetKind::Tfeid, &b, model));
+        // Other bytes: another key.
+        std::fs::write(&a, b"another archive").expect("write");
+        assert_ne!(before, cache_key(DatasetKind::Tfeid, &a, model));
+        // Another dataset kind: another key.
+        assert_ne!(
+            cache_key(DatasetKind::Tfeid, &a, model),
+            cache_key(DatasetKind::Ckplus48, &a, model)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -46,6 +46,13 @@ pub struct TrainConfig {
     /// Let L_Cls, L_Contr and L_Gen reach the generator in step 2 (the paper's end-to-end step)
     /// instead of holding it.
     pub generator_in_step2: bool,
+    /// A frozen network trained on real faces that judges, while the generator learns (step 1),
+    /// whether G(x) of an expressive face looks neutral (the neutrality loss); `None`: off.
+    #[serde(default)]
+    pub neutrality_guide: Option<std::path::PathBuf>,
+    /// Weight of the neutrality loss in step 1.
+    #[serde(default)]
+    pub lambda_neutral: f64,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +73,8 @@ impl Default for TrainConfig {
             augment: true,
             class_balance: 0.0,
             generator_in_step2: true,
+            neutrality_guide: None,
+            lambda_neutral: 0.1,
         }
     }
 }
@@ -80,6 +89,9 @@ pub struct EpochMetrics {
     pub loss_cls: f64,
     pub loss_contr: f64,
     pub loss_recon: f64,
+    /// Step 1's neutrality loss (0 without a guide).
+    #[serde(default)]
+    pub loss_neutral: f64,
     pub train_acc: f64,
     pub val_acc: Option<f64>,
     /// Mean recall over the classes present in the validation data.
@@ -259,9 +271,23 @@ pub fn train(
     }
     let mut history = Vec::new();
     let expressive = data.expressive_pairs();
-    let identities: Vec<usize> = (0..data.len())
-        .filter(|&i| data.labels[i] == 0 && !data.neutral_of[i].is_empty())
+    // Every neutral face is its own target (G(n) = n): TFEID's and, in the wild, FER+'s.
+    let identities: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
+    // Expressive faces without a neutral partner (CK+48, FER+) teach the generator through the
+    // guide alone.
+    let unpaired: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels[i] != 0 && data.neutral_of[i].is_empty())
         .collect();
+    let guide = match &cfg.neutrality_guide {
+        Some(path) => {
+            let mut g = crate::model::weights::load(path, device)
+                .with_context(|| format!("loading the neutrality guide {}", path.display()))?;
+            g.vs.freeze();
+            tracing::info!(guide = %path.display(), weight = cfg.lambda_neutral, "neutrality loss on");
+            Some(g)
+        }
+        None => None,
+    };
     let class_weights =
         Tensor::from_slice(&data.class_weights(cfg.class_balance)).to_device(device);
 
@@ -304,7 +330,13 @@ pub fn train(
                 let mut ids = identities.clone();
                 ids.shuffle(&mut rng);
                 ids.truncate(expressive.len());
-                [expressive.clone(), ids].concat()
+                let mut free = Vec::new();
+                if guide.is_some() {
+                    free = unpaired.clone();
+                    free.shuffle(&mut rng);
+                    free.truncate(expressive.len());
+                }
+                [expressive.clone(), ids, free].concat()
             } else {
                 (0..data.len()).collect()
             };
@@ -317,6 +349,7 @@ pub fn train(
                 cfg,
                 (step, epoch),
                 &class_weights,
+                guide.as_ref().map(|g| &g.net),
                 &mut rng,
             )?;
             let (val_acc, val_mean_recall) = match (step, val) {
@@ -371,6 +404,11 @@ pub fn training_batch(
                 partner.push(j);
                 has.push(1.0f32);
             }
+            // A neutral face is its own neutral partner.
+            None if data.labels[i] == 0 => {
+                partner.push(i);
+                has.push(1.0);
+            }
             None => {
                 partner.push(i);
                 has.push(0.0);
@@ -390,7 +428,7 @@ pub fn training_batch(
 
 /// Running sums of one epoch, kept on the device so that a batch costs no host round trip.
 struct EpochSums {
-    /// loss, L_Gen, L_Cls, L_Contr, L_Recon, each times the batch size.
+    /// loss, L_Gen, L_Cls, L_Contr, L_Recon, L_Neutral, each times the batch size.
     losses: Tensor,
     correct: Tensor,
     seen: usize,
@@ -405,6 +443,7 @@ fn run_epoch(
     cfg: &TrainConfig,
     (step, epoch): (u8, usize),
     class_weights: &Tensor,
+    guide: Option<&GcNet>,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<EpochMetrics> {
     let t0 = std::time::Instant::now();
@@ -415,7 +454,7 @@ fn run_epoch(
         .collect();
     let pb = progress_bar(batches.len() as u64, format!("step{step} ep{epoch}"));
     let mut sums = EpochSums {
-        losses: Tensor::zeros([5], (Kind::Float, device)),
+        losses: Tensor::zeros([6], (Kind::Float, device)),
         correct: Tensor::zeros([], (Kind::Int64, device)),
         seen: 0,
     };
@@ -427,7 +466,18 @@ fn run_epoch(
         let (loss, parts) = if step == 1 {
             let generated = net.generator.forward_t(&query, true);
             let l = losses::generation_loss(&generated, &neutral, &has);
-            (l.shallow_clone(), [l.detach(), zero(), zero(), zero()])
+            let mut loss = l.shallow_clone();
+            let mut l_neutral = zero();
+            if let Some(guide) = guide {
+                let expressive = data
+                    .labels_of(idx, device)
+                    .ne(Expression::Neutral.index() as i64)
+                    .to_kind(Kind::Float);
+                let judged = guide.forward_t(&generated, None, false).logits;
+                l_neutral = losses::neutrality_loss(&judged, &expressive);
+                loss += &l_neutral * cfg.lambda_neutral;
+            }
+            (loss, [l.detach(), zero(), zero(), zero(), l_neutral.detach()])
         } else {
             let labels = data.labels_of(idx, device);
             let targets = data.targets_of(idx, device);
@@ -480,6 +530,7 @@ fn run_epoch(
                     l_cls.detach(),
                     l_contr.detach(),
                     l_recon.detach(),
+                    zero(),
                 ],
             )
         };
@@ -492,6 +543,7 @@ fn run_epoch(
                 parts[1].shallow_clone(),
                 parts[2].shallow_clone(),
                 parts[3].shallow_clone(),
+                parts[4].shallow_clone(),
             ],
             0,
         );
@@ -516,7 +568,7 @@ fn run_epoch(
     pb.finish_and_clear();
     let n = sums.seen.max(1) as f64;
     let mean: Vec<f64> = Vec::<f64>::try_from(sums.losses.to_kind(Kind::Double) / n)
-        .unwrap_or_else(|_| vec![f64::NAN; 5]);
+        .unwrap_or_else(|_| vec![f64::NAN; 6]);
     let seconds = t0.elapsed().as_secs_f64();
     Ok(EpochMetrics {
         step,
@@ -526,6 +578,7 @@ fn run_epoch(
         loss_cls: mean[2],
         loss_contr: mean[3],
         loss_recon: mean[4],
+        loss_neutral: mean[5],
         train_acc: if step == 2 {
             sums.correct.int64_value(&[]) as f64 / n
         } else {

@@ -26,6 +26,17 @@ pub fn contrastive_loss(e_q: &Tensor, e_r: &Tensor, is_neutral: &Tensor, margin:
     (near + apart).mean(Kind::Float)
 }
 
+/// Neutrality loss: cross-entropy of a frozen guide's logits for generated references (N×K)
+/// against "neutral", averaged over the faces `mask` selects (0/1, N; the expressive ones, whose
+/// reference must lose its expression). Zero when none is selected.
+pub fn neutrality_loss(guide_logits: &Tensor, mask: &Tensor) -> Tensor {
+    let neutral = crate::labels::Expression::Neutral.index() as i64;
+    let nll = -guide_logits
+        .log_softmax(-1, Kind::Float)
+        .select(1, neutral);
+    (nll * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
 /// L_Recon: mean squared error of a reconstruction.
 pub fn reconstruction_loss(recon: &Tensor, input: &Tensor) -> Tensor {
     recon.mse_loss(input, Reduction::Mean)
@@ -129,5 +140,23 @@ mod tests {
         assert!((plain - 10.0).abs() < 1e-3, "{plain}");
         let weighted = val(&classification_loss(&neutral_twice, &targets, &w, 0.0));
         assert!((weighted - 15.0).abs() < 1e-3, "{weighted}");
+    }
+
+    #[test]
+    fn neutrality_loss_counts_only_the_selected_faces() {
+        // Face 0 is called neutral with certainty, face 1 happy with certainty.
+        let mut v = vec![0.0f32; 16];
+        v[0] = 30.0;
+        v[8 + 1] = 30.0;
+        let logits = t(&v, &[2, 8]);
+        // Only face 0 selected: nothing to pay.
+        assert!(val(&neutrality_loss(&logits, &t(&[1.0, 0.0], &[2]))) < 1e-6);
+        // Only face 1: its reference is not neutral, about 30 nats.
+        let l = val(&neutrality_loss(&logits, &t(&[0.0, 1.0], &[2])));
+        assert!((l - 30.0).abs() < 1e-3, "{l}");
+        // Both: the mean. None: zero, not NaN.
+        let l = val(&neutrality_loss(&logits, &t(&[1.0, 1.0], &[2])));
+        assert!((l - 15.0).abs() < 1e-3, "{l}");
+        assert_eq!(val(&neutrality_loss(&logits, &t(&[0.0, 0.0], &[2]))), 0.0);
     }
 }
