@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time set-up for dgcn on Debian/Ubuntu: system packages, a project-local Python venv with
-# PyTorch 2.13.0 (the libtorch that tch 0.26 links) and ONNX Runtime (for the BlazeFace detector),
+# PyTorch 2.11.0 (the libtorch that tch 0.24 links; the GPU machine this project borrows has 2.11) and ONNX Runtime (for the BlazeFace detector),
 # and the .deps/ links that .cargo/config.toml points at. Safe to run again: it skips what is done.
 #
 #   DGCN_TORCH=cpu   CPU-only libtorch (1.2 GB; the default when no NVIDIA GPU is visible)
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TORCH_VERSION=2.13.0
+TORCH_VERSION=2.11.0
 ORT_VERSION=1.32.0
 # Build: pkg-config, OpenSSL and libclang (rust-faces, nokhwa's bindgen), FFmpeg's libraries (video
 # files). Window: X11/Vulkan/GL runtime libraries (present on any desktop). Tests: Xvfb and Mesa's

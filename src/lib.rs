@@ -29,6 +29,7 @@ pub mod model;
 pub mod pipeline;
 pub mod runtime;
 pub mod session;
+#[cfg(feature = "window")]
 pub mod ui;
 
 /// `dgcn --version`, also written into every session manifest.

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use dgcn::capture::threaded::Producer;
-use dgcn::capture::video::{VideoOptions, VideoProducer};
+use dgcn::capture::video::VideoProducer;
+use dgcn::capture::VideoOptions;
 use dgcn::face::track::iou;
 use dgcn::face::{FaceTracker, TrackConfig};
 

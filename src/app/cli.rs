@@ -33,6 +33,39 @@ pub enum Command {
     Bench(BenchArgs),
     /// Browse a recorded session: frames, query and reference, labels, confusion, export.
     Open(OpenArgs),
+    /// Datasets: `dgcn data pack` writes the prepared faces into one file that travels.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DataCommand {
+    /// Detect, align and write the datasets into one compact file (labels, subjects, splits,
+    /// FER+ votes) that `train`/`eval --pack FILE` read like a dataset.
+    Pack(PackArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Datasets, in the order they are packed (a size limit cuts the last that passes it).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tfeid,ckplus48,ferplus"
+    )]
+    pub datasets: Vec<crate::data::DatasetKind>,
+    /// The pack to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep the pack under this many MiB: the dataset that would pass it keeps as many of its
+    /// training faces as fit (then validation, then test), later ones are left out.
+    #[arg(long)]
+    pub max_mb: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -74,6 +107,10 @@ pub struct DataArgs {
     /// Use at most this many images per class and split (quick runs).
     #[arg(long)]
     pub max_per_class: Option<usize>,
+    /// Read the datasets from this pack (`dgcn data pack`) instead of --data: prepared faces,
+    /// no archives and no face detector needed.
+    #[arg(long, env = "DGCN_PACK")]
+    pub pack: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -137,6 +174,9 @@ pub struct ModelTrainArgs {
     /// Weight of the neutrality loss (with --neutrality-guide).
     #[arg(long, default_value_t = 0.1)]
     pub lambda_neutral: f64,
+    /// Weight of the total variation of the generator's edit G(x) − x in step 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_tv: f64,
     /// The paper's Fig. 3 and training exactly: contrast-only classifier, centred input,
     /// generator trained end to end in step 2, no class weights.
     #[arg(long)]
@@ -253,6 +293,11 @@ pub struct EvalArgs {
     /// on real faces that did not guide the generator (default: each fold's network itself).
     #[arg(long)]
     pub judge: Option<PathBuf>,
+    /// Score --weights on the N TFEID performers that `dgcn train --holdout-subjects N` (same
+    /// --seed) held out, instead of cross-validating TFEID: accuracy, reference fidelity (judged
+    /// by --judge) and a grid of their references in --out.
+    #[arg(long, value_name = "N")]
+    pub held_out: Option<usize>,
     /// Also write `reference_grid.png` to --out: eight evenly spaced frames of this clip (`demo`
     /// for the demo clip), each as query | generated reference | difference, with --weights.
     #[arg(long, value_name = "CLIP")]
@@ -396,6 +441,10 @@ pub struct BenchArgs {
     /// weights; the live budget is 5 ms).
     #[arg(long)]
     pub layouts: bool,
+    /// Measure GCNet's forward with --weights instead, at batch 1, 8 and 64 on the CPU and on
+    /// every CUDA device (no clip needed).
+    #[arg(long)]
+    pub model: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }

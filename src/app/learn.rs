@@ -7,10 +7,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::Device;
 
-use super::cli::{CalibrateArgs, DataArgs, EvalArgs, ModelTrainArgs, TrainArgs};
+use super::cli::{CalibrateArgs, CommonArgs, DataArgs, EvalArgs, ModelTrainArgs, TrainArgs};
 use crate::data::{self, DatasetKind, PreparedSet, Split};
 use crate::device::device_name;
-use crate::face::{aligned_from_image, Detector};
+
 use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
 use crate::learn::metrics::{evaluate, fidelity, fit_intensity_scale, DatasetReport};
@@ -51,9 +51,12 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         .validate()
         .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     anyhow::ensure!(
-        m.lambda_neutral.is_finite() && m.lambda_neutral >= 0.0,
-        "--lambda-neutral {}: expected a number ≥ 0",
-        m.lambda_neutral
+        [m.lambda_neutral, m.lambda_tv]
+            .iter()
+            .all(|l| l.is_finite() && *l >= 0.0),
+        "--lambda-neutral {} / --lambda-tv {}: expected numbers ≥ 0",
+        m.lambda_neutral,
+        m.lambda_tv
     );
     anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
@@ -73,33 +76,94 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         generator_in_step2: m.paper || m.generator_in_step2,
         neutrality_guide: m.neutrality_guide.clone(),
         lambda_neutral: m.lambda_neutral,
+        lambda_tv: m.lambda_tv,
         ..TrainConfig::default()
     })
 }
 
-fn prepare_all(kinds: &[DatasetKind], args: &DataArgs, det: &Detector) -> Result<Vec<PreparedSet>> {
-    let cache = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(data::default_cache_dir);
-    let mut sets = Vec::new();
-    for &kind in kinds {
-        let root = data::locate(kind, &args.data);
-        let set = data::prepare(kind, &root, det, &cache)
-            .with_context(|| format!("preparing {} from {}", kind.name(), root.display()))?;
-        let set = match args.max_per_class {
-            Some(n) => set.truncated_per_class(n),
-            None => set,
-        };
-        tracing::info!(
-            dataset = kind.name(),
-            faces = set.len(),
-            hit_rate = format!("{:.3}", set.hit_rate()),
-            "dataset ready"
-        );
-        sets.push(set);
+/// The prepared datasets `kinds`: read from `--pack` (no detector needed), or detected and
+/// aligned from the data folder's archives (cached).
+pub(crate) fn prepare_all(
+    kinds: &[DatasetKind],
+    args: &DataArgs,
+    common: &CommonArgs,
+) -> Result<Vec<PreparedSet>> {
+    let sets = match &args.pack {
+        Some(pack) => data::pack::read_pack(pack, kinds)
+            .with_context(|| format!("reading the pack {}", pack.display()))?,
+        None => {
+            let det = common.runtime().detector()?;
+            let cache = args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(data::default_cache_dir);
+            let mut sets = Vec::new();
+            for &kind in kinds {
+                let root = data::locate(kind, &args.data);
+                sets.push(data::prepare(kind, &root, &det, &cache).with_context(|| {
+                    format!("preparing {} from {}", kind.name(), root.display())
+                })?);
+            }
+            sets
+        }
+    };
+    Ok(sets
+        .into_iter()
+        .map(|set| {
+            let set = match args.max_per_class {
+                Some(n) => set.truncated_per_class(n),
+                None => set,
+            };
+            tracing::info!(
+                dataset = set.kind.name(),
+                faces = set.len(),
+                hit_rate = format!("{:.3}", set.hit_rate()),
+                "dataset ready"
+            );
+            set
+        })
+        .collect())
+}
+
+/// Whether a dataset is there to read (in the pack, or in the data folder).
+fn available(kind: DatasetKind, args: &DataArgs) -> bool {
+    match &args.pack {
+        Some(pack) => data::pack::pack_info(pack)
+            .is_ok_and(|i| i.datasets.iter().any(|d| d.name == kind.name())),
+        None => data::locate(kind, &args.data).exists(),
     }
-    Ok(sets)
+}
+
+/// `dgcn data pack`: the prepared datasets in one file (see `data::pack`).
+pub fn run_pack(args: &super::cli::PackArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.data.pack.is_none(),
+        "--pack reads a pack; `dgcn data pack` writes one to --out"
+    );
+    let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
+    let max = args.max_mb.map(|m| (m * 1024.0 * 1024.0) as usize);
+    let info = data::pack::write_pack(&sets, &args.out, max)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    println!("| dataset | faces | train | valid | test | left out | MiB |\n|---|---:|---:|---:|---:|---:|---:|");
+    for d in &info.datasets {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.2} |",
+            d.name,
+            d.faces,
+            d.train,
+            d.valid,
+            d.test,
+            d.left_out,
+            d.bytes as f64 / 1048576.0
+        );
+    }
+    println!(
+        "pack written to {} ({:.2} MiB)",
+        args.out.display(),
+        size as f64 / 1048576.0
+    );
+    Ok(())
 }
 
 /// TFEID performers held out (chosen by seed) for validation and reference grids.
@@ -164,8 +228,7 @@ fn calibration_on(
 /// sidecar.
 pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let device = args.common.runtime().device()?;
-    let det = args.common.runtime().detector()?;
-    let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
+    let sets = prepare_all(&args.sets.datasets, &args.data, &args.common)?;
     let mut model = crate::model::weights::load(&args.weights, device)?;
     model.net.config.flip_average = args.flip;
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
@@ -195,8 +258,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
 
 pub fn run_train(args: &TrainArgs) -> Result<()> {
     let device = args.common.runtime().device()?;
-    let det = args.common.runtime().detector()?;
-    let sets = prepare_all(&args.sets.datasets, &args.data, &det)?;
+    let sets = prepare_all(&args.sets.datasets, &args.data, &args.common)?;
     let cfg = train_config(&args.model, args.init.as_deref())?;
     let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, cfg.seed);
     let data = TrainData::from_sets(&train_parts);
@@ -299,12 +361,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         return super::rescore::run_rescore(session, args);
     }
     let device = args.common.runtime().device()?;
-    let det = args.common.runtime().detector()?;
     let init = args.init.as_deref();
     let cfg = train_config(&args.model, init)?;
     let mut reports = Vec::new();
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
-    let sets = prepare_all(&args.datasets, &args.data, &det)?;
+    let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
     let mut predictor: Option<Predictor> = None;
     if let (Some(j), Some(g)) = (&args.judge, &cfg.neutrality_guide) {
         anyhow::ensure!(
@@ -327,6 +388,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         Some(p) => format!("fine-tuned from {}", p.display()),
         None => "trained from scratch".to_string(),
     };
+    #[cfg(not(all(feature = "video", feature = "window")))]
+    if args.grid_clip.is_some() {
+        anyhow::bail!(crate::capture::CaptureError::NotBuilt("video"));
+    }
+    #[cfg(all(feature = "video", feature = "window"))]
     if let Some(clip) = &args.grid_clip {
         let path = args.weights.clone().unwrap_or_else(default_weights_path);
         let p = Predictor::load(&path, device)?;
@@ -338,6 +404,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         } else {
             clip.clone()
         };
+        let det = args.common.runtime().detector()?;
         let rows = write_clip_grid(&clip, &p, &det, 8, &out)?;
         println!(
             "reference grid of {rows} frames of {} written to {}",
@@ -347,14 +414,44 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     for set in &sets {
         let t0 = std::time::Instant::now();
-        let report = if lab_kinds.contains(&set.kind) {
+        let report = if let (DatasetKind::Tfeid, Some(n)) = (set.kind, args.held_out) {
+            let path = args.weights.clone().unwrap_or_else(default_weights_path);
+            let model = crate::model::weights::load(&path, device)?;
+            let held = holdout_subjects(set, n, cfg.seed);
+            let idx: Vec<usize> = (0..set.len())
+                .filter(|&i| set.samples[i].subject.is_some_and(|s| held.contains(&s)))
+                .collect();
+            anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
+            let test_data = TrainData::from_sets(&[(set, idx)]);
+            let c = evaluate(&model.net, &test_data, device, 256)?;
+            let mut r = DatasetReport::new(
+                set.kind.name(),
+                format!(
+                    "{n} performers held out by `dgcn train` (seed {}), weights {}",
+                    cfg.seed,
+                    path.display()
+                ),
+                c,
+                set.hit_rate(),
+            );
+            let scale = model
+                .sidecar
+                .intensity_scale
+                .unwrap_or(IntensityScale::FROM_MARGIN);
+            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scale)?)
+                .filter(|f| f.pairs > 0);
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            let grid = args.out.join("held_out_grid.png");
+            crate::learn::train::write_grid(&model.net, &test_data, device, &grid)?;
+            println!("held-out references written to {}", grid.display());
+            r
+        } else if lab_kinds.contains(&set.kind) {
             // The other lab dataset: added to every fold's training data (different people), or
             // the whole training data of a cross-dataset row.
             let other = lab_kinds.iter().copied().find(|k| *k != set.kind);
             let extras: Vec<PreparedSet> = match other {
-                Some(k) if data::locate(k, &args.data.data).exists() => {
-                    prepare_all(&[k], &args.data, &det)?
-                }
+                Some(k) if available(k, &args.data) => prepare_all(&[k], &args.data, &args.common)?,
                 _ => Vec::new(),
             };
             let other_name = extras.first().map(|e| e.kind.name()).unwrap_or("nothing");
@@ -476,15 +573,17 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 
 /// `rows` evenly spaced frames of a clip with a face: query | generated reference | difference
 /// (3× size, the window's heat map), one row per frame. Returns the rows written.
+#[cfg(all(feature = "video", feature = "window"))]
 fn write_clip_grid(
     clip: &Path,
     predictor: &Predictor,
-    det: &Detector,
+    det: &crate::face::Detector,
     rows: usize,
     out: &Path,
 ) -> Result<usize> {
     use crate::capture::threaded::Producer;
-    use crate::capture::video::{VideoOptions, VideoProducer};
+    use crate::capture::video::VideoProducer;
+    use crate::capture::VideoOptions;
     let mut producer = VideoProducer::open(clip, VideoOptions::default())
         .with_context(|| format!("opening {}", clip.display()))?;
     let mut frames = Vec::new();
@@ -495,7 +594,8 @@ fn write_clip_grid(
     let mut faces = Vec::new();
     for img in frames.iter().step_by(step) {
         let largest = det.detect(img)?.into_iter().next();
-        if let Some(face) = largest.and_then(|f| aligned_from_image(img, &f.landmarks)) {
+        if let Some(face) = largest.and_then(|f| crate::face::aligned_from_image(img, &f.landmarks))
+        {
             faces.push(face);
         }
     }

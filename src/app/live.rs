@@ -7,6 +7,7 @@ use crate::capture::CameraRequest;
 use crate::face::TrackConfig;
 use crate::infer::default_weights_path;
 use crate::pipeline::setup::LiveSetup;
+#[cfg(feature = "window")]
 use crate::ui::WindowOptions;
 
 /// The live pipeline's choices from the flags: per-stage threads, weights, camera, tracking.
@@ -30,6 +31,7 @@ pub fn live_setup(args: &LiveArgs) -> LiveSetup {
 
 /// The window's options from the flags (labels read here, so a bad CSV fails before the
 /// window opens).
+#[cfg(feature = "window")]
 fn window_options(args: &LiveArgs) -> Result<WindowOptions> {
     let labels = match &args.labels {
         Some(p) => Some(crate::session::labels::read_label_csv(p)?),
@@ -59,10 +61,15 @@ fn window_options(args: &LiveArgs) -> Result<WindowOptions> {
 /// `dgcn live`: the window, or with `--headless` one JSON line per frame.
 pub fn run_live(args: &LiveArgs) -> Result<()> {
     if args.headless {
-        run_headless(args)
-    } else {
-        crate::ui::run_window(live_setup(args), window_options(args)?)
+        return run_headless(args);
     }
+    #[cfg(feature = "window")]
+    return crate::ui::run_window(live_setup(args), window_options(args)?);
+    #[cfg(not(feature = "window"))]
+    Err(anyhow::anyhow!(
+        "{}; run `dgcn live --headless`",
+        crate::capture::CaptureError::NotBuilt("window")
+    ))
 }
 
 fn run_headless(args: &LiveArgs) -> Result<()> {

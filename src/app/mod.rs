@@ -24,6 +24,10 @@ pub fn run(command: Command) -> Result<()> {
         Command::Calibrate(a) => learn::run_calibrate(&a),
         Command::Doctor(a) => doctor::run_doctor(&a),
         Command::Bench(a) => bench::run_bench(&a),
+        Command::Data(cli::DataCommand::Pack(a)) => learn::run_pack(&a),
+        #[cfg(feature = "window")]
         Command::Open(a) => crate::ui::run_browser(&a.session, a.frame, a.screenshot.clone()),
+        #[cfg(not(feature = "window"))]
+        Command::Open(_) => Err(crate::capture::CaptureError::NotBuilt("window").into()),
     }
 }

@@ -9,14 +9,7 @@ use nokhwa::utils::{
 use nokhwa::Camera;
 
 use super::threaded::Producer;
-use super::{CaptureError, SourceFrame};
-
-/// A camera the system lists.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CameraEntry {
-    pub index: u32,
-    pub name: String,
-}
+use super::{CameraEntry, CameraRequest, CaptureError, SourceFrame};
 
 /// Cameras the system lists; an empty list when there are none (or no camera API).
 pub fn list_cameras() -> Vec<CameraEntry> {
@@ -39,26 +32,7 @@ pub fn list_cameras() -> Vec<CameraEntry> {
     }
 }
 
-/// The resolution and frame rate asked of a camera; the closest the camera offers is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CameraRequest {
-    pub index: u32,
-    pub width: u32,
-    pub height: u32,
-    pub frames_per_s: u32,
-}
-
-impl Default for CameraRequest {
-    fn default() -> Self {
-        CameraRequest {
-            index: 0,
-            width: 640,
-            height: 480,
-            frames_per_s: 30,
-        }
-    }
-}
-
+/// An opened camera (lives on the "camera" thread).
 pub struct CameraProducer {
     camera: Camera,
     request: CameraRequest,

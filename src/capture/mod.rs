@@ -1,9 +1,13 @@
 //! Frame sources behind one trait, first stage of the pipeline: a webcam (nokhwa), a video file
 //! (FFmpeg), a folder of images or a single image, and the demo clip used when there is no camera.
-//! Cameras and videos run on their own named thread ([`threaded`]).
+//! Cameras and videos run on their own named thread ([`threaded`]). Cameras need the `camera`
+//! feature and videos the `video` feature (both default); a build without them says so when
+//! asked for one.
+#[cfg(feature = "camera")]
 pub mod camera;
 pub mod files;
 pub mod threaded;
+#[cfg(feature = "video")]
 pub mod video;
 
 use std::path::{Path, PathBuf};
@@ -12,9 +16,59 @@ use std::sync::atomic::AtomicBool;
 
 use image::RgbImage;
 
-pub use camera::{list_cameras, CameraEntry, CameraRequest};
 pub use files::ImageFiles;
-pub use video::VideoOptions;
+
+/// A camera the system lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraEntry {
+    pub index: u32,
+    pub name: String,
+}
+
+/// The resolution and frame rate asked of a camera; the closest the camera offers is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CameraRequest {
+    pub index: u32,
+    pub width: u32,
+    pub height: u32,
+    pub frames_per_s: u32,
+}
+
+impl Default for CameraRequest {
+    fn default() -> Self {
+        CameraRequest {
+            index: 0,
+            width: 640,
+            height: 480,
+            frames_per_s: 30,
+        }
+    }
+}
+
+/// Cameras the system lists; an empty list when there are none (or no camera API, or a build
+/// without the `camera` feature).
+pub fn list_cameras() -> Vec<CameraEntry> {
+    #[cfg(feature = "camera")]
+    return camera::list_cameras();
+    #[cfg(not(feature = "camera"))]
+    Vec::new()
+}
+
+pub const VIDEO_EXTENSIONS: [&str; 8] = ["mp4", "m4v", "mov", "mkv", "avi", "webm", "mpg", "y4m"];
+
+pub fn is_video(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VideoOptions {
+    /// Sleep so that frames come at the file's frame rate.
+    pub realtime: bool,
+    /// Start again at the end.
+    pub looped: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -34,6 +88,8 @@ pub enum CaptureError {
     NoDemoClip(PathBuf),
     #[error("capture thread: {0}")]
     Thread(String),
+    #[error("this dgcn was built without {0} support (cargo build --no-default-features); build it with the default features for that")]
+    NotBuilt(&'static str),
 }
 
 /// One decoded frame and its time in the source, in seconds.
@@ -109,6 +165,7 @@ pub fn open_source(
     video: VideoOptions,
 ) -> Result<Box<dyn FrameSource>, CaptureError> {
     match spec {
+        #[cfg(feature = "camera")]
         SourceSpec::Camera(request) => {
             let request = *request;
             if list_cameras().is_empty() {
@@ -119,6 +176,8 @@ pub fn open_source(
                 move || camera::CameraProducer::open(request),
             )?))
         }
+        #[cfg(not(feature = "camera"))]
+        SourceSpec::Camera(_) => Err(CaptureError::NotBuilt("camera")),
         SourceSpec::Demo => {
             let path = demo_clip_path();
             if !path.is_file() {
@@ -132,17 +191,23 @@ pub fn open_source(
                 },
             )
         }
-        SourceSpec::Path(path) if video::is_video(path) => open_video(path, video),
+        SourceSpec::Path(path) if is_video(path) => open_video(path, video),
         SourceSpec::Path(path) => Ok(Box::new(ImageFiles::open(path)?)),
     }
 }
 
+#[cfg(feature = "video")]
 fn open_video(path: &Path, options: VideoOptions) -> Result<Box<dyn FrameSource>, CaptureError> {
     let path = path.to_path_buf();
     Ok(Box::new(threaded::ThreadedSource::spawn(
         "decode",
         move || video::VideoProducer::open(&path, options),
     )?))
+}
+
+#[cfg(not(feature = "video"))]
+fn open_video(_: &Path, _: VideoOptions) -> Result<Box<dyn FrameSource>, CaptureError> {
+    Err(CaptureError::NotBuilt("video"))
 }
 
 #[cfg(test)]

@@ -11,23 +11,7 @@ use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use super::threaded::Producer;
-use super::{CaptureError, SourceFrame};
-
-pub const VIDEO_EXTENSIONS: [&str; 8] = ["mp4", "m4v", "mov", "mkv", "avi", "webm", "mpg", "y4m"];
-
-pub fn is_video(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VideoOptions {
-    /// Sleep so that frames come at the file's frame rate.
-    pub realtime: bool,
-    /// Start again at the end.
-    pub looped: bool,
-}
+use super::{CaptureError, SourceFrame, VideoOptions};
 
 /// One opened file: demuxer, decoder and the converter to RGB.
 struct Opened {

@@ -2,6 +2,7 @@
 //! 64×64 crops, and split them (subject-independent folds, official test splits).
 pub mod datasets;
 pub mod folds;
+pub mod pack;
 pub mod source;
 
 use std::path::{Path, PathBuf};
@@ -348,7 +349,10 @@ mod tests {
     fn cache_key_follows_an_archives_content_not_its_time_stamp() {
         let dir = std::env::temp_dir().join(format!("dgcn-cache-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let (a, b) = (dir.join("a").join("tfeid.tar.gz"), dir.join("b").join("tfeid.tar.gz"));
+        let (a, b) = (
+            dir.join("a").join("tfeid.tar.gz"),
+            dir.join("b").join("tfeid.tar.gz"),
+        );
         for p in [&a, &b] {
             std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
             std::fs::write(p, b"the same archive").expect("write");

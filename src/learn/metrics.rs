@@ -284,6 +284,10 @@ pub struct Fidelity {
     /// Share of generated references that the judge (a network trained on real faces that did
     /// not guide the generator, or the network itself) calls neutral.
     pub reference_called_neutral: f64,
+    /// Share of the expressive queries themselves that the same judge calls neutral: the
+    /// baseline a generator has to beat (a lenient judge calls many real expressions neutral).
+    #[serde(default)]
+    pub query_called_neutral: f64,
     /// Which network judged: "itself" or the judge's weights.
     #[serde(default)]
     pub judge: String,
@@ -309,6 +313,7 @@ impl Fidelity {
         self.l1_query = w(self.l1_query, o.l1_query);
         self.reference_called_neutral =
             w(self.reference_called_neutral, o.reference_called_neutral);
+        self.query_called_neutral = w(self.query_called_neutral, o.query_called_neutral);
         self.intensity_expressive = w(self.intensity_expressive, o.intensity_expressive);
         let m = (self.neutral_inputs + o.neutral_inputs).max(1) as f64;
         let v = |a: f64, b: f64| (a * self.neutral_inputs as f64 + b * o.neutral_inputs as f64) / m;
@@ -399,6 +404,8 @@ pub fn fidelity(
         ..Fidelity::default()
     };
     let (mut sr, mut sq, mut lr, mut lq, mut called) = (0.0, 0.0, 0.0, 0.0, 0i64);
+    let mut query_called = 0i64;
+    let neutral = Expression::Neutral.index() as i64;
     for chunk in idx.chunks(128) {
         let q = data.batch(chunk, device);
         // Compare against every neutral image of the person, averaged.
@@ -416,7 +423,11 @@ pub fn fidelity(
             let p = predict_probs(judge_net, &g)
                 .argmax(1, false)
                 .int64_value(&[0]);
-            called += (p == Expression::Neutral.index() as i64) as i64;
+            called += (p == neutral) as i64;
+            let q = predict_probs(judge_net, &x)
+                .argmax(1, false)
+                .int64_value(&[0]);
+            query_called += (q == neutral) as i64;
         }
     }
     let n = idx.len().max(1) as f64;
@@ -426,6 +437,7 @@ pub fn fidelity(
     f.l1_reference = lr / n;
     f.l1_query = lq / n;
     f.reference_called_neutral = called as f64 / n;
+    f.query_called_neutral = query_called as f64 / n;
     let mean_intensity = |idx: &[usize]| -> Result<f64, TchError> {
         let d = embedding_distances(net, data, idx, device)?;
         Ok(d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len().max(1) as f64)
@@ -525,9 +537,9 @@ impl DatasetReport {
         }
         if let Some(f) = &self.fidelity {
             s += &format!(
-                "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3} (difference {:+.3}); L1 {:.4} vs {:.4}; the judge ({}) calls {:.1} % of references neutral. Neutral inputs ({}): SSIM(G(n), n) {:.3}. Mean intensity: {:.3} on neutral faces, {:.3} on expressive ones.\n",
+                "\nReference fidelity on held-out identities ({} pairs): SSIM(G(x), neutral) {:.3} vs SSIM(x, neutral) {:.3} (difference {:+.3}); L1 {:.4} vs {:.4}; the judge ({}) calls {:.1} % of references neutral ({:.1} % of the expressive queries themselves). Neutral inputs ({}): SSIM(G(n), n) {:.3}. Mean intensity: {:.3} on neutral faces, {:.3} on expressive ones.\n",
                 f.pairs, f.ssim_reference, f.ssim_query, f.ssim_reference - f.ssim_query, f.l1_reference, f.l1_query,
-                f.judge, f.reference_called_neutral * 100.0, f.neutral_inputs, f.ssim_neutral_identity,
+                f.judge, f.reference_called_neutral * 100.0, f.query_called_neutral * 100.0, f.neutral_inputs, f.ssim_neutral_identity,
                 f.intensity_neutral, f.intensity_expressive
             );
         }

@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// Weight of the neutrality loss in step 1.
     #[serde(default)]
     pub lambda_neutral: f64,
+    /// Weight of the total variation of the generator's edit G(x) − x in step 1: edits made of
+    /// smooth regions (a mouth closed, brows lowered), not the pixel patterns that fool a guide.
+    #[serde(default)]
+    pub lambda_tv: f64,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +79,7 @@ impl Default for TrainConfig {
             generator_in_step2: true,
             neutrality_guide: None,
             lambda_neutral: 0.1,
+            lambda_tv: 0.0,
         }
     }
 }
@@ -466,18 +471,30 @@ fn run_epoch(
         let (loss, parts) = if step == 1 {
             let generated = net.generator.forward_t(&query, true);
             let l = losses::generation_loss(&generated, &neutral, &has);
-            let mut loss = l.shallow_clone();
+            // A new tensor (not a shallow clone): `+=` below must not change the logged L_Gen.
+            let mut loss = &l + 0.0;
             let mut l_neutral = zero();
+            if cfg.lambda_tv > 0.0 {
+                loss += losses::total_variation(&(&generated - &query)) * cfg.lambda_tv;
+            }
             if let Some(guide) = guide {
                 let expressive = data
                     .labels_of(idx, device)
                     .ne(Expression::Neutral.index() as i64)
                     .to_kind(Kind::Float);
-                let judged = guide.forward_t(&generated, None, false).logits;
+                // The guide sees the reference slightly blurred and shifted, as a camera would
+                // show it: an edit must change the face, not a pixel pattern only this guide
+                // reads.
+                let judged = guide
+                    .forward_t(&losses::soften(&generated, rng), None, false)
+                    .logits;
                 l_neutral = losses::neutrality_loss(&judged, &expressive);
                 loss += &l_neutral * cfg.lambda_neutral;
             }
-            (loss, [l.detach(), zero(), zero(), zero(), l_neutral.detach()])
+            (
+                loss,
+                [l.detach(), zero(), zero(), zero(), l_neutral.detach()],
+            )
         } else {
             let labels = data.labels_of(idx, device);
             let targets = data.targets_of(idx, device);
@@ -493,7 +510,8 @@ fn run_epoch(
                 class_weights,
                 cfg.label_smoothing,
             );
-            let mut loss = l_cls.shallow_clone();
+            // A new tensor (not a shallow clone): `+=` below must not change the logged L_Cls.
+            let mut loss = &l_cls + 0.0;
             let mut l_gen = zero();
             if !hold_generator {
                 l_gen = losses::generation_loss(&out.generated, &neutral, &has);

@@ -31,10 +31,35 @@ pub fn contrastive_loss(e_q: &Tensor, e_r: &Tensor, is_neutral: &Tensor, margin:
 /// reference must lose its expression). Zero when none is selected.
 pub fn neutrality_loss(guide_logits: &Tensor, mask: &Tensor) -> Tensor {
     let neutral = crate::labels::Expression::Neutral.index() as i64;
-    let nll = -guide_logits
-        .log_softmax(-1, Kind::Float)
-        .select(1, neutral);
+    let nll = -guide_logits.log_softmax(-1, Kind::Float).select(1, neutral);
     (nll * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Mean absolute difference of neighbouring pixels (N×1×H×W), across and down, averaged: small
+/// for an image made of smooth regions, large for pixel patterns.
+pub fn total_variation(x: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let down = (x.narrow(2, 1, h - 1) - x.narrow(2, 0, h - 1)).abs();
+    let across = (x.narrow(3, 1, w - 1) - x.narrow(3, 0, w - 1)).abs();
+    down.mean(Kind::Float) + across.mean(Kind::Float)
+}
+
+/// A face as a guide should judge it: blurred (Gaussian, σ 1 px) and shifted by up to one pixel
+/// (the same shift for the batch), so that only changes a camera would keep count.
+pub fn soften(x: &Tensor, rng: &mut impl rand::Rng) -> Tensor {
+    let g: Vec<f32> = (-2i32..=2).map(|i| (-(i * i) as f32 / 2.0).exp()).collect();
+    let s: f32 = g.iter().sum();
+    let k: Vec<f32> = g
+        .iter()
+        .flat_map(|a| g.iter().map(move |b| a * b / (s * s)))
+        .collect();
+    let kernel = Tensor::from_slice(&k)
+        .view([1, 1, 5, 5])
+        .to_device(x.device());
+    let (dy, dx) = (rng.gen_range(-1i64..=1), rng.gen_range(-1i64..=1));
+    x.pad([2, 2, 2, 2], "replicate", None)
+        .conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        .roll([dy, dx], [2, 3])
 }
 
 /// L_Recon: mean squared error of a reconstruction.
@@ -140,6 +165,23 @@ mod tests {
         assert!((plain - 10.0).abs() < 1e-3, "{plain}");
         let weighted = val(&classification_loss(&neutral_twice, &targets, &w, 0.0));
         assert!((weighted - 15.0).abs() < 1e-3, "{weighted}");
+    }
+
+    #[test]
+    fn total_variation_and_soften() {
+        // A flat image has none; a checkerboard has 1 across and 1 down.
+        let flat = Tensor::full([1, 1, 4, 4], 0.5, (Kind::Float, Device::Cpu));
+        assert!(val(&total_variation(&flat)).abs() < 1e-7);
+        let board: Vec<f32> = (0..16).map(|i| ((i / 4 + i % 4) % 2) as f32).collect();
+        let board = t(&board, &[1, 1, 4, 4]);
+        assert!((val(&total_variation(&board)) - 2.0).abs() < 1e-6);
+        // Softening keeps a flat image and its size, and takes most of a checkerboard away.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+        let soft = soften(&flat, &mut rng);
+        assert_eq!(soft.size(), vec![1, 1, 4, 4]);
+        assert!(val(&(soft - 0.5).abs().max()) < 1e-6);
+        let soft = soften(&board, &mut rng);
+        assert!(val(&total_variation(&soft)) < 0.5, "{soft}");
     }
 
     #[test]

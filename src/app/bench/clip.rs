@@ -1,6 +1,5 @@
-//! `dgcn bench`: each stage of the pipeline on real frames of a clip, then the whole headless
-//! pipeline, printed as one Markdown table. Stage timings are medians and 95th percentiles over
-//! repeated runs on the same frames; memory is the process's peak resident set (VmHWM).
+//! `dgcn bench` on a clip (needs FFmpeg): decode, detect, align and GCNet per stage on its
+//! frames; the whole headless pipeline as fast as possible, camera-paced and on an idle camera.
 use std::path::Path;
 use std::time::Instant;
 
@@ -8,10 +7,11 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use tch::Device;
 
-use super::cli::BenchArgs;
+use super::{median_p95, memory_mb, time_ms};
+use crate::app::cli::BenchArgs;
 use crate::capture::threaded::Producer;
-use crate::capture::video::{VideoOptions, VideoProducer};
-use crate::capture::SourceSpec;
+use crate::capture::video::VideoProducer;
+use crate::capture::{SourceSpec, VideoOptions};
 use crate::cpu_use::CpuSpan;
 use crate::device::device_name;
 use crate::face::detect::BlazeFaceVariant;
@@ -21,6 +21,30 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 
 fn fmt_cores(cores: Option<f64>) -> String {
     cores.map_or_else(|| "?".into(), |c| format!("{c:.2}"))
+}
+
+struct Table {
+    rows: Vec<[String; 4]>,
+}
+
+impl Table {
+    fn row(&mut self, stage: &str, setting: &str, median: f64, p95: f64) {
+        self.rows.push([
+            stage.into(),
+            setting.into(),
+            format!("{median:.2}"),
+            format!("{p95:.2}"),
+        ]);
+        eprintln!("  {stage:<28} {setting:<44} {median:>8.2} {p95:>8.2}");
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::from("| stage | setting | median ms | p95 ms |\n|---|---|---:|---:|\n");
+        for r in &self.rows {
+            s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
+        }
+        s
+    }
 }
 
 /// A camera facing a grey wall: noisy frames at a fixed rate for a fixed time.
@@ -69,60 +93,6 @@ impl Producer for BlankCamera {
     }
 }
 
-/// Median and 95th percentile of a set of timings, in ms.
-pub fn median_p95(values: &mut [f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.95))
-}
-
-fn time_ms(f: impl FnOnce()) -> f64 {
-    let t0 = Instant::now();
-    f();
-    t0.elapsed().as_secs_f64() * 1000.0
-}
-
-/// Peak and current resident memory of this process, in MB (Linux; `None` elsewhere).
-pub fn memory_mb() -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    };
-    Some((field("VmHWM:")?, field("VmRSS:")?))
-}
-
-struct Table {
-    rows: Vec<[String; 4]>,
-}
-
-impl Table {
-    fn row(&mut self, stage: &str, setting: &str, median: f64, p95: f64) {
-        self.rows.push([
-            stage.into(),
-            setting.into(),
-            format!("{median:.2}"),
-            format!("{p95:.2}"),
-        ]);
-        eprintln!("  {stage:<28} {setting:<44} {median:>8.2} {p95:>8.2}");
-    }
-
-    fn markdown(&self) -> String {
-        let mut s = String::from("| stage | setting | median ms | p95 ms |\n|---|---|---:|---:|\n");
-        for r in &self.rows {
-            s.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
-        }
-        s
-    }
-}
-
 fn decode_all(path: &Path, limit: usize) -> Result<(Vec<RgbImage>, Vec<f64>)> {
     let mut producer = VideoProducer::open(path, VideoOptions::default())?;
     let mut frames = Vec::new();
@@ -149,231 +119,8 @@ fn blazeface_file(variant: BlazeFaceVariant, args: &BenchArgs) -> Option<std::pa
     p.exists().then_some(p)
 }
 
-/// `dgcn bench --train`: one epoch of each step per configuration on TFEID + CK+48, samples/s.
-fn run_train_bench(args: &BenchArgs) -> Result<()> {
-    use crate::data::DatasetKind;
-    use crate::learn::{
-        pool::TrainData,
-        train::{train, TrainConfig},
-    };
-    use crate::model::{ClassifierInput, ModelConfig};
-    let device = args.common.runtime().device()?;
-    let det = args.common.runtime().detector()?;
-    let cache = args
-        .data
-        .cache_dir
-        .clone()
-        .unwrap_or_else(crate::data::default_cache_dir);
-    let mut sets = Vec::new();
-    for kind in [DatasetKind::Tfeid, DatasetKind::Ckplus48] {
-        let root = crate::data::locate(kind, &args.data.data);
-        let set = crate::data::prepare(kind, &root, &det, &cache)
-            .with_context(|| format!("preparing {} from {}", kind.name(), root.display()))?;
-        sets.push(match args.data.max_per_class {
-            Some(n) => set.truncated_per_class(n),
-            None => set,
-        });
-    }
-    let parts: Vec<_> = sets.iter().map(|s| (s, (0..s.len()).collect())).collect();
-    let data = TrainData::from_sets(&parts);
-    let mut md = String::from(
-        "| configuration | width | step 1 samples/s | step 2 samples/s |\n|---|---:|---:|---:|\n",
-    );
-    eprintln!(
-        "  {:<58} {:>5} {:>10} {:>10}",
-        "configuration", "width", "step 1/s", "step 2/s"
-    );
-    for width in [0.5, 1.0] {
-        let paper = TrainConfig {
-            model: ModelConfig {
-                width,
-                ..ModelConfig::default()
-            },
-            generator_in_step2: true,
-            ..TrainConfig::default()
-        };
-        let shipped = TrainConfig {
-            model: ModelConfig {
-                width,
-                use_reconstruction: false,
-                classifier_input: ClassifierInput::QueryAndContrast,
-                standardize: true,
-                ..ModelConfig::default()
-            },
-            generator_in_step2: false,
-            class_balance: 0.5,
-            ..TrainConfig::default()
-        };
-        // One factor at a time between the two ends, to see where the time goes.
-        let configs = [
-            (
-                "paper: G end to end in step 2, L_Recon, contrast only",
-                paper.clone(),
-            ),
-            (
-                "paper without L_Recon",
-                TrainConfig {
-                    model: ModelConfig {
-                        use_reconstruction: false,
-                        ..paper.model
-                    },
-                    ..paper.clone()
-                },
-            ),
-            (
-                "G held in step 2, L_Recon",
-                TrainConfig {
-                    model: ModelConfig {
-                        use_reconstruction: true,
-                        ..shipped.model
-                    },
-                    ..shipped.clone()
-                },
-            ),
-            (
-                "shipped: G held in step 2, no L_Recon, query + contrast",
-                shipped,
-            ),
-        ];
-        for (k, (name, cfg)) in configs.into_iter().enumerate() {
-            // Step 1 (the generator alone) is the same in every configuration: timed once.
-            let cfg = TrainConfig {
-                gen_epochs: usize::from(k == 0),
-                epochs: 1,
-                ..cfg
-            };
-            let trained = train(&data, None, &cfg, device, None, false, None)?;
-            let rate = |step: u8| {
-                trained
-                    .history
-                    .iter()
-                    .find(|m| m.step == step)
-                    .map(|m| m.samples_per_sec)
-                    .unwrap_or(f64::NAN)
-            };
-            let (s1, s2) = (rate(1), rate(2));
-            let s1 = if s1.is_nan() {
-                "—".to_string()
-            } else {
-                format!("{s1:.1}")
-            };
-            eprintln!("  {name:<58} {width:>5} {s1:>10} {s2:>10.1}");
-            md += &format!("| {name} | {width} | {s1} | {s2:.1} |\n");
-        }
-    }
-    // Batch assembly with and without augmentation, outside the network.
-    let mut rng = rand::SeedableRng::seed_from_u64(1);
-    let idx: Vec<usize> = (0..64.min(data.len())).collect();
-    let mut times = |augment: bool| {
-        let cfg = TrainConfig {
-            augment,
-            ..TrainConfig::default()
-        };
-        let mut ms: Vec<f64> = (0..30)
-            .map(|_| {
-                time_ms(|| {
-                    let _ =
-                        crate::learn::train::training_batch(&data, &idx, &cfg, 2, device, &mut rng);
-                })
-            })
-            .collect();
-        median_p95(&mut ms).0
-    };
-    let (plain_ms, augmented_ms) = (times(false), times(true));
-    md += &format!(
-        "\nBatch of 64 assembled: {plain_ms:.2} ms as stored, {augmented_ms:.2} ms with augmentation and degradation (median of 30).\n"
-    );
-    let report = format!(
-        "Training throughput on {} threads, device {}, TFEID + CK+48 ({} faces), batch 64, augmentation on:\n\n{md}",
-        tch::get_num_threads(),
-        device_name(device),
-        data.len()
-    );
-    println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
-}
-
-/// The model layouts compared by `dgcn bench --layouts`: the paper's, the shipped one's
-/// neighbours and the wider encoders considered for recognition.
-fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
-    use crate::model::{ClassifierInput, ModelConfig};
-    let shipped = ModelConfig {
-        width: 0.5,
-        use_reconstruction: false,
-        classifier_input: ClassifierInput::QueryAndContrast,
-        standardize: true,
-        ..ModelConfig::default()
-    };
-    let encoder = |w: f64, convs: i64| ModelConfig {
-        encoder_width: Some(w),
-        encoder_convs: convs,
-        ..shipped
-    };
-    vec![
-        ("paper's Fig. 3 (width 1)", ModelConfig::default()),
-        ("width 0.5, query + contrast", shipped),
-        ("G 0.5, encoder 0.75", encoder(0.75, 1)),
-        ("G 0.5, encoder 1", encoder(1.0, 1)),
-        ("G 0.5, encoder 0.5, 2 convs", encoder(0.5, 2)),
-        ("G 0.5, encoder 0.75, 2 convs", encoder(0.75, 2)),
-        ("G 0.5, encoder 1, 2 convs", encoder(1.0, 2)),
-    ]
-}
-
-/// GCNet forward (generator, encoder on query and reference, classifier) at batch 1 for each
-/// candidate layout, randomly initialised (the time does not depend on the weights' values).
-fn run_layout_bench(args: &BenchArgs) -> Result<()> {
-    args.common.runtime().device()?;
-    let mut md = String::from(
-        "| layout | parameters | forward ms, batch 1 (median) | p95 |\n|---|---:|---:|---:|\n",
-    );
-    for (name, cfg) in candidate_layouts() {
-        let vs = tch::nn::VarStore::new(Device::Cpu);
-        let net = crate::model::GcNet::new(&vs.root(), cfg);
-        let params: i64 = vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel() as i64)
-            .sum();
-        let x = tch::Tensor::rand([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
-        let forward = || {
-            tch::no_grad(|| {
-                let g = net.generator.forward_t(&x, false);
-                let (logits, _) = net.logits_against(&x, &g);
-                logits.double_value(&[0, 0])
-            })
-        };
-        for _ in 0..20 {
-            forward();
-        }
-        let mut ms: Vec<f64> = (0..args.repeats * 100)
-            .map(|_| {
-                time_ms(|| {
-                    forward();
-                })
-            })
-            .collect();
-        let (m, p) = median_p95(&mut ms);
-        eprintln!("  {name:<36} {params:>10} {m:>8.2} {p:>8.2}");
-        md += &format!("| {name} | {params} | {m:.2} | {p:.2} |\n");
-    }
-    print!("{md}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
-}
-
-pub fn run_bench(args: &BenchArgs) -> Result<()> {
-    if args.train {
-        return run_train_bench(args);
-    }
-    if args.layouts {
-        return run_layout_bench(args);
-    }
+/// `dgcn bench` on a clip: each stage on its frames, then the whole headless pipeline.
+pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
     let clip = &args.clip;
     anyhow::ensure!(clip.is_file(), "clip {} not found", clip.display());
     let threads = args.common.runtime().threads();
