@@ -72,7 +72,11 @@ fn zlib(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// Compresses the faces of `order` until `budget` bytes would be passed (checked every
 /// [`CHUNK`] faces). Returns the compressed bytes and how many faces of `order` they hold.
-fn compress(set: &PreparedSet, order: &[usize], budget: Option<usize>) -> (Vec<u8>, usize) {
+fn compress(
+    set: &PreparedSet,
+    order: &[usize],
+    budget: Option<usize>,
+) -> std::io::Result<(Vec<u8>, usize)> {
     let mut enc = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     let mut filtered = Vec::with_capacity(CHUNK * FACE_PIXELS);
     let mut taken = 0;
@@ -84,26 +88,24 @@ fn compress(set: &PreparedSet, order: &[usize], budget: Option<usize>) -> (Vec<u
         // A sync flush after each chunk makes the size so far exact; a chunk over budget is
         // written to a copy first so it can be dropped.
         if let Some(b) = budget {
-            let mut trial = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
             let before = enc.get_ref().len();
-            let _ = trial.write_all(&filtered);
-            let estimate = trial.finish().map(|v| v.len()).unwrap_or(usize::MAX);
+            let estimate = zlib(&filtered)?.len();
             if before + estimate > b {
                 // Take what fits of this chunk, face by face, at the chunk's rate.
                 let per_face = estimate.div_ceil(chunk.len()).max(1);
                 let fits = b.saturating_sub(before) / per_face;
                 if fits > 0 {
-                    let _ = enc.write_all(&filtered[..fits * FACE_PIXELS]);
+                    enc.write_all(&filtered[..fits * FACE_PIXELS])?;
                     taken += fits;
                 }
                 break;
             }
         }
-        let _ = enc.write_all(&filtered);
-        let _ = enc.flush();
+        enc.write_all(&filtered)?;
+        enc.flush()?;
         taken += chunk.len();
     }
-    (enc.finish().unwrap_or_default(), taken)
+    Ok((enc.finish()?, taken))
 }
 
 /// Writes `sets` into a pack at `out`, in the order given. With `max_bytes`, the faces of the
@@ -132,7 +134,7 @@ pub fn write_pack(
             .map_err(|e| io_err(out, e))?
             .len();
         let budget = max_bytes.map(|m| m.saturating_sub(used + json_bound + 2 * 1024));
-        let (bytes, taken) = compress(set, &order, budget);
+        let (bytes, taken) = compress(set, &order, budget).map_err(|e| io_err(out, e))?;
         // The stored faces follow `order`; the samples are kept in the same order.
         let sub = set.subset(&order[..taken]);
         let meta = CacheMeta {
