@@ -81,27 +81,48 @@ fn short_run_on_real_faces_lowers_the_loss() {
     assert_eq!(metrics.lines().count(), 13);
 }
 
+/// A small real subset: 20 TFEID and 15 CK+48 faces per class.
+fn small_lab_data() -> TrainData {
+    let tfeid = util::prepared(DatasetKind::Tfeid).truncated_per_class(20);
+    let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(15);
+    TrainData::from_sets(&[
+        (&tfeid, (0..tfeid.len()).collect()),
+        (&ck, (0..ck.len()).collect()),
+    ])
+}
+
+/// The shipped model variant, small enough to train in seconds.
+fn small_shipped_variant() -> ModelConfig {
+    ModelConfig {
+        hidden: 64,
+        ..ModelConfig::shipped_variant(0.25)
+    }
+}
+
+/// Saves a variable store as weights of `model` with a sidecar that says nothing else.
+fn save_plain(vs: &tch::nn::VarStore, path: &std::path::Path, model: ModelConfig) {
+    use dgcn::model::weights::{save, SidecarInfo};
+    save(
+        vs,
+        path,
+        SidecarInfo {
+            config: model,
+            training: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            temperature: 1.0,
+            intensity_scale: None,
+        },
+    )
+    .expect("saved");
+}
+
 /// The shipped recipe: step 2 holds the generator exactly as step 1 (or the initial weights) left
 /// it, and `init` starts from saved weights.
 #[test]
 fn held_generator_and_start_from_saved_weights() {
-    use dgcn::model::weights::{save, SidecarInfo};
-    use dgcn::model::ClassifierInput;
     tch::set_num_threads(2);
-    let tfeid = util::prepared(DatasetKind::Tfeid).truncated_per_class(20);
-    let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(15);
-    let data = TrainData::from_sets(&[
-        (&tfeid, (0..tfeid.len()).collect()),
-        (&ck, (0..ck.len()).collect()),
-    ]);
-    let model = ModelConfig {
-        width: 0.25,
-        hidden: 64,
-        use_reconstruction: false,
-        classifier_input: ClassifierInput::QueryAndContrast,
-        standardize: true,
-        ..ModelConfig::default()
-    };
+    let data = small_lab_data();
+    let model = small_shipped_variant();
     let cfg = TrainConfig {
         model,
         gen_epochs: 2,
@@ -115,18 +136,7 @@ fn held_generator_and_start_from_saved_weights() {
     let first = train(&data, None, &cfg, Device::Cpu, None, false, None).expect("step 1");
     let dir = util::temp_dir("held-generator");
     let path = dir.join("step1.safetensors");
-    save(
-        &first.vs,
-        &path,
-        SidecarInfo {
-            config: model,
-            training: serde_json::json!({}),
-            metrics: serde_json::json!({}),
-            temperature: 1.0,
-            intensity_scale: None,
-        },
-    )
-    .expect("saved");
+    save_plain(&first.vs, &path, model);
     let cfg2 = TrainConfig {
         gen_epochs: 0,
         epochs: 4,
@@ -174,23 +184,10 @@ fn held_generator_and_start_from_saved_weights() {
 /// changed.
 #[test]
 fn neutrality_guide_teaches_the_generator_and_stays_frozen() {
-    use dgcn::model::weights::{load, save, SidecarInfo};
-    use dgcn::model::ClassifierInput;
+    use dgcn::model::weights::load;
     tch::set_num_threads(2);
-    let tfeid = util::prepared(DatasetKind::Tfeid).truncated_per_class(20);
-    let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(15);
-    let data = TrainData::from_sets(&[
-        (&tfeid, (0..tfeid.len()).collect()),
-        (&ck, (0..ck.len()).collect()),
-    ]);
-    let model = ModelConfig {
-        width: 0.25,
-        hidden: 64,
-        use_reconstruction: false,
-        classifier_input: ClassifierInput::QueryAndContrast,
-        standardize: true,
-        ..ModelConfig::default()
-    };
+    let data = small_lab_data();
+    let model = small_shipped_variant();
     // The guide: a classifier of real faces (its generator untrained, the identity).
     let guide_cfg = TrainConfig {
         model,
@@ -205,18 +202,7 @@ fn neutrality_guide_teaches_the_generator_and_stays_frozen() {
     let guide = train(&data, None, &guide_cfg, Device::Cpu, None, false, None).expect("guide");
     let dir = util::temp_dir("neutrality-guide");
     let path = dir.join("guide.safetensors");
-    save(
-        &guide.vs,
-        &path,
-        SidecarInfo {
-            config: model,
-            training: serde_json::json!({}),
-            metrics: serde_json::json!({}),
-            temperature: 1.0,
-            intensity_scale: None,
-        },
-    )
-    .expect("saved");
+    save_plain(&guide.vs, &path, model);
     let hash = dgcn::model::weights::sha256_file(&path).expect("hash");
     let expressive: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] != 0).collect();
     let x = data.batch(&expressive, Device::Cpu);

@@ -166,14 +166,19 @@ pub fn run_pack(args: &super::cli::PackArgs) -> Result<()> {
     Ok(())
 }
 
-/// TFEID performers held out (chosen by seed) for validation and reference grids.
-fn holdout_subjects(set: &PreparedSet, n: usize, seed: u64) -> Vec<u32> {
+/// The faces of `n` TFEID performers held out (chosen by seed) for validation and reference
+/// grids, and the rest: (held out, rest).
+fn held_out_performers(set: &PreparedSet, n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut subjects: Vec<u32> = set.samples.iter().filter_map(|s| s.subject).collect();
     subjects.sort_unstable();
     subjects.dedup();
     subjects.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     subjects.truncate(n);
-    subjects
+    (0..set.len()).partition(|&i| {
+        set.samples[i]
+            .subject
+            .is_some_and(|s| subjects.contains(&s))
+    })
 }
 
 type Parts<'a> = Vec<(&'a PreparedSet, Vec<usize>)>;
@@ -186,9 +191,7 @@ fn train_val_parts(sets: &[PreparedSet], holdout: usize, seed: u64) -> (Parts<'_
     for set in sets {
         match set.kind {
             DatasetKind::Tfeid => {
-                let held = holdout_subjects(set, holdout, seed);
-                let (val, tr): (Vec<usize>, Vec<usize>) = (0..set.len())
-                    .partition(|&i| set.samples[i].subject.is_some_and(|s| held.contains(&s)));
+                let (val, tr) = held_out_performers(set, holdout, seed);
                 train_parts.push((set, tr));
                 val_parts.push((set, val));
             }
@@ -417,10 +420,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         let report = if let (DatasetKind::Tfeid, Some(n)) = (set.kind, args.held_out) {
             let path = args.weights.clone().unwrap_or_else(default_weights_path);
             let model = crate::model::weights::load(&path, device)?;
-            let held = holdout_subjects(set, n, cfg.seed);
-            let idx: Vec<usize> = (0..set.len())
-                .filter(|&i| set.samples[i].subject.is_some_and(|s| held.contains(&s)))
-                .collect();
+            let (idx, _) = held_out_performers(set, n, cfg.seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
             let test_data = TrainData::from_sets(&[(set, idx)]);
             let c = evaluate(&model.net, &test_data, device, 256)?;

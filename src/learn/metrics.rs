@@ -406,28 +406,30 @@ pub fn fidelity(
     let (mut sr, mut sq, mut lr, mut lq, mut called) = (0.0, 0.0, 0.0, 0.0, 0i64);
     let mut query_called = 0i64;
     let neutral = Expression::Neutral.index() as i64;
+    // How many faces of a batch the judge calls neutral.
+    let called_neutral = |faces: &Tensor| {
+        predict_probs(judge_net, faces)
+            .argmax(1, false)
+            .eq(neutral)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    };
     for chunk in idx.chunks(128) {
         let q = data.batch(chunk, device);
+        let g = tch::no_grad(|| net.generator.forward_t(&q, false));
+        called += called_neutral(&g);
+        query_called += called_neutral(&q);
         // Compare against every neutral image of the person, averaged.
         for (k, &i) in chunk.iter().enumerate() {
             let partners = &data.neutral_of[i];
-            let x = q.get(k as i64).unsqueeze(0);
             let n = data.batch(partners, device);
-            let g = tch::no_grad(|| net.generator.forward_t(&x, false));
-            let xs = x.expand([partners.len() as i64, 1, 64, 64], false);
-            let gs = g.expand([partners.len() as i64, 1, 64, 64], false);
+            let shape = [partners.len() as i64, 1, 64, 64];
+            let xs = q.get(k as i64).unsqueeze(0).expand(shape, false);
+            let gs = g.get(k as i64).unsqueeze(0).expand(shape, false);
             sr += ssim(&gs, &n).mean(Kind::Float).double_value(&[]);
             sq += ssim(&xs, &n).mean(Kind::Float).double_value(&[]);
             lr += (&gs - &n).abs().mean(Kind::Float).double_value(&[]);
             lq += (&xs - &n).abs().mean(Kind::Float).double_value(&[]);
-            let p = predict_probs(judge_net, &g)
-                .argmax(1, false)
-                .int64_value(&[0]);
-            called += (p == neutral) as i64;
-            let q = predict_probs(judge_net, &x)
-                .argmax(1, false)
-                .int64_value(&[0]);
-            query_called += (q == neutral) as i64;
         }
     }
     let n = idx.len().max(1) as f64;

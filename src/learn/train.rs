@@ -174,21 +174,7 @@ fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
         } else {
             0.0
         };
-        let g: Vec<f32> = (-2..=2)
-            .map(|i| {
-                if sigma == 0.0 {
-                    (i == 0) as u8 as f32
-                } else {
-                    (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()
-                }
-            })
-            .collect();
-        let s: f32 = g.iter().sum::<f32>().powi(2);
-        for a in &g {
-            for b in &g {
-                kernels.push(a * b / s);
-            }
-        }
+        kernels.extend(losses::gaussian_kernel(2, sigma));
         noise.push(if rng.gen_bool(0.5) {
             rng.gen_range(0.0f32..0.04)
         } else {

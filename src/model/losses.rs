@@ -44,16 +44,28 @@ pub fn total_variation(x: &Tensor) -> Tensor {
     down.mean(Kind::Float) + across.mean(Kind::Float)
 }
 
+/// A (2·radius + 1)² Gaussian kernel of standard deviation `sigma` px, row-major, summing to 1;
+/// `sigma` 0 gives the identity kernel.
+pub fn gaussian_kernel(radius: i32, sigma: f32) -> Vec<f32> {
+    let g: Vec<f32> = (-radius..=radius)
+        .map(|i| {
+            if sigma == 0.0 {
+                (i == 0) as u8 as f32
+            } else {
+                (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()
+            }
+        })
+        .collect();
+    let s: f32 = g.iter().sum();
+    g.iter()
+        .flat_map(|a| g.iter().map(move |b| a * b / (s * s)))
+        .collect()
+}
+
 /// A face as a guide should judge it: blurred (Gaussian, σ 1 px) and shifted by up to one pixel
 /// (the same shift for the batch), so that only changes a camera would keep count.
 pub fn soften(x: &Tensor, rng: &mut impl rand::Rng) -> Tensor {
-    let g: Vec<f32> = (-2i32..=2).map(|i| (-(i * i) as f32 / 2.0).exp()).collect();
-    let s: f32 = g.iter().sum();
-    let k: Vec<f32> = g
-        .iter()
-        .flat_map(|a| g.iter().map(move |b| a * b / (s * s)))
-        .collect();
-    let kernel = Tensor::from_slice(&k)
+    let kernel = Tensor::from_slice(&gaussian_kernel(2, 1.0))
         .view([1, 1, 5, 5])
         .to_device(x.device());
     let (dy, dx) = (rng.gen_range(-1i64..=1), rng.gen_range(-1i64..=1));

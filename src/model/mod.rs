@@ -87,6 +87,18 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The variant the shipped weights use, at `width`: query + contrast classifier input,
+    /// standardised input, no reconstruction decoder (L_Contr on).
+    pub fn shipped_variant(width: f64) -> ModelConfig {
+        ModelConfig {
+            width,
+            use_reconstruction: false,
+            classifier_input: ClassifierInput::QueryAndContrast,
+            standardize: true,
+            ..ModelConfig::default()
+        }
+    }
+
     /// Channels of the three conv stages: 32, 64, 96 times the width multiplier.
     pub fn channels(&self) -> [i64; 3] {
         scaled_channels(self.width)
@@ -455,13 +467,9 @@ mod tests {
     #[test]
     fn a_wider_deeper_encoder_leaves_the_generator_as_it_is() {
         let cfg = ModelConfig {
-            width: 0.5,
             encoder_width: Some(1.0),
             encoder_convs: 2,
-            use_reconstruction: false,
-            classifier_input: ClassifierInput::QueryAndContrast,
-            standardize: true,
-            ..ModelConfig::default()
+            ..ModelConfig::shipped_variant(0.5)
         };
         assert!(cfg.validate().is_ok());
         assert_eq!(cfg.channels(), [16, 32, 48]);
@@ -527,13 +535,7 @@ mod tests {
 
     #[test]
     fn test_time_flip_averages_the_face_and_its_mirror_image() {
-        let cfg = ModelConfig {
-            width: 0.25,
-            use_reconstruction: false,
-            classifier_input: ClassifierInput::QueryAndContrast,
-            standardize: true,
-            ..ModelConfig::default()
-        };
+        let cfg = ModelConfig::shipped_variant(0.25);
         let vs = VarStore::new(Device::Cpu);
         let mut net = GcNet::new(&vs.root(), cfg);
         let x = Tensor::rand([3, 1, 64, 64], (Kind::Float, Device::Cpu));

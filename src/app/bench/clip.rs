@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use tch::Device;
 
-use super::{median_p95, memory_mb, time_ms};
+use super::{finish_report, median_p95, memory_mb, time_ms};
 use crate::app::cli::BenchArgs;
 use crate::capture::threaded::Producer;
 use crate::capture::video::VideoProducer;
@@ -415,9 +415,5 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    finish_report(args, &report)
 }

@@ -9,7 +9,7 @@ mod model;
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::cli::BenchArgs;
 
@@ -31,6 +31,15 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         "{}; `dgcn bench --model`, `--layouts` and `--train` measure the model without a clip",
         crate::capture::CaptureError::NotBuilt("video")
     ))
+}
+
+/// Prints a bench's report and, with `--out`, writes it there too.
+fn finish_report(args: &BenchArgs, report: &str) -> Result<()> {
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
 }
 
 /// Median and 95th percentile of a set of timings, in ms.

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use tch::Device;
 
-use super::{median_p95, time_ms};
+use super::{finish_report, median_p95, time_ms};
 use crate::app::cli::BenchArgs;
 use crate::device::device_name;
 
@@ -15,7 +15,7 @@ pub(super) fn run_train_bench(args: &BenchArgs) -> Result<()> {
         pool::TrainData,
         train::{train, TrainConfig},
     };
-    use crate::model::{ClassifierInput, ModelConfig};
+    use crate::model::ModelConfig;
     let device = args.common.runtime().device()?;
     let sets = crate::app::learn::prepare_all(
         &[DatasetKind::Tfeid, DatasetKind::Ckplus48],
@@ -41,13 +41,7 @@ pub(super) fn run_train_bench(args: &BenchArgs) -> Result<()> {
             ..TrainConfig::default()
         };
         let shipped = TrainConfig {
-            model: ModelConfig {
-                width,
-                use_reconstruction: false,
-                classifier_input: ClassifierInput::QueryAndContrast,
-                standardize: true,
-                ..ModelConfig::default()
-            },
+            model: ModelConfig::shipped_variant(width),
             generator_in_step2: false,
             class_balance: 0.5,
             ..TrainConfig::default()
@@ -137,24 +131,42 @@ pub(super) fn run_train_bench(args: &BenchArgs) -> Result<()> {
         device_name(device),
         data.len()
     );
-    println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    finish_report(args, &report)
+}
+
+/// GCNet's forward on `x` (generator, encoder on query and reference, classifier): median and
+/// 95th percentile in ms over `runs` after `warmup` untimed ones. Each ends with a read of a
+/// logit on the host, so a GPU's queued work is counted.
+fn time_forward(
+    net: &crate::model::GcNet,
+    x: &tch::Tensor,
+    warmup: usize,
+    runs: usize,
+) -> (f64, f64) {
+    let forward = || {
+        tch::no_grad(|| {
+            let g = net.generator.forward_t(x, false);
+            net.eval_logits(x, &g).0.double_value(&[0, 0])
+        })
+    };
+    for _ in 0..warmup {
+        forward();
     }
-    Ok(())
+    let mut ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            time_ms(|| {
+                forward();
+            })
+        })
+        .collect();
+    median_p95(&mut ms)
 }
 
 /// The model layouts compared by `dgcn bench --layouts`: the paper's, the shipped one's
 /// neighbours and the wider encoders considered for recognition.
 fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
-    use crate::model::{ClassifierInput, ModelConfig};
-    let shipped = ModelConfig {
-        width: 0.5,
-        use_reconstruction: false,
-        classifier_input: ClassifierInput::QueryAndContrast,
-        standardize: true,
-        ..ModelConfig::default()
-    };
+    use crate::model::ModelConfig;
+    let shipped = ModelConfig::shipped_variant(0.5);
     let encoder = |w: f64, convs: i64| ModelConfig {
         encoder_width: Some(w),
         encoder_convs: convs,
@@ -187,32 +199,11 @@ pub(super) fn run_layout_bench(args: &BenchArgs) -> Result<()> {
             .map(|t| t.numel() as i64)
             .sum();
         let x = tch::Tensor::rand([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
-        let forward = || {
-            tch::no_grad(|| {
-                let g = net.generator.forward_t(&x, false);
-                let (logits, _) = net.logits_against(&x, &g);
-                logits.double_value(&[0, 0])
-            })
-        };
-        for _ in 0..20 {
-            forward();
-        }
-        let mut ms: Vec<f64> = (0..args.repeats * 100)
-            .map(|_| {
-                time_ms(|| {
-                    forward();
-                })
-            })
-            .collect();
-        let (m, p) = median_p95(&mut ms);
+        let (m, p) = time_forward(&net, &x, 20, args.repeats * 100);
         eprintln!("  {name:<36} {params:>10} {m:>8.2} {p:>8.2}");
         md += &format!("| {name} | {params} | {m:.2} | {p:.2} |\n");
     }
-    print!("{md}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    finish_report(args, &md)
 }
 
 /// `dgcn bench --model`: GCNet's forward (generator, encoder on query and reference, classifier)
@@ -233,25 +224,8 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
             .with_context(|| format!("loading {}", args.weights.display()))?;
         for batch in [1i64, 8, 64] {
             let x = tch::Tensor::rand([batch, 1, 64, 64], (tch::Kind::Float, dev));
-            let forward = || {
-                tch::no_grad(|| {
-                    let g = model.net.generator.forward_t(&x, false);
-                    let (logits, _) = model.net.eval_logits(&x, &g);
-                    logits.double_value(&[0, 0])
-                })
-            };
-            for _ in 0..10 {
-                forward();
-            }
             let runs = (args.repeats * 100 / batch as usize).max(10);
-            let mut ms: Vec<f64> = (0..runs)
-                .map(|_| {
-                    time_ms(|| {
-                        forward();
-                    })
-                })
-                .collect();
-            let (m, p) = median_p95(&mut ms);
+            let (m, p) = time_forward(&model.net, &x, 10, runs);
             let rate = batch as f64 * 1000.0 / m.max(1e-9);
             let name = device_name(dev);
             eprintln!("  {name:<40} {batch:>4} {m:>8.3} {p:>8.3} {rate:>10.0}");
@@ -263,9 +237,5 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
         args.weights.display(),
         tch::get_num_threads()
     );
-    println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(())
+    finish_report(args, &report)
 }
