@@ -170,6 +170,24 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
         (out.status.code(), stderr_line(&out)),
         &["wrong layout", "faces_256x256"],
     );
+    // A file given as a pack that is not one, and a pack size that is not one.
+    let notpack = dir.join("data.pack");
+    std::fs::write(&notpack, b"this is text").expect("write");
+    let out = dgcn()
+        .args(["train", "--datasets", "tfeid", "--epochs", "1", "--pack"])
+        .arg(&notpack)
+        .output()
+        .expect("runs");
+    one_line(
+        (out.status.code(), stderr_line(&out)),
+        &["data.pack", "not a dgcn pack"],
+    );
+    let out = dgcn()
+        .args(["data", "pack", "--max-mb", "0", "--out"])
+        .arg(dir.join("out.pack"))
+        .output()
+        .expect("runs");
+    one_line((out.status.code(), stderr_line(&out)), &["--max-mb 0"]);
 }
 
 #[test]

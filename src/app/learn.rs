@@ -140,6 +140,12 @@ pub fn run_pack(args: &super::cli::PackArgs) -> Result<()> {
         args.data.pack.is_none(),
         "--pack reads a pack; `dgcn data pack` writes one to --out"
     );
+    if let Some(m) = args.max_mb {
+        anyhow::ensure!(
+            m.is_finite() && m > 0.0,
+            "--max-mb {m}: expected a size in MiB above 0"
+        );
+    }
     let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
     let max = args.max_mb.map(|m| (m * 1024.0 * 1024.0) as usize);
     let info = data::pack::write_pack(&sets, &args.out, max)
