@@ -169,13 +169,51 @@ fn held_generator_and_start_from_saved_weights() {
             width: 0.5,
             ..model
         },
-        ..cfg2
+        ..cfg2.clone()
     };
     let err = train(&data, None, &other, Device::Cpu, None, false, Some(&path))
         .err()
         .map(|e| format!("{e:#}"))
         .unwrap_or_default();
     assert!(err.contains("step1.safetensors"), "{err}");
+    // `generator_from`: a network with another encoder (a second conv per stage) starts from
+    // this generator, holds it, and trains its own encoder and classifier.
+    let deeper = ModelConfig {
+        encoder_convs: 2,
+        ..model
+    };
+    let cfg3 = TrainConfig {
+        model: deeper,
+        epochs: 2,
+        generator_from: Some(path.clone()),
+        ..cfg2.clone()
+    };
+    let third = train(&data, None, &cfg3, Device::Cpu, None, false, None).expect("new encoder");
+    let c = third.vs.variables();
+    assert!(c.keys().any(|n| n.starts_with("contr.") && n.contains(".conv2.")));
+    let mut copied = 0;
+    for (name, before) in a.iter().filter(|(n, _)| n.starts_with("gen.")) {
+        assert!(before.equal(&c[name]), "{name} differs from the source generator");
+        copied += 1;
+    }
+    assert_eq!(copied, generator_vars);
+    assert_eq!(third.history.len(), 2);
+    // A generator of another width is refused, naming the file.
+    let wider = TrainConfig {
+        model: ModelConfig {
+            width: 0.5,
+            ..deeper
+        },
+        ..cfg3
+    };
+    let err = train(&data, None, &wider, Device::Cpu, None, false, None)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        err.contains("step1.safetensors") && err.contains("generator"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

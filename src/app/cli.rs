@@ -171,6 +171,11 @@ pub struct ModelTrainArgs {
     /// network that judges references (`eval --judge`) must be another one.
     #[arg(long)]
     pub neutrality_guide: Option<PathBuf>,
+    /// Start the generator from these weights' trained generator (same width and input
+    /// standardisation); the encoder and classifier may have another layout (`--encoder-width`,
+    /// `--encoder-convs`) and start fresh. With `--gen-epochs 0` it is used as it is.
+    #[arg(long)]
+    pub generator_from: Option<PathBuf>,
     /// Weight of the neutrality loss (with --neutrality-guide).
     #[arg(long, default_value_t = 0.1)]
     pub lambda_neutral: f64,

@@ -75,6 +75,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         class_balance: if m.paper { 0.0 } else { m.class_balance },
         generator_in_step2: m.paper || m.generator_in_step2,
         neutrality_guide: m.neutrality_guide.clone(),
+        generator_from: m.generator_from.clone(),
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
         ..TrainConfig::default()
@@ -331,6 +332,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "validation_samples": val.len(),
         "config": cfg,
         "init": args.init.as_ref().map(|p| p.display().to_string()),
+        "generator_from": generator_provenance(cfg.generator_from.as_deref()),
         "epochs_trained": trained.history.len(),
         "device": device_name(device),
     });
@@ -363,6 +365,24 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
+}
+
+/// Where a generator copied with `--generator-from` came from: the file, its hash and how it was
+/// trained (its sidecar's recipe, or its command).
+fn generator_provenance(path: Option<&Path>) -> Option<serde_json::Value> {
+    let path = path?;
+    let side = crate::model::weights::read_sidecar(path).ok();
+    let how = side.as_ref().and_then(|s| {
+        s.training
+            .get("recipe")
+            .or_else(|| s.training.get("command"))
+            .cloned()
+    });
+    Some(serde_json::json!({
+        "path": path.display().to_string(),
+        "sha256": side.as_ref().map(|s| s.sha256.clone()),
+        "trained": how,
+    }))
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<()> {

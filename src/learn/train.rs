@@ -57,6 +57,11 @@ pub struct TrainConfig {
     /// smooth regions (a mouth closed, brows lowered), not the pixel patterns that fool a guide.
     #[serde(default)]
     pub lambda_tv: f64,
+    /// Weights whose trained generator this network starts from (its `gen.…` variables, batch
+    /// norm statistics included); the encoder and classifier may have another layout and start
+    /// as `init` or a fresh network leaves them. `None`: off.
+    #[serde(default)]
+    pub generator_from: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +83,7 @@ impl Default for TrainConfig {
             class_balance: 0.0,
             generator_in_step2: true,
             neutrality_guide: None,
+            generator_from: None,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
         }
@@ -198,6 +204,53 @@ fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
     (blurred + noise).clamp(0.0, 1.0)
 }
 
+/// Copies the generator (`gen.…` variables) of the weights at `path` into `vs`. The generator's
+/// layout (width, input standardisation) must be the one `model` builds.
+fn copy_generator(
+    vs: &mut nn::VarStore,
+    path: &Path,
+    model: &ModelConfig,
+    device: Device,
+) -> Result<()> {
+    let source = crate::model::weights::load(path, device)
+        .with_context(|| format!("loading the generator to start from, {}", path.display()))?;
+    let theirs = source.net.config;
+    anyhow::ensure!(
+        theirs.channels() == model.channels() && theirs.standardize == model.standardize,
+        "{}: its generator has channels {:?} (standardised input: {}), this network's {:?} ({})",
+        path.display(),
+        theirs.channels(),
+        theirs.standardize,
+        model.channels(),
+        model.standardize
+    );
+    let from = source.vs.variables();
+    let mut copied = 0;
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vs.variables() {
+            if !name.starts_with("gen.") {
+                continue;
+            }
+            let src = from
+                .get(&name)
+                .with_context(|| format!("{}: no variable {name}", path.display()))?;
+            anyhow::ensure!(
+                src.size() == var.size(),
+                "{}: {name} has shape {:?}, expected {:?}",
+                path.display(),
+                src.size(),
+                var.size()
+            );
+            var.copy_(src);
+            copied += 1;
+        }
+        Ok(())
+    })?;
+    anyhow::ensure!(copied > 0, "this network has no generator variables to copy");
+    tracing::info!(from = %path.display(), variables = copied, "generator copied");
+    Ok(())
+}
+
 fn progress_bar(len: u64, label: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if let Ok(style) =
@@ -242,6 +295,9 @@ pub fn train(
             path.display(),
             missing
         );
+    }
+    if let Some(path) = &cfg.generator_from {
+        copy_generator(&mut vs, path, &cfg.model, device)?;
     }
     let mut start = (1u8, 0usize);
     if let Some(dir) = run_dir {

@@ -178,6 +178,8 @@ fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
         ("G 0.5, encoder 0.75", encoder(0.75, 1)),
         ("G 0.5, encoder 1", encoder(1.0, 1)),
         ("G 0.5, encoder 0.5, 2 convs", encoder(0.5, 2)),
+        ("G 0.5, encoder 0.5, 3 convs", encoder(0.5, 3)),
+        ("G 0.5, encoder 0.625, 2 convs", encoder(0.625, 2)),
         ("G 0.5, encoder 0.75, 2 convs", encoder(0.75, 2)),
         ("G 0.5, encoder 1, 2 convs", encoder(1.0, 2)),
     ]
