@@ -38,6 +38,9 @@ pub struct FrameResult {
     pub detect_ms: f64,
     pub align_ms: f64,
     pub model_ms: f64,
+    /// The predictions are the previous frame's: every face was held still by the tracker
+    /// (`DetectedFace::held`), so the model did not run.
+    pub model_held: bool,
     /// From capture to the end of inference.
     pub total_ms: f64,
 }

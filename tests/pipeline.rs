@@ -260,3 +260,94 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
     assert_eq!(last.faces[0].prediction.reference, own);
     pipeline.stop();
 }
+
+/// The labelled clip's first `n` frames through the pipeline with `track`, every frame kept.
+fn clip_results(n: u64, track: dgcn::face::TrackConfig) -> Vec<dgcn::frame::FrameResult> {
+    let clip = util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4");
+    let source = dgcn::capture::open_source(
+        &dgcn::capture::SourceSpec::Path(clip),
+        dgcn::capture::VideoOptions::default(),
+    )
+    .expect("clip opens");
+    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let pipeline = Pipeline::start(
+        source,
+        util::detector(),
+        predictor,
+        PipelineConfig {
+            max_frames: Some(n),
+            lossless: true,
+            track,
+            ..Default::default()
+        },
+    )
+    .expect("starts");
+    pipeline.results.iter().collect()
+}
+
+/// A face that has not moved keeps its landmarks and the model's result for a few frames: the
+/// held results are the previous frame's, they give the label the unheld run gives on nearly
+/// every frame, and they differ from it by no more than the unheld run's own frame-to-frame
+/// jitter (BlazeFace's landmarks move by a pixel or so between frames of a still face).
+#[test]
+fn still_faces_hold_the_detection_and_the_model_result() {
+    use dgcn::face::TrackConfig;
+    let n = 150;
+    let held = clip_results(n, TrackConfig::default());
+    let every = clip_results(
+        n,
+        TrackConfig {
+            still_max: 0,
+            ..TrackConfig::default()
+        },
+    );
+    assert_eq!((held.len(), every.len()), (n as usize, n as usize));
+    assert!(every.iter().all(|r| !r.model_held));
+    let probs = |r: &dgcn::frame::FrameResult| {
+        assert_eq!(r.faces.len(), 1, "frame {}", r.frame.seq);
+        r.faces[0].prediction.probs
+    };
+    let max_diff = |a: [f32; 8], b: [f32; 8]| {
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let mut held_diffs = Vec::new();
+    let mut same_label = 0;
+    for (k, (a, b)) in held.iter().zip(&every).enumerate() {
+        if a.model_held {
+            assert!(a.faces[0].detected.held, "frame {k}");
+            assert_eq!(probs(a), probs(&held[k - 1]), "frame {k}");
+            held_diffs.push(max_diff(probs(a), probs(b)));
+        }
+        same_label += usize::from(a.faces[0].prediction.label == b.faces[0].prediction.label);
+    }
+    // The clip starts with two seconds of a still neutral face.
+    assert!(
+        held_diffs.len() >= 20,
+        "model held on {} of {n} frames",
+        held_diffs.len()
+    );
+    assert!(
+        same_label as f64 >= 0.95 * n as f64,
+        "{same_label} of {n} frames with the label of the unheld run"
+    );
+    let jitter: Vec<f32> = every
+        .windows(2)
+        .map(|w| max_diff(probs(&w[0]), probs(&w[1])))
+        .collect();
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    assert!(
+        mean(&held_diffs) <= mean(&jitter),
+        "held results differ by {:.3} on average, the unheld run's frame-to-frame change is {:.3}",
+        mean(&held_diffs),
+        mean(&jitter)
+    );
+    eprintln!(
+        "held {} of {n}; same label {same_label}; held vs unheld {:.3}, unheld jitter {:.3}",
+        held_diffs.len(),
+        mean(&held_diffs),
+        mean(&jitter)
+    );
+}

@@ -1,5 +1,5 @@
 //! Face tracking between whole-frame searches, on real frames of the labelled clip: the tracked
-//! boxes and landmarks must match what searching every whole frame finds. And `dgcn bench` runs
+//! (and held) boxes and landmarks must match what searching every whole frame finds. And `dgcn bench` runs
 //! end to end and reports every stage.
 mod util;
 
@@ -41,6 +41,13 @@ fn tracked_faces_match_whole_frame_detection() {
         }
     }
     assert!(compared >= 58, "{compared} faces compared");
+    // The clip opens on a still face: most tracked frames hold the landmarks without a detector
+    // run (at most `still_max` in a row), and the comparison above covered them.
+    assert!(
+        tracked.still_reused >= 20,
+        "{} of 60 frames held",
+        tracked.still_reused
+    );
     // One person in view all along: one track id, however often the whole frame was searched.
     let mut tracker = FaceTracker::new(util::detector(), TrackConfig::default());
     let ids: std::collections::BTreeSet<u64> = frames

@@ -190,10 +190,15 @@ fn held_generator_and_start_from_saved_weights() {
     };
     let third = train(&data, None, &cfg3, Device::Cpu, None, false, None).expect("new encoder");
     let c = third.vs.variables();
-    assert!(c.keys().any(|n| n.starts_with("contr.") && n.contains(".conv2.")));
+    assert!(c
+        .keys()
+        .any(|n| n.starts_with("contr.") && n.contains(".conv2.")));
     let mut copied = 0;
     for (name, before) in a.iter().filter(|(n, _)| n.starts_with("gen.")) {
-        assert!(before.equal(&c[name]), "{name} differs from the source generator");
+        assert!(
+            before.equal(&c[name]),
+            "{name} differs from the source generator"
+        );
         copied += 1;
     }
     assert_eq!(copied, generator_vars);

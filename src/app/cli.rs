@@ -361,6 +361,11 @@ pub struct LiveArgs {
     /// Whole-frame searches run on the frame scaled to this longer side (0: full size).
     #[arg(long, default_value_t = 320)]
     pub detect_max_side: u32,
+    /// A face that has not moved (its region changed less than a one-pixel shift would change
+    /// it) keeps its landmarks and the model's result for up to N frames in a row, without
+    /// running the detector or the model (0: both run on every frame).
+    #[arg(long, default_value_t = crate::face::TrackConfig::default().still_max)]
+    pub hold_still: u32,
     /// Run the pipeline without a window and write one JSON line per frame.
     #[arg(long)]
     pub headless: bool,

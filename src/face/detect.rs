@@ -82,6 +82,10 @@ pub struct DetectedFace {
     /// The tracker's id for this face, the same while it is followed from frame to frame
     /// (0: not tracked). Selection in the window and the own neutral reference follow it.
     pub track: u64,
+    /// The face had not moved since its last detection, so its box and landmarks were held
+    /// without running the detector (`TrackConfig::still_max`); the model may hold its result too.
+    #[serde(skip)]
+    pub held: bool,
 }
 
 impl DetectedFace {
@@ -213,6 +217,7 @@ impl Detector {
                     landmarks,
                     score: f.confidence,
                     track: 0,
+                    held: false,
                 })
             })
             .collect();

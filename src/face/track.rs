@@ -25,6 +25,10 @@ pub struct TrackConfig {
     /// walks in is found within `idle_every` frames (half a second at 30 fps).
     pub idle_every: u32,
     pub idle_after: u32,
+    /// A tracked face whose box region has changed less than a shift of about a pixel would
+    /// change it keeps its landmarks without a detection, for at most this many frames in a row
+    /// (0: detect every frame). A person holding still costs no detector run.
+    pub still_max: u32,
 }
 
 impl Default for TrackConfig {
@@ -36,6 +40,7 @@ impl Default for TrackConfig {
             roi_scale: 2.0,
             idle_every: 15,
             idle_after: 30,
+            still_max: 3,
         }
     }
 }
@@ -47,8 +52,87 @@ impl TrackConfig {
             full_every: 1,
             full_max_side_px: 0,
             idle_every: 1,
+            still_max: 0,
             ..TrackConfig::default()
         }
+    }
+}
+
+/// Side of the grey thumbnail of a face's box that tells whether the face has moved.
+const STILL_SIDE: usize = 16;
+
+/// What a tracked face looked like when it was last detected: the thumbnail of its box and how
+/// much a shift of `STILL_SHIFT_PX` changes it (the threshold for "has not moved").
+struct StillCheck {
+    thumb: Vec<f32>,
+    threshold: f32,
+    reused: u32,
+}
+
+/// The shift (pixels) whose effect on the thumbnail is the threshold: a face that changed less
+/// moved by less than about this much.
+const STILL_SHIFT_PX: f32 = 1.0;
+
+/// Mean grey level (0–255) of `STILL_SIDE`² cells over the box `[x, y, w, h]` shifted by `dx`,
+/// `dy`; None when the box leaves the frame.
+fn box_thumbnail(img: &RgbImage, bbox: &[f32; 4], dx: f32, dy: f32) -> Option<Vec<f32>> {
+    let (x0, y0) = (bbox[0] + dx, bbox[1] + dy);
+    let (w, h) = (bbox[2], bbox[3]);
+    if x0 < 0.0
+        || y0 < 0.0
+        || w < STILL_SIDE as f32
+        || h < STILL_SIDE as f32
+        || x0 + w > img.width() as f32
+        || y0 + h > img.height() as f32
+    {
+        return None;
+    }
+    let (x0, y0) = (x0 as u32, y0 as u32);
+    let (w, h) = (w as u32, h as u32);
+    let mut sum = vec![0f32; STILL_SIDE * STILL_SIDE];
+    let mut count = vec![0u32; STILL_SIDE * STILL_SIDE];
+    for y in 0..h {
+        let cy = (y as usize * STILL_SIDE) / h as usize;
+        for x in 0..w {
+            let cx = (x as usize * STILL_SIDE) / w as usize;
+            let p = img.get_pixel(x0 + x, y0 + y).0;
+            let grey = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+            sum[cy * STILL_SIDE + cx] += grey;
+            count[cy * STILL_SIDE + cx] += 1;
+        }
+    }
+    Some(
+        sum.iter()
+            .zip(&count)
+            .map(|(s, &c)| s / c.max(1) as f32)
+            .collect(),
+    )
+}
+
+fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(p, q)| (p - q).abs()).sum::<f32>() / a.len().max(1) as f32
+}
+
+impl StillCheck {
+    fn new(img: &RgbImage, face: &DetectedFace) -> Option<StillCheck> {
+        let thumb = box_thumbnail(img, &face.bbox, 0.0, 0.0)?;
+        let d = STILL_SHIFT_PX;
+        let threshold = [(d, 0.0), (-d, 0.0), (0.0, d), (0.0, -d)]
+            .iter()
+            .filter_map(|&(dx, dy)| box_thumbnail(img, &face.bbox, dx, dy))
+            .map(|t| mean_abs_diff(&t, &thumb))
+            .fold(f32::INFINITY, f32::min);
+        threshold.is_finite().then_some(StillCheck {
+            thumb,
+            threshold,
+            reused: 0,
+        })
+    }
+
+    /// Whether the face's box region in `img` changed less than the threshold.
+    fn still(&self, img: &RgbImage, face: &DetectedFace) -> bool {
+        box_thumbnail(img, &face.bbox, 0.0, 0.0)
+            .is_some_and(|t| mean_abs_diff(&t, &self.thumb) < self.threshold)
     }
 }
 
@@ -56,6 +140,8 @@ pub struct FaceTracker {
     detector: Detector,
     config: TrackConfig,
     tracked: Vec<DetectedFace>,
+    /// One per tracked face: its thumbnail when last detected (None: not checkable).
+    still: Vec<Option<StillCheck>>,
     since_full: u32,
     /// Frames in a row without a face.
     empty_frames: u32,
@@ -67,6 +153,8 @@ pub struct FaceTracker {
     /// Full-frame searches so far (for benchmarks and tests).
     pub full_searches: u64,
     pub frames: u64,
+    /// Tracked faces that kept their landmarks without a detection (for benchmarks and tests).
+    pub still_reused: u64,
 }
 
 /// `face` mapped from a crop's coordinates back to the frame's: frame = crop / scale + offset.
@@ -78,6 +166,7 @@ fn from_crop(face: &DetectedFace, offset: [f32; 2], scale: f32) -> DetectedFace 
         landmarks: face.landmarks.map(map),
         score: face.score,
         track: face.track,
+        held: false,
     }
 }
 
@@ -117,12 +206,14 @@ impl FaceTracker {
             detector,
             config,
             tracked: Vec::new(),
+            still: Vec::new(),
             since_full: 0,
             empty_frames: 0,
             next_track: 1,
             last_seen: Vec::new(),
             full_searches: 0,
             frames: 0,
+            still_reused: 0,
         }
     }
 
@@ -174,6 +265,13 @@ impl FaceTracker {
             }))
     }
 
+    fn still_check(&self, img: &RgbImage, face: &DetectedFace) -> Option<StillCheck> {
+        if self.config.still_max == 0 {
+            return None;
+        }
+        StillCheck::new(img, face)
+    }
+
     /// Gives each face of a whole-frame search the id of the tracked face it continues (the
     /// best overlap above 0.3, each id used once), or a new one.
     fn assign_tracks(&mut self, faces: &mut [DetectedFace]) {
@@ -218,16 +316,32 @@ impl FaceTracker {
         }
         let due = self.tracked.is_empty() || self.since_full + 1 >= self.config.full_every;
         if !due {
-            let mut followed = Vec::with_capacity(self.tracked.len());
+            let mut followed: Vec<(DetectedFace, Option<StillCheck>)> =
+                Vec::with_capacity(self.tracked.len());
             let mut lost = false;
-            for last in &self.tracked {
+            let checks = std::mem::take(&mut self.still);
+            for (k, last) in self.tracked.iter().enumerate() {
+                // Held still: the last landmarks stand, no detector run.
+                if let Some(Some(check)) = checks.get(k) {
+                    if check.reused < self.config.still_max && check.still(img, last) {
+                        self.still_reused += 1;
+                        let check = StillCheck {
+                            thumb: check.thumb.clone(),
+                            threshold: check.threshold,
+                            reused: check.reused + 1,
+                        };
+                        let held = DetectedFace {
+                            held: true,
+                            ..last.clone()
+                        };
+                        followed.push((held, Some(check)));
+                        continue;
+                    }
+                }
                 match self.follow(img, last)? {
-                    Some(f)
-                        if !followed
-                            .iter()
-                            .any(|g: &DetectedFace| iou(&g.bbox, &f.bbox) > 0.5) =>
-                    {
-                        followed.push(f)
+                    Some(f) if !followed.iter().any(|(g, _)| iou(&g.bbox, &f.bbox) > 0.5) => {
+                        let check = self.still_check(img, &f);
+                        followed.push((f, check));
                     }
                     Some(_) => {}
                     None => lost = true,
@@ -235,13 +349,16 @@ impl FaceTracker {
             }
             if !lost {
                 self.since_full += 1;
-                followed.sort_by(|a, b| b.area().total_cmp(&a.area()));
-                self.tracked = followed.clone();
-                return Ok(followed);
+                followed.sort_by(|a, b| b.0.area().total_cmp(&a.0.area()));
+                let (faces, checks): (Vec<_>, Vec<_>) = followed.into_iter().unzip();
+                self.tracked = faces.clone();
+                self.still = checks;
+                return Ok(faces);
             }
         }
         let mut faces = self.full_search(img)?;
         self.assign_tracks(&mut faces);
+        self.still = faces.iter().map(|f| self.still_check(img, f)).collect();
         self.since_full = 0;
         self.empty_frames = if faces.is_empty() {
             self.empty_frames.saturating_add(1)
@@ -264,6 +381,7 @@ mod tests {
             landmarks: [[20.0, 30.0]; 5],
             score: 0.9,
             track: 7,
+            held: false,
         };
         let g = from_crop(&f, [100.0, 200.0], 0.5);
         assert_eq!(g.bbox, [120.0, 240.0, 80.0, 100.0]);

@@ -246,7 +246,10 @@ fn copy_generator(
         }
         Ok(())
     })?;
-    anyhow::ensure!(copied > 0, "this network has no generator variables to copy");
+    anyhow::ensure!(
+        copied > 0,
+        "this network has no generator variables to copy"
+    );
     tracing::info!(from = %path.display(), variables = copied, "generator copied");
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::face::{
     aligned_from_image, AlignedFace, DetectedFace, Detector, FaceTracker, TrackConfig,
 };
 use crate::frame::{FaceResult, FacesFrame, Frame, FrameResult};
-use crate::infer::Predictor;
+use crate::infer::{FacePrediction, Predictor};
 
 /// Sends either newest-wins or blocking, as the pipeline was asked.
 enum StageSender<T> {
@@ -67,6 +67,27 @@ pub struct OwnReference {
 /// The face that continues `own`: the one with its track id.
 fn track_own(own: &OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
     faces.iter().position(|(d, _)| d.track == own.track)
+}
+
+/// The predictions of the frame before, kept for a frame whose faces did not move.
+struct HeldPredictions {
+    tracks: Vec<u64>,
+    predictions: Vec<FacePrediction>,
+}
+
+impl HeldPredictions {
+    /// The kept predictions when `faces` are the same tracked faces, every one held still by the
+    /// tracker (its region changed less than a pixel's shift would change it since it was last
+    /// detected, for at most `TrackConfig::still_max` frames); None: run the model.
+    fn for_frame(&self, faces: &[(DetectedFace, AlignedFace)]) -> Option<Vec<FacePrediction>> {
+        let same = !faces.is_empty()
+            && faces.len() == self.tracks.len()
+            && faces
+                .iter()
+                .zip(&self.tracks)
+                .all(|((d, _), &t)| d.held && d.track == t && t != 0);
+        same.then(|| self.predictions.clone())
+    }
 }
 
 pub struct PipelineConfig {
@@ -220,27 +241,43 @@ impl Pipeline {
                 .name("inference".into())
                 .spawn(move || {
                     let mut own: Option<OwnReference> = None;
+                    // The last frame's track ids and predictions, for frames whose faces were
+                    // all held still.
+                    let mut last: Option<HeldPredictions> = None;
                     for ff in faces_rx.iter() {
                         if stop_i.load(Ordering::Relaxed) {
                             break;
                         }
                         while let Ok(Control::OwnReference(r)) = control_rx.try_recv() {
                             own = r;
+                            last = None;
                         }
                         let t0 = Instant::now();
-                        let aligned: Vec<_> = ff.faces.iter().map(|(_, a)| a.clone()).collect();
-                        let own_for = own
-                            .as_ref()
-                            .and_then(|o| track_own(o, &ff.faces).map(|i| (i, o.face.clone())));
-                        let preds = match predictor
-                            .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))
-                        {
-                            Ok(p) => p,
-                            Err(e) => {
-                                let _ = err_m.try_send(format!("the model failed: {e}"));
-                                break;
+                        let held = last.as_ref().and_then(|l| l.for_frame(&ff.faces));
+                        let model_held = held.is_some();
+                        let preds = match held {
+                            Some(p) => p,
+                            None => {
+                                let aligned: Vec<_> =
+                                    ff.faces.iter().map(|(_, a)| a.clone()).collect();
+                                let own_for = own.as_ref().and_then(|o| {
+                                    track_own(o, &ff.faces).map(|i| (i, o.face.clone()))
+                                });
+                                match predictor
+                                    .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))
+                                {
+                                    Ok(p) => p,
+                                    Err(e) => {
+                                        let _ = err_m.try_send(format!("the model failed: {e}"));
+                                        break;
+                                    }
+                                }
                             }
                         };
+                        last = Some(HeldPredictions {
+                            tracks: ff.faces.iter().map(|(d, _)| d.track).collect(),
+                            predictions: preds.clone(),
+                        });
                         let model_ms = ms_since(t0);
                         let total_ms = ms_since(ff.frame.captured_at);
                         let faces = ff
@@ -259,6 +296,7 @@ impl Pipeline {
                             detect_ms: ff.detect_ms,
                             align_ms: ff.align_ms,
                             model_ms,
+                            model_held,
                             total_ms,
                         };
                         if !result_tx.send(result) {

@@ -181,8 +181,18 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
             ),
             (
                 format!(
-                    "tracked: 192 px crops, whole frame every {}",
+                    "tracked: 192 px crops, whole frame every {}, a detection every frame",
                     TrackConfig::default().full_every
+                ),
+                TrackConfig {
+                    still_max: 0,
+                    ..TrackConfig::default()
+                },
+            ),
+            (
+                format!(
+                    "tracked as above, a face that has not moved held up to {} frames (default)",
+                    TrackConfig::default().still_max
                 ),
                 TrackConfig::default(),
             ),
@@ -266,7 +276,17 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
     let mut summary = Vec::new();
     for (label, track) in [
         ("whole frame every frame", TrackConfig::every_frame()),
-        ("tracking (default)", TrackConfig::default()),
+        (
+            "tracking, detection and model every frame",
+            TrackConfig {
+                still_max: 0,
+                ..TrackConfig::default()
+            },
+        ),
+        (
+            "tracking, still faces held (default)",
+            TrackConfig::default(),
+        ),
     ] {
         for (mode, realtime) in [
             ("as fast as possible", false),
@@ -287,18 +307,23 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
             let t0 = Instant::now();
             let cpu = CpuSpan::start();
             let mut total = Vec::new();
+            let mut held = 0usize;
             for r in pipeline.results.iter() {
                 total.push(r.total_ms);
+                held += usize::from(r.model_held);
             }
             let seconds = t0.elapsed().as_secs_f64();
             let cores = cpu.cores();
             pipeline.stop();
             let n = total.len();
             let (m, p) = median_p95(&mut total);
+            // CPU time of the whole process per frame: what each frame costs the machine.
+            let per_frame = cores.map(|c| c * seconds * 1000.0 / n.max(1) as f64);
+            let per_frame_txt = per_frame.map_or("?".into(), |v| format!("{v:.1}"));
             table.row(
                 &format!("pipeline, {label}"),
                 &format!(
-                    "{mode}: {n} frames, {:.0} fps, {} cores",
+                    "{mode}: {n} frames, {:.0} fps, {} cores, {per_frame_txt} ms CPU per frame, model held on {held}",
                     n as f64 / seconds,
                     fmt_cores(cores)
                 ),
@@ -306,7 +331,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
                 p,
             );
             summary.push(format!(
-                "{label}, {mode}: {:.0} fps, CPU {} cores",
+                "{label}, {mode}: {:.0} fps, CPU {} cores, {per_frame_txt} ms of CPU time per frame, model result held on {held} of {n} frames",
                 n as f64 / seconds,
                 fmt_cores(cores)
             ));
