@@ -171,6 +171,9 @@ pub struct ModelTrainArgs {
     /// network that judges references (`eval --judge`) must be another one.
     #[arg(long)]
     pub neutrality_guide: Option<PathBuf>,
+    /// Weight of 1 − SSIM(G(x), true neutral) beside L_Gen's L1 in step 1 (0: L1 only).
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_ssim: f64,
     /// Start the generator from these weights' trained generator (same width and input
     /// standardisation); the encoder and classifier may have another layout (`--encoder-width`,
     /// `--encoder-convs`) and start fresh. With `--gen-epochs 0` it is used as it is.

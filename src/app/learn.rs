@@ -51,12 +51,13 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         .validate()
         .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     anyhow::ensure!(
-        [m.lambda_neutral, m.lambda_tv]
+        [m.lambda_neutral, m.lambda_tv, m.lambda_ssim]
             .iter()
             .all(|l| l.is_finite() && *l >= 0.0),
-        "--lambda-neutral {} / --lambda-tv {}: expected numbers ≥ 0",
+        "--lambda-neutral {} / --lambda-tv {} / --lambda-ssim {}: expected numbers ≥ 0",
         m.lambda_neutral,
-        m.lambda_tv
+        m.lambda_tv,
+        m.lambda_ssim
     );
     anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
@@ -76,6 +77,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         generator_in_step2: m.paper || m.generator_in_step2,
         neutrality_guide: m.neutrality_guide.clone(),
         generator_from: m.generator_from.clone(),
+        lambda_ssim: m.lambda_ssim,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
         ..TrainConfig::default()

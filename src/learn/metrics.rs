@@ -250,27 +250,7 @@ pub fn evaluate(
     confusion_of(&logits(net, data, device, batch), &data.all_labels())
 }
 
-/// Mean SSIM per image pair (N×1×H×W in [0, 1]), 11×11 Gaussian window, σ = 1.5.
-pub fn ssim(a: &Tensor, b: &Tensor) -> Tensor {
-    let g: Vec<f32> = (0..11)
-        .map(|i| (-((i as f32 - 5.0).powi(2)) / (2.0 * 1.5 * 1.5)).exp())
-        .collect();
-    let s: f32 = g.iter().sum();
-    let g = Tensor::from_slice(&g.iter().map(|v| v / s).collect::<Vec<_>>()).to_device(a.device());
-    let window = g
-        .view([11, 1])
-        .matmul(&g.view([1, 11]))
-        .view([1, 1, 11, 11]);
-    let blur = |x: &Tensor| x.conv2d(&window, None::<Tensor>, [1, 1], [5, 5], [1, 1], 1);
-    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
-    let (mu_a, mu_b) = (blur(a), blur(b));
-    let var_a = blur(&(a * a)) - &mu_a * &mu_a;
-    let var_b = blur(&(b * b)) - &mu_b * &mu_b;
-    let cov = blur(&(a * b)) - &mu_a * &mu_b;
-    let num = (&mu_a * &mu_b * 2.0 + c1) * (cov * 2.0 + c2);
-    let den = (&mu_a * &mu_a + &mu_b * &mu_b + c1) * (var_a + var_b + c2);
-    (num / den).mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
-}
+pub use crate::model::losses::ssim;
 
 /// Reference fidelity on held-out identities (expressive faces that have a true neutral), what
 /// the generator does to faces that are neutral already, and the intensity it gives both.

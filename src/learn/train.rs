@@ -57,6 +57,9 @@ pub struct TrainConfig {
     /// smooth regions (a mouth closed, brows lowered), not the pixel patterns that fool a guide.
     #[serde(default)]
     pub lambda_tv: f64,
+    /// Weight of the structural term 1 − SSIM(G(x), neutral) beside L_Gen's L1 in step 1.
+    #[serde(default)]
+    pub lambda_ssim: f64,
     /// Weights whose trained generator this network starts from (its `gen.…` variables, batch
     /// norm statistics included); the encoder and classifier may have another layout and start
     /// as `init` or a fresh network leaves them. `None`: off.
@@ -84,6 +87,7 @@ impl Default for TrainConfig {
             generator_in_step2: true,
             neutrality_guide: None,
             generator_from: None,
+            lambda_ssim: 0.0,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
         }
@@ -519,6 +523,9 @@ fn run_epoch(
             // A new tensor (not a shallow clone): `+=` below must not change the logged L_Gen.
             let mut loss = &l + 0.0;
             let mut l_neutral = zero();
+            if cfg.lambda_ssim > 0.0 {
+                loss += losses::structural_loss(&generated, &neutral, &has) * cfg.lambda_ssim;
+            }
             if cfg.lambda_tv > 0.0 {
                 loss += losses::total_variation(&(&generated - &query)) * cfg.lambda_tv;
             }
