@@ -68,6 +68,8 @@ impl FrameResult {
                 "label": f.prediction.label.name(),
                 "intensity": (f.prediction.intensity as f64 * 1e4).round() / 1e4,
             })).collect::<Vec<_>>(),
+            // The model did not run: the faces had not moved, the previous result stands.
+            "held": self.model_held,
             "latency_ms": {
                 "capture": ms(self.frame.capture_ms),
                 "detect": ms(self.detect_ms),

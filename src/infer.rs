@@ -49,10 +49,9 @@ fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
 
 impl Predictor {
     pub fn load(path: &Path, device: Device) -> Result<Predictor, WeightsError> {
-        Ok(Predictor {
-            model: weights::load(path, device)?,
-            device,
-        })
+        let mut model = weights::load(path, device)?;
+        model.net.fold_batch_norm();
+        Ok(Predictor { model, device })
     }
 
     /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its

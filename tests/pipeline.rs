@@ -64,6 +64,8 @@ fn headless_run_writes_one_line_per_frame_in_order() {
             .sum();
         assert!((sum - 1.0).abs() < 1e-3);
         assert!(v["latency_ms"]["total"].as_f64().is_some_and(|t| t > 0.0));
+        // Twelve different photos: no face holds still, the model ran on every one.
+        assert_eq!(v["held"].as_bool(), Some(false), "frame {i}");
     }
 }
 
