@@ -49,9 +49,10 @@ fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
 
 impl Predictor {
     pub fn load(path: &Path, device: Device) -> Result<Predictor, WeightsError> {
-        let mut model = weights::load(path, device)?;
-        model.net.fold_batch_norm();
-        Ok(Predictor { model, device })
+        Ok(Predictor {
+            model: weights::load(path, device)?,
+            device,
+        })
     }
 
     /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its

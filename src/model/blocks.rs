@@ -11,57 +11,6 @@ struct ConvStage {
     bn: nn::BatchNorm,
     /// Further conv → batch norm → ReLU at the same resolution (`convs` > 1; not in the paper).
     extra: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    /// Every conv with its batch norm folded in, for inference (`fold_batch_norm`).
-    folded: Option<Vec<Folded>>,
-}
-
-/// A convolution (or deconvolution) with the batch norm that follows it folded into its weights
-/// and bias: at inference batch norm is a fixed per-channel scale and shift, so one op does both.
-struct Folded {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Folded {
-    /// `channel_dim`: the weight's output-channel dimension (0 for a convolution, 1 for a
-    /// transposed one).
-    fn new(ws: &Tensor, bs: Option<&Tensor>, bn: &nn::BatchNorm, channel_dim: usize) -> Folded {
-        let _guard = tch::no_grad_guard();
-        // Every batch norm here is built with the default configuration (its eps is private).
-        let eps = nn::BatchNormConfig::default().eps;
-        let scale = match &bn.ws {
-            Some(g) => g / (&bn.running_var + eps).sqrt(),
-            None => (&bn.running_var + eps).sqrt().reciprocal(),
-        };
-        let mut shape = vec![1i64; ws.dim()];
-        shape[channel_dim] = -1;
-        let weight = ws * scale.view(shape.as_slice());
-        let bias = match bs {
-            Some(b) => b - &bn.running_mean,
-            None => -&bn.running_mean,
-        } * &scale;
-        let bias = match &bn.bs {
-            Some(beta) => bias + beta,
-            None => bias,
-        };
-        Folded { weight, bias }
-    }
-
-    fn conv(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, Some(&self.bias), [1, 1], [1, 1], [1, 1], 1)
-    }
-
-    fn deconv(&self, x: &Tensor) -> Tensor {
-        x.conv_transpose2d(
-            &self.weight,
-            Some(&self.bias),
-            [1, 1],
-            [1, 1],
-            [0, 0],
-            1,
-            [1, 1],
-        )
-    }
 }
 
 impl ConvStage {
@@ -81,16 +30,7 @@ impl ConvStage {
                     )
                 })
                 .collect(),
-            folded: None,
         }
-    }
-
-    fn fold_batch_norm(&mut self) {
-        let folded = std::iter::once((&self.conv, &self.bn))
-            .chain(self.extra.iter().map(|(c, b)| (c, b)))
-            .map(|(c, b)| Folded::new(&c.ws, c.bs.as_ref(), b, 0))
-            .collect();
-        self.folded = Some(folded);
     }
 
     /// Returns the pooled map, the pooling indices (when asked for: max pooling that keeps them
@@ -101,18 +41,10 @@ impl ConvStage {
         train: bool,
         indices: bool,
     ) -> (Tensor, Option<Tensor>, Tensor) {
-        let y = match (&self.folded, train) {
-            (Some(folded), false) => folded
-                .iter()
-                .fold(x.shallow_clone(), |y, f| f.conv(&y).relu()),
-            _ => {
-                let mut y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
-                for (conv, bn) in &self.extra {
-                    y = bn.forward_t(&y.apply(conv), train).relu();
-                }
-                y
-            }
-        };
+        let mut y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
+        for (conv, bn) in &self.extra {
+            y = bn.forward_t(&y.apply(conv), train).relu();
+        }
         if indices {
             let (pooled, idx) = y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
             (pooled, Some(idx), y)
@@ -159,10 +91,6 @@ impl Encoder {
         }
     }
 
-    fn fold_batch_norm(&mut self) {
-        self.stages.iter_mut().for_each(ConvStage::fold_batch_norm);
-    }
-
     /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings (empty
     /// when the encoder does not keep them) and the three maps before pooling (64×64, 32×32,
     /// 16×16).
@@ -204,8 +132,6 @@ struct Decoder {
     deconvs: Vec<nn::ConvTranspose2D>,
     bns: Vec<nn::BatchNorm>,
     skips: bool,
-    /// The deconvolutions followed by batch norm, folded, for inference (`fold_batch_norm`).
-    folded: Option<Vec<Folded>>,
 }
 
 impl Decoder {
@@ -242,18 +168,7 @@ impl Decoder {
             deconvs,
             bns,
             skips,
-            folded: None,
         }
-    }
-
-    fn fold_batch_norm(&mut self) {
-        let folded = self
-            .deconvs
-            .iter()
-            .zip(&self.bns)
-            .map(|(d, b)| Folded::new(&d.ws, d.bs.as_ref(), b, 1))
-            .collect();
-        self.folded = Some(folded);
     }
 
     /// Returns the output logits (N×1×64×64).
@@ -271,16 +186,10 @@ impl Decoder {
             if self.skips {
                 h = Tensor::cat(&[&h, &skips[2 - i]], 1);
             }
-            let folded = self
-                .folded
-                .as_ref()
-                .filter(|_| !train)
-                .and_then(|f| f.get(i));
-            h = match (folded, self.bns.get(i)) {
-                (Some(f), _) => f.deconv(&h).relu(),
-                (None, Some(bn)) => bn.forward_t(&h.apply(deconv), train).relu(),
-                (None, None) => h.apply(deconv),
-            };
+            h = h.apply(deconv);
+            if let Some(bn) = self.bns.get(i) {
+                h = bn.forward_t(&h, train).relu();
+            }
         }
         h
     }
@@ -298,13 +207,6 @@ impl Generator {
             encoder: Encoder::new(&(p / "enc"), layout, true),
             decoder: Decoder::new(&(p / "dec"), layout.channels, true),
         }
-    }
-
-    /// Folds every batch norm into the convolution before it, for inference: the same outputs
-    /// with fewer ops. Training (`train` true) still uses the unfolded layers.
-    pub fn fold_batch_norm(&mut self) {
-        self.encoder.fold_batch_norm();
-        self.decoder.fold_batch_norm();
     }
 
     /// The reference: the query changed in logit space, so an untrained generator starts near
@@ -333,11 +235,6 @@ impl ContrastiveEncoder {
         ContrastiveEncoder {
             encoder: Encoder::new(&(p / "enc"), layout, indices),
         }
-    }
-
-    /// Folds every batch norm into the convolution before it, for inference.
-    pub fn fold_batch_norm(&mut self) {
-        self.encoder.fold_batch_norm();
     }
 
     /// Unit-length embedding (N×D) and the pooling state for reconstruction.

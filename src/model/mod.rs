@@ -219,15 +219,6 @@ impl GcNet {
         }
     }
 
-    /// Folds every batch norm into the convolution before it (generator and encoder), for
-    /// inference: the same outputs with fewer ops at batch 1. The variables are untouched, and
-    /// training passes (`train` true) still use the unfolded layers; fold again after the
-    /// variables change.
-    pub fn fold_batch_norm(&mut self) {
-        self.generator.fold_batch_norm();
-        self.encoder.fold_batch_norm();
-    }
-
     /// Inference half of [`GcNet::forward_t`]: class logits of `query` against a given reference
     /// (generated or the person's own), without running the generator again, and the distance
     /// of their embeddings (N). Query and reference go through the shared encoder as one batch.
@@ -388,69 +379,6 @@ mod tests {
         // No reconstruction at test time.
         let eval = net.forward_t(&x, None, false);
         assert!(eval.recon_query.is_none());
-    }
-
-    /// Folding batch norm into the convolutions changes no output: generator, logits and
-    /// embedding distances of a network whose batch norms hold non-trivial statistics.
-    #[test]
-    fn folded_batch_norm_gives_the_same_outputs() {
-        tch::manual_seed(5);
-        let cfg = ModelConfig {
-            encoder_convs: 2,
-            ..ModelConfig::shipped_variant(0.5)
-        };
-        let vs = VarStore::new(Device::Cpu);
-        let mut net = GcNet::new(&vs.root(), cfg);
-        tch::no_grad(|| {
-            for (name, mut v) in vs.variables() {
-                if name.contains(".bn") {
-                    if name.ends_with("running_var") || name.ends_with(".weight") {
-                        let _ = v.uniform_(0.5, 1.5);
-                    } else {
-                        let _ = v.uniform_(-0.2, 0.2);
-                    }
-                } else if name.contains("deconv1") {
-                    // The generator's last layer starts at zero; give it an edit to make.
-                    let _ = v.uniform_(-0.05, 0.05);
-                }
-            }
-        });
-        let x = Tensor::rand([3, 1, 64, 64], (Kind::Float, Device::Cpu));
-        let before = tch::no_grad(|| {
-            let g = net.generator.forward_t(&x, false);
-            let (l, d) = net.logits_against(&x, &g);
-            (g, l, d)
-        });
-        net.fold_batch_norm();
-        let after = tch::no_grad(|| {
-            let g = net.generator.forward_t(&x, false);
-            let (l, d) = net.logits_against(&x, &g);
-            (g, l, d)
-        });
-        let diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
-        assert!(diff(&before.0, &after.0) < 1e-4, "generator");
-        assert!(diff(&before.1, &after.1) < 1e-3, "logits");
-        assert!(diff(&before.2, &after.2) < 1e-4, "distance");
-        // The generator did change the face, so the decoder's folding was exercised.
-        assert!(diff(&before.0, &x) > 1e-3);
-        // Inference reads the folded copies: batch norm statistics changed afterwards (as a
-        // training pass would) do not reach it.
-        tch::no_grad(|| {
-            for (name, mut v) in vs.variables() {
-                if name.ends_with("running_mean") {
-                    let _ = v.fill_(3.0);
-                }
-            }
-        });
-        let (g, l, _) = tch::no_grad(|| {
-            let g = net.generator.forward_t(&x, false);
-            let (l, d) = net.logits_against(&x, &g);
-            (g, l, d)
-        });
-        assert!(diff(&g, &after.0) < 1e-6 && diff(&l, &after.1) < 1e-6);
-        // Training passes still use (and update) the batch norms themselves.
-        let train_out = net.forward_t(&x, None, true);
-        assert_eq!(train_out.logits.size(), [3, 8]);
     }
 
     #[test]

@@ -194,9 +194,7 @@ pub(super) fn run_layout_bench(args: &BenchArgs) -> Result<()> {
     );
     for (name, cfg) in candidate_layouts() {
         let vs = tch::nn::VarStore::new(Device::Cpu);
-        let mut net = crate::model::GcNet::new(&vs.root(), cfg);
-        // As the app runs it: batch norm folded into the convolutions.
-        net.fold_batch_norm();
+        let net = crate::model::GcNet::new(&vs.root(), cfg);
         let params: i64 = vs
             .trainable_variables()
             .iter()
@@ -224,9 +222,8 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
         "| device | batch | forward ms (median) | p95 | faces/s |\n|---|---:|---:|---:|---:|\n",
     );
     for dev in devices {
-        let mut model = crate::model::weights::load(&args.weights, dev)
+        let model = crate::model::weights::load(&args.weights, dev)
             .with_context(|| format!("loading {}", args.weights.display()))?;
-        model.net.fold_batch_norm();
         for batch in [1i64, 8, 64] {
             let x = tch::Tensor::rand([batch, 1, 64, 64], (tch::Kind::Float, dev));
             let runs = (args.repeats * 100 / batch as usize).max(10);
