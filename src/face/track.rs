@@ -358,7 +358,9 @@ impl FaceTracker {
         }
         let mut faces = self.full_search(img)?;
         self.assign_tracks(&mut faces);
-        self.still = faces.iter().map(|f| self.still_check(img, f)).collect();
+        // Landmarks of a whole-frame search (on the downscaled frame) are coarser than a tracked
+        // crop's: they are not held; the next frame looks again in the crop.
+        self.still = faces.iter().map(|_| None).collect();
         self.since_full = 0;
         self.empty_frames = if faces.is_empty() {
             self.empty_frames.saturating_add(1)
