@@ -69,9 +69,13 @@ fn track_own(own: &OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Optio
     faces.iter().position(|(d, _)| d.track == own.track)
 }
 
-/// The predictions of the frame before, kept for a frame whose faces did not move.
+/// The predictions of the frame before (and the crops they were made on), kept for a frame whose
+/// faces did not move.
 struct HeldPredictions {
     tracks: Vec<u64>,
+    /// The crops the model saw: a held frame shows and records these with the predictions, so a
+    /// recorded session re-scores to what was recorded.
+    aligned: Vec<AlignedFace>,
     predictions: Vec<FacePrediction>,
 }
 
@@ -79,14 +83,17 @@ impl HeldPredictions {
     /// The kept predictions when `faces` are the same tracked faces, every one held still by the
     /// tracker (its region changed less than a pixel's shift would change it since it was last
     /// detected, for at most `TrackConfig::still_max` frames); None: run the model.
-    fn for_frame(&self, faces: &[(DetectedFace, AlignedFace)]) -> Option<Vec<FacePrediction>> {
+    fn for_frame(
+        &self,
+        faces: &[(DetectedFace, AlignedFace)],
+    ) -> Option<(Vec<AlignedFace>, Vec<FacePrediction>)> {
         let same = !faces.is_empty()
             && faces.len() == self.tracks.len()
             && faces
                 .iter()
                 .zip(&self.tracks)
                 .all(|((d, _), &t)| d.held && d.track == t && t != 0);
-        same.then(|| self.predictions.clone())
+        same.then(|| (self.aligned.clone(), self.predictions.clone()))
     }
 }
 
@@ -244,7 +251,7 @@ impl Pipeline {
                     // The last frame's track ids and predictions, for frames whose faces were
                     // all held still.
                     let mut last: Option<HeldPredictions> = None;
-                    for ff in faces_rx.iter() {
+                    for mut ff in faces_rx.iter() {
                         if stop_i.load(Ordering::Relaxed) {
                             break;
                         }
@@ -256,7 +263,12 @@ impl Pipeline {
                         let held = last.as_ref().and_then(|l| l.for_frame(&ff.faces));
                         let model_held = held.is_some();
                         let preds = match held {
-                            Some(p) => p,
+                            Some((aligned, p)) => {
+                                for ((_, a), held) in ff.faces.iter_mut().zip(aligned) {
+                                    *a = held;
+                                }
+                                p
+                            }
                             None => {
                                 let aligned: Vec<_> =
                                     ff.faces.iter().map(|(_, a)| a.clone()).collect();
@@ -276,6 +288,7 @@ impl Pipeline {
                         };
                         last = Some(HeldPredictions {
                             tracks: ff.faces.iter().map(|(d, _)| d.track).collect(),
+                            aligned: ff.faces.iter().map(|(_, a)| a.clone()).collect(),
                             predictions: preds.clone(),
                         });
                         let model_ms = ms_since(t0);
