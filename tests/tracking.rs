@@ -154,7 +154,9 @@ fn bench_reports_every_stage() {
         "| align",
         "| GCNet forward (G + encoder + classifier) | cpu, batch 1",
         "| GCNet forward (G + encoder + classifier) | cpu, batch 4",
-        "| pipeline, tracking (default) | as fast as possible: 30 frames",
+        "| pipeline, tracking, detection and model every frame | as fast as possible: 30 frames",
+        "| pipeline, tracking, still faces held (default) | as fast as possible: 30 frames",
+        "ms CPU per frame, model held on",
         "peak resident memory",
     ] {
         assert!(report.contains(stage), "missing {stage:?} in\n{report}");
