@@ -319,24 +319,22 @@ impl FaceTracker {
             let mut followed: Vec<(DetectedFace, Option<StillCheck>)> =
                 Vec::with_capacity(self.tracked.len());
             let mut lost = false;
-            let checks = std::mem::take(&mut self.still);
-            for (k, last) in self.tracked.iter().enumerate() {
+            let mut checks = std::mem::take(&mut self.still).into_iter();
+            for last in &self.tracked {
                 // Held still: the last landmarks stand, no detector run.
-                if let Some(Some(check)) = checks.get(k) {
-                    if check.reused < self.config.still_max && check.still(img, last) {
-                        self.still_reused += 1;
-                        let check = StillCheck {
-                            thumb: check.thumb.clone(),
-                            threshold: check.threshold,
-                            reused: check.reused + 1,
-                        };
-                        let held = DetectedFace {
-                            held: true,
-                            ..last.clone()
-                        };
-                        followed.push((held, Some(check)));
-                        continue;
-                    }
+                let still = checks
+                    .next()
+                    .flatten()
+                    .filter(|c| c.reused < self.config.still_max && c.still(img, last));
+                if let Some(mut check) = still {
+                    self.still_reused += 1;
+                    check.reused += 1;
+                    let held = DetectedFace {
+                        held: true,
+                        ..last.clone()
+                    };
+                    followed.push((held, Some(check)));
+                    continue;
                 }
                 match self.follow(img, last)? {
                     Some(f) if !followed.iter().any(|(g, _)| iou(&g.bbox, &f.bbox) > 0.5) => {

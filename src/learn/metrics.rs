@@ -7,6 +7,7 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
+use crate::model::losses::ssim;
 use crate::model::{tensor_values, GcNet, IntensityScale};
 
 /// Rows: true class; columns: predicted class (model order).
@@ -249,8 +250,6 @@ pub fn evaluate(
 ) -> Result<Confusion, TchError> {
     confusion_of(&logits(net, data, device, batch), &data.all_labels())
 }
-
-pub use crate::model::losses::ssim;
 
 /// Reference fidelity on held-out identities (expressive faces that have a true neutral), what
 /// the generator does to faces that are neutral already, and the intensity it gives both.

@@ -275,7 +275,7 @@ impl Pipeline {
                                 let own_for = own.as_ref().and_then(|o| {
                                     track_own(o, &ff.faces).map(|i| (i, o.face.clone()))
                                 });
-                                match predictor
+                                let preds = match predictor
                                     .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))
                                 {
                                     Ok(p) => p,
@@ -283,14 +283,16 @@ impl Pipeline {
                                         let _ = err_m.try_send(format!("the model failed: {e}"));
                                         break;
                                     }
-                                }
+                                };
+                                // A held frame leaves `last` as it is: same faces, same result.
+                                last = Some(HeldPredictions {
+                                    tracks: ff.faces.iter().map(|(d, _)| d.track).collect(),
+                                    aligned,
+                                    predictions: preds.clone(),
+                                });
+                                preds
                             }
                         };
-                        last = Some(HeldPredictions {
-                            tracks: ff.faces.iter().map(|(d, _)| d.track).collect(),
-                            aligned: ff.faces.iter().map(|(_, a)| a.clone()).collect(),
-                            predictions: preds.clone(),
-                        });
                         let model_ms = ms_since(t0);
                         let total_ms = ms_since(ff.frame.captured_at);
                         let faces = ff
