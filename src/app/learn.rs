@@ -80,6 +80,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         lambda_ssim: m.lambda_ssim,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
+        repeat: m.repeat.clone(),
         ..TrainConfig::default()
     })
 }
@@ -176,18 +177,24 @@ pub fn run_pack(args: &super::cli::PackArgs) -> Result<()> {
 }
 
 /// The faces of `n` TFEID performers held out (chosen by seed) for validation and reference
-/// grids, and the rest: (held out, rest).
-fn held_out_performers(set: &PreparedSet, n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+/// grids: (their faces, the rest, the performers in ascending order).
+fn held_out_performers(
+    set: &PreparedSet,
+    n: usize,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>, Vec<u32>) {
     let mut subjects: Vec<u32> = set.samples.iter().filter_map(|s| s.subject).collect();
     subjects.sort_unstable();
     subjects.dedup();
     subjects.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     subjects.truncate(n);
-    (0..set.len()).partition(|&i| {
+    let (held, rest) = (0..set.len()).partition(|&i| {
         set.samples[i]
             .subject
             .is_some_and(|s| subjects.contains(&s))
-    })
+    });
+    subjects.sort_unstable();
+    (held, rest, subjects)
 }
 
 type Parts<'a> = Vec<(&'a PreparedSet, Vec<usize>)>;
@@ -200,7 +207,7 @@ fn train_val_parts(sets: &[PreparedSet], holdout: usize, seed: u64) -> (Parts<'_
     for set in sets {
         match set.kind {
             DatasetKind::Tfeid => {
-                let (val, tr) = held_out_performers(set, holdout, seed);
+                let (val, tr, _) = held_out_performers(set, holdout, seed);
                 train_parts.push((set, tr));
                 val_parts.push((set, val));
             }
@@ -448,15 +455,20 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         let report = if let (DatasetKind::Tfeid, Some(n)) = (set.kind, args.held_out) {
             let path = args.weights.clone().unwrap_or_else(default_weights_path);
             let model = crate::model::weights::load(&path, device)?;
-            let (idx, _) = held_out_performers(set, n, cfg.seed);
+            let (idx, _, performers) = held_out_performers(set, n, cfg.seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
             let test_data = TrainData::from_sets(&[(set, idx)]);
             let c = evaluate(&model.net, &test_data, device, 256)?;
             let mut r = DatasetReport::new(
                 set.kind.name(),
                 format!(
-                    "{n} performers held out by `dgcn train` (seed {}), weights {}",
+                    "{n} performers held out by `dgcn train` (seed {}: {}), weights {}",
                     cfg.seed,
+                    performers
+                        .iter()
+                        .map(|p| format!("{p:02}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     path.display()
                 ),
                 c,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::PreparedSet;
+use crate::data::{DatasetKind, PreparedSet};
 use crate::face::FACE_SIZE;
 use crate::labels::NUM_CLASSES;
 
@@ -20,6 +20,8 @@ pub struct TrainData {
     /// For each sample, the pool indices of neutral faces of the same person (may be empty). A
     /// neutral face of a dataset without identities is its own partner (identity for G).
     pub neutral_of: Vec<Vec<usize>>,
+    /// The dataset each sample comes from.
+    pub origin: Vec<DatasetKind>,
 }
 
 /// Vote shares as a distribution, or one-hot on `label` when there are no votes.
@@ -47,8 +49,10 @@ impl TrainData {
         let mut labels = Vec::new();
         let mut targets = Vec::new();
         let mut keys = Vec::new();
+        let mut origin = Vec::new();
         for (set, idx) in parts {
             for &i in idx {
+                origin.push(set.kind);
                 let s = &set.samples[i];
                 buf.extend_from_slice(set.face(i));
                 labels.push(s.label.index() as i64);
@@ -78,7 +82,23 @@ impl TrainData {
             labels,
             targets,
             neutral_of,
+            origin,
         }
+    }
+
+    /// One step-2 epoch's samples: every sample once, and those of a dataset named in `repeat`
+    /// that many times (small posed sets beside a large in-the-wild one), unshuffled.
+    pub fn epoch_order(&self, repeat: &[(DatasetKind, usize)]) -> Vec<usize> {
+        let times = |k: DatasetKind| {
+            repeat
+                .iter()
+                .rev()
+                .find(|(r, _)| *r == k)
+                .map_or(1, |&(_, n)| n)
+        };
+        (0..self.len())
+            .flat_map(|i| std::iter::repeat_n(i, times(self.origin[i])))
+            .collect()
     }
 
     /// Expressive faces with a neutral face of the same person: what teaches G to neutralise.
@@ -90,9 +110,14 @@ impl TrainData {
 
     /// Sum of the targets per class.
     fn class_mass(&self) -> [f64; NUM_CLASSES] {
+        self.class_mass_of(0..self.len())
+    }
+
+    /// Sum of the targets per class over `samples` (a sample counted as often as it occurs).
+    fn class_mass_of(&self, samples: impl IntoIterator<Item = usize>) -> [f64; NUM_CLASSES] {
         let mut mass = [0.0f64; NUM_CLASSES];
-        for t in &self.targets {
-            for (m, &v) in mass.iter_mut().zip(t) {
+        for i in samples {
+            for (m, &v) in mass.iter_mut().zip(&self.targets[i]) {
                 *m += v as f64;
             }
         }
@@ -109,8 +134,13 @@ impl TrainData {
     /// Loss weight per class ∝ (share of the targets)^−`balance`, averaging 1 over the samples;
     /// 1 for a class absent from the data.
     pub fn class_weights(&self, balance: f64) -> [f32; NUM_CLASSES] {
-        let mass = self.class_mass();
-        let n = self.len().max(1) as f64;
+        self.class_weights_over(&(0..self.len()).collect::<Vec<_>>(), balance)
+    }
+
+    /// `class_weights` for the samples an epoch draws (`epoch_order`, repeats counted).
+    pub fn class_weights_over(&self, order: &[usize], balance: f64) -> [f32; NUM_CLASSES] {
+        let mass = self.class_mass_of(order.iter().copied());
+        let n = order.len().max(1) as f64;
         let raw: [f64; NUM_CLASSES] = std::array::from_fn(|c| {
             if mass[c] > 0.0 {
                 (mass[c] / n).powf(-balance)
@@ -192,6 +222,7 @@ mod tests {
                 .collect(),
             targets,
             neutral_of: vec![Vec::new(); 100],
+            origin: vec![DatasetKind::Ferplus; 100],
         };
         let w = data.class_weights(1.0);
         // Fully inverse frequency: each class carries the same total weight.
@@ -206,5 +237,35 @@ mod tests {
         // Half-way: sad weighs 3× neutral (√9).
         let h = data.class_weights(0.5);
         assert!((h[3] / h[0] - 3.0).abs() < 1e-3, "{h:?}");
+    }
+
+    #[test]
+    fn repeated_datasets_appear_that_often_and_weigh_in_the_class_weights() {
+        // 6 FER+ neutral faces, 2 TFEID sad faces.
+        let mut targets = vec![soft_target(0, None); 6];
+        targets.extend(vec![soft_target(3, None); 2]);
+        let mut origin = vec![DatasetKind::Ferplus; 6];
+        origin.extend([DatasetKind::Tfeid; 2]);
+        let data = TrainData {
+            faces: Tensor::zeros([8, 1, 64, 64], (Kind::Uint8, Device::Cpu)),
+            labels: vec![0, 0, 0, 0, 0, 0, 3, 3],
+            targets,
+            neutral_of: vec![Vec::new(); 8],
+            origin,
+        };
+        assert_eq!(data.epoch_order(&[]), (0..8).collect::<Vec<_>>());
+        let order = data.epoch_order(&[(DatasetKind::Tfeid, 3), (DatasetKind::Ckplus48, 5)]);
+        assert_eq!(order.len(), 6 + 2 * 3);
+        assert_eq!(order.iter().filter(|&&i| i == 7).count(), 3);
+        assert_eq!(order.iter().filter(|&&i| i == 0).count(), 1);
+        // Repeated, the 2 sad faces count as 6 of 12: balance 1 gives both classes weight 1.
+        let w = data.class_weights_over(&order, 1.0);
+        assert!(
+            (w[0] - 1.0).abs() < 1e-4 && (w[3] - 1.0).abs() < 1e-4,
+            "{w:?}"
+        );
+        // Once each, sad (2 of 8) weighs 3× neutral.
+        let once = data.class_weights(1.0);
+        assert!((once[3] / once[0] - 3.0).abs() < 1e-3, "{once:?}");
     }
 }

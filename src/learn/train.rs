@@ -65,6 +65,10 @@ pub struct TrainConfig {
     /// as `init` or a fresh network leaves them. `None`: off.
     #[serde(default)]
     pub generator_from: Option<std::path::PathBuf>,
+    /// Step 2 draws the samples of these datasets this many times per epoch (e.g. the posed lab
+    /// sets beside FER+'s 28 k faces); the class weights count the repeats. Empty: once each.
+    #[serde(default)]
+    pub repeat: Vec<(crate::data::DatasetKind, usize)>,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +94,7 @@ impl Default for TrainConfig {
             lambda_ssim: 0.0,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
+            repeat: Vec::new(),
         }
     }
 }
@@ -342,8 +347,11 @@ pub fn train(
         }
         None => None,
     };
+    // Step 2's epoch before shuffling: every sample, the repeated datasets' that often.
+    let step2_order = data.epoch_order(&cfg.repeat);
     let class_weights =
-        Tensor::from_slice(&data.class_weights(cfg.class_balance)).to_device(device);
+        Tensor::from_slice(&data.class_weights_over(&step2_order, cfg.class_balance))
+            .to_device(device);
 
     for step in [1u8, 2] {
         let epochs = if step == 1 {
@@ -392,7 +400,7 @@ pub fn train(
                 }
                 [expressive.clone(), ids, free].concat()
             } else {
-                (0..data.len()).collect()
+                step2_order.clone()
             };
             order.shuffle(&mut rng);
             let m = run_epoch(
