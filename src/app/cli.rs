@@ -189,10 +189,15 @@ pub struct ModelTrainArgs {
     /// generator trained end to end in step 2, no class weights.
     #[arg(long)]
     pub paper: bool,
-    /// Step 2 draws a dataset's faces this many times per epoch, e.g. `tfeid=8,ckplus48=8`: the
-    /// posed lab sets (≈ 2 k faces) beside FER+'s 28 k. The class weights count the repeats.
+    /// Step 2 draws N × a dataset's size from it per epoch, e.g. `tfeid=4,ckplus48=4`: the posed
+    /// lab sets (≈ 2 k faces) beside FER+'s 28 k. The draws are spread evenly over the dataset's
+    /// classes (its own class mix would otherwise become a prior for faces that look like it);
+    /// the class weights count the repeats.
     #[arg(long, value_delimiter = ',', value_parser = parse_repeat)]
     pub repeat: Vec<(DatasetKind, usize)>,
+    /// `--repeat` draws every face of the dataset N times instead (its class mix kept).
+    #[arg(long)]
+    pub repeat_plain: bool,
 }
 
 /// `DATASET=N` of `--repeat`.

@@ -81,6 +81,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
         repeat: m.repeat.clone(),
+        repeat_balanced: !m.repeat_plain,
         ..TrainConfig::default()
     })
 }

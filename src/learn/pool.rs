@@ -86,18 +86,36 @@ impl TrainData {
         }
     }
 
-    /// One step-2 epoch's samples: every sample once, and those of a dataset named in `repeat`
-    /// that many times (small posed sets beside a large in-the-wild one), unshuffled.
-    pub fn epoch_order(&self, repeat: &[(DatasetKind, usize)]) -> Vec<usize> {
-        let times = |k: DatasetKind| {
-            repeat
-                .iter()
-                .rev()
-                .find(|(r, _)| *r == k)
-                .map_or(1, |&(_, n)| n)
-        };
+    /// One step-2 epoch's samples, unshuffled: every sample once, except those of a dataset named
+    /// in `repeat` (small posed sets beside a large in-the-wild one), which the epoch draws
+    /// N × that dataset's size times. `balanced`: those draws are spread evenly over the dataset's
+    /// classes (a class of n faces, of K classes, repeats each face ≈ N·size/(K·n) times, at
+    /// least once), so that a posed set's own class mix (TFEID: 6 % neutral; CK+48: none) does
+    /// not become a prior for faces that look like it; otherwise each face repeats N times.
+    pub fn epoch_order(&self, repeat: &[(DatasetKind, usize)], balanced: bool) -> Vec<usize> {
+        let times_of = |k: DatasetKind| repeat.iter().rev().find(|(r, _)| *r == k).map(|&(_, n)| n);
+        // Faces per (dataset, class).
+        let mut count: HashMap<(DatasetKind, i64), usize> = HashMap::new();
+        let mut size: HashMap<DatasetKind, usize> = HashMap::new();
+        for (i, &k) in self.origin.iter().enumerate() {
+            *count.entry((k, self.labels[i])).or_default() += 1;
+            *size.entry(k).or_default() += 1;
+        }
+        let classes_of = |k: DatasetKind| count.keys().filter(|(d, _)| *d == k).count();
         (0..self.len())
-            .flat_map(|i| std::iter::repeat_n(i, times(self.origin[i])))
+            .flat_map(|i| {
+                let k = self.origin[i];
+                let times = match times_of(k) {
+                    None => 1,
+                    Some(n) if !balanced => n,
+                    Some(n) => {
+                        let per_class = (n * size[&k]) as f64 / classes_of(k) as f64;
+                        let faces = count[&(k, self.labels[i])] as f64;
+                        ((per_class / faces).round() as usize).max(1)
+                    }
+                };
+                std::iter::repeat_n(i, times)
+            })
             .collect()
     }
 
@@ -253,8 +271,11 @@ mod tests {
             neutral_of: vec![Vec::new(); 8],
             origin,
         };
-        assert_eq!(data.epoch_order(&[]), (0..8).collect::<Vec<_>>());
-        let order = data.epoch_order(&[(DatasetKind::Tfeid, 3), (DatasetKind::Ckplus48, 5)]);
+        assert_eq!(data.epoch_order(&[], true), (0..8).collect::<Vec<_>>());
+        let order = data.epoch_order(
+            &[(DatasetKind::Tfeid, 3), (DatasetKind::Ckplus48, 5)],
+            false,
+        );
         assert_eq!(order.len(), 6 + 2 * 3);
         assert_eq!(order.iter().filter(|&&i| i == 7).count(), 3);
         assert_eq!(order.iter().filter(|&&i| i == 0).count(), 1);
@@ -267,5 +288,30 @@ mod tests {
         // Once each, sad (2 of 8) weighs 3× neutral.
         let once = data.class_weights(1.0);
         assert!((once[3] / once[0] - 3.0).abs() < 1e-3, "{once:?}");
+    }
+
+    #[test]
+    fn balanced_repeats_even_out_a_datasets_classes() {
+        // TFEID-like: 2 neutral, 6 happy, 4 sad faces; FER+: 5 neutral faces.
+        let labels: Vec<i64> = [vec![0; 2], vec![1; 6], vec![3; 4], vec![0; 5]].concat();
+        let mut origin = vec![DatasetKind::Tfeid; 12];
+        origin.extend([DatasetKind::Ferplus; 5]);
+        let data = TrainData {
+            faces: Tensor::zeros([17, 1, 64, 64], (Kind::Uint8, Device::Cpu)),
+            targets: labels
+                .iter()
+                .map(|&l| soft_target(l as usize, None))
+                .collect(),
+            labels: labels.clone(),
+            neutral_of: vec![Vec::new(); 17],
+            origin,
+        };
+        // Twice TFEID's 12 faces = 24 draws, 8 per class: neutral ×4, happy ×1 (8/6 rounds to 1),
+        // sad ×2; FER+ once each.
+        let order = data.epoch_order(&[(DatasetKind::Tfeid, 2)], true);
+        let drawn = |i: usize| order.iter().filter(|&&j| j == i).count();
+        assert_eq!((drawn(0), drawn(2), drawn(8), drawn(12)), (4, 1, 2, 1));
+        let per_class = |c: i64| order.iter().filter(|&&i| i < 12 && labels[i] == c).count();
+        assert_eq!((per_class(0), per_class(1), per_class(3)), (8, 6, 8));
     }
 }

@@ -69,6 +69,9 @@ pub struct TrainConfig {
     /// sets beside FER+'s 28 k faces); the class weights count the repeats. Empty: once each.
     #[serde(default)]
     pub repeat: Vec<(crate::data::DatasetKind, usize)>,
+    /// The repeated datasets' draws spread evenly over each one's classes (`TrainData::epoch_order`).
+    #[serde(default)]
+    pub repeat_balanced: bool,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +98,7 @@ impl Default for TrainConfig {
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
             repeat: Vec::new(),
+            repeat_balanced: true,
         }
     }
 }
@@ -348,7 +352,7 @@ pub fn train(
         None => None,
     };
     // Step 2's epoch before shuffling: every sample, the repeated datasets' that often.
-    let step2_order = data.epoch_order(&cfg.repeat);
+    let step2_order = data.epoch_order(&cfg.repeat, cfg.repeat_balanced);
     let class_weights =
         Tensor::from_slice(&data.class_weights_over(&step2_order, cfg.class_balance))
             .to_device(device);
