@@ -198,6 +198,11 @@ pub struct ModelTrainArgs {
     /// `--repeat` draws every face of the dataset N times instead (its class mix kept).
     #[arg(long)]
     pub repeat_plain: bool,
+    /// Step 2 keeps an exponential moving average of the weights (decay per batch, e.g. 0.998),
+    /// validates and writes it after every epoch and ends with it (0: off). A resumed run goes
+    /// on from the averaged checkpoint.
+    #[arg(long, default_value_t = 0.0)]
+    pub ema: f64,
 }
 
 /// `DATASET=N` of `--repeat`.

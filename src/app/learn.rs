@@ -60,6 +60,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.lambda_ssim
     );
     anyhow::ensure!(
+        (0.0..1.0).contains(&m.ema),
+        "--ema {}: expected a decay from 0 (off) to below 1, e.g. 0.998",
+        m.ema
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance
@@ -82,6 +87,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         lambda_tv: m.lambda_tv,
         repeat: m.repeat.clone(),
         repeat_balanced: !m.repeat_plain,
+        ema_decay: m.ema,
         ..TrainConfig::default()
     })
 }

@@ -72,6 +72,10 @@ pub struct TrainConfig {
     /// The repeated datasets' draws spread evenly over each one's classes (`TrainData::epoch_order`).
     #[serde(default)]
     pub repeat_balanced: bool,
+    /// Step 2 keeps an exponential moving average of the network's variables with this decay per
+    /// batch, validates and writes it at the end of every epoch, and ends with it; 0: off.
+    #[serde(default)]
+    pub ema_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -99,6 +103,7 @@ impl Default for TrainConfig {
             lambda_tv: 0.0,
             repeat: Vec::new(),
             repeat_balanced: true,
+            ema_decay: 0.0,
         }
     }
 }
@@ -267,6 +272,49 @@ fn copy_generator(
     Ok(())
 }
 
+/// An exponential moving average of a network's floating-point variables (weights and batch-norm
+/// statistics), updated after every optimiser step: the average of the last ≈ 1/(1 − decay)
+/// batches, less noisy than the weights of any one batch.
+struct WeightAverage {
+    decay: f64,
+    /// (the live variable, its average).
+    pairs: Vec<(Tensor, Tensor)>,
+}
+
+impl WeightAverage {
+    fn new(vs: &nn::VarStore, decay: f64) -> WeightAverage {
+        let pairs = vs
+            .variables()
+            .into_values()
+            .filter(|v| v.is_floating_point())
+            .map(|v| {
+                let average = v.detach().copy();
+                (v, average)
+            })
+            .collect();
+        WeightAverage { decay, pairs }
+    }
+
+    fn update(&mut self) {
+        tch::no_grad(|| {
+            for (live, average) in &mut self.pairs {
+                let _ = average.lerp_(live, 1.0 - self.decay);
+            }
+        });
+    }
+
+    /// Exchanges the live variables and their averages (the network then holds the average).
+    fn swap(&mut self) {
+        tch::no_grad(|| {
+            for (live, average) in &mut self.pairs {
+                let held = live.copy();
+                live.copy_(average);
+                average.copy_(&held);
+            }
+        });
+    }
+}
+
 fn progress_bar(len: u64, label: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if let Ok(style) =
@@ -376,6 +424,8 @@ pub fn train(
         // step 1 would otherwise keep moving it).
         let mut opt = nn::Adam::default().build(&vs, cfg.lr)?;
         let hold_generator = step == 2 && !cfg.generator_in_step2;
+        let mut average = (step == 2 && cfg.ema_decay > 0.0 && epochs > 0)
+            .then(|| WeightAverage::new(&vs, cfg.ema_decay));
         for epoch in 1..=epochs {
             if (step, epoch) <= start {
                 continue;
@@ -416,8 +466,14 @@ pub fn train(
                 (step, epoch),
                 &class_weights,
                 guide.as_ref().map(|g| &g.net),
+                average.as_mut(),
                 &mut rng,
             )?;
+            // Validate, write and (after the last epoch) keep the average; train on from the
+            // live weights.
+            if let Some(a) = average.as_mut() {
+                a.swap();
+            }
             let (val_acc, val_mean_recall) = match (step, val) {
                 (2, Some(v)) if !v.is_empty() => {
                     let c = evaluate(&net, v, device, 256)?;
@@ -446,6 +502,11 @@ pub fn train(
                 }
             }
             history.push(m);
+            if epoch < epochs {
+                if let Some(a) = average.as_mut() {
+                    a.swap();
+                }
+            }
         }
     }
     Ok(Trained { vs, net, history })
@@ -510,6 +571,7 @@ fn run_epoch(
     (step, epoch): (u8, usize),
     class_weights: &Tensor,
     guide: Option<&GcNet>,
+    mut average: Option<&mut WeightAverage>,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<EpochMetrics> {
     let t0 = std::time::Instant::now();
@@ -617,6 +679,9 @@ fn run_epoch(
             )
         };
         opt.backward_step(&loss);
+        if let Some(a) = average.as_deref_mut() {
+            a.update();
+        }
         let n = idx.len() as f64;
         let row = Tensor::stack(
             &[
@@ -766,6 +831,22 @@ pub fn tensor_to_luma(t: &Tensor) -> Result<image::GrayImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_average_follows_the_weights_and_swaps_them() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut w = vs.root().zeros("w", &[3]);
+        let mut avg = WeightAverage::new(&vs, 0.5);
+        // Weights 4 then 8: the average moves half-way each time, 0 → 2 → 5.
+        for value in [4.0, 8.0] {
+            tch::no_grad(|| w.fill_(value));
+            avg.update();
+        }
+        avg.swap();
+        assert_eq!(Vec::<f32>::try_from(&w).expect("floats"), vec![5.0; 3]);
+        avg.swap();
+        assert_eq!(Vec::<f32>::try_from(&w).expect("floats"), vec![8.0; 3]);
+    }
 
     #[test]
     fn degradation_blurs_and_keeps_range_and_augmentation_keeps_pairs_aligned() {
