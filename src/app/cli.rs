@@ -203,6 +203,10 @@ pub struct ModelTrainArgs {
     /// on from the averaged checkpoint.
     #[arg(long, default_value_t = 0.0)]
     pub ema: f64,
+    /// With --init: start from those weights with the contrastive encoder twice as wide (every
+    /// channel copied, the function unchanged), to train on with more capacity.
+    #[arg(long)]
+    pub widen_encoder: bool,
 }
 
 /// `DATASET=N` of `--repeat`.
@@ -402,6 +406,11 @@ pub struct LiveArgs {
     /// running the detector or the model (0: both run on every frame).
     #[arg(long, default_value_t = crate::face::TrackConfig::default().still_max)]
     pub hold_still: u32,
+    /// A tracked face is searched for in a crop twice its box's size, scaled to this many pixels
+    /// a side (the detector's cost grows with its square; 64 to 640).
+    #[arg(long, default_value_t = crate::face::TrackConfig::default().roi_side_px,
+          value_parser = clap::value_parser!(u32).range(64..=640))]
+    pub track_crop: u32,
     /// Run the pipeline without a window and write one JSON line per frame.
     #[arg(long)]
     pub headless: bool,

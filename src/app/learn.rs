@@ -45,6 +45,9 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
             use_reconstruction: model.use_reconstruction,
             ..side.model
         };
+        if m.widen_encoder {
+            model.encoder_width = Some(2.0 * side.model.encoder_width.unwrap_or(side.model.width));
+        }
         tracing::info!(init = %path.display(), ?model, "model variant taken from the initial weights");
     }
     model
@@ -88,6 +91,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         repeat: m.repeat.clone(),
         repeat_balanced: !m.repeat_plain,
         ema_decay: m.ema,
+        widen_encoder: m.widen_encoder,
         ..TrainConfig::default()
     })
 }

@@ -25,6 +25,7 @@ pub fn live_setup(args: &LiveArgs) -> LiveSetup {
             full_every: args.detect_every.max(1),
             full_max_side_px: args.detect_max_side,
             still_max: args.hold_still,
+            roi_side_px: args.track_crop,
             ..TrackConfig::default()
         },
     }

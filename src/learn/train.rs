@@ -76,6 +76,10 @@ pub struct TrainConfig {
     /// batch, validates and writes it at the end of every epoch, and ends with it; 0: off.
     #[serde(default)]
     pub ema_decay: f64,
+    /// `init`'s contrastive encoder has half this network's channels: start from it widened
+    /// without changing what it computes (`model::widen`).
+    #[serde(default)]
+    pub widen_encoder: bool,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +108,7 @@ impl Default for TrainConfig {
             repeat: Vec::new(),
             repeat_balanced: true,
             ema_decay: 0.0,
+            widen_encoder: false,
         }
     }
 }
@@ -347,18 +352,29 @@ pub fn train(
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut vs = nn::VarStore::new(device);
     let net = GcNet::new(&vs.root(), cfg.model);
-    if let Some(path) = init {
-        // The reconstruction decoder may be absent on either side; everything else must match.
-        let missing = vs
-            .load_partial(path)
-            .with_context(|| format!("starting from {}", path.display()))?;
-        let missing: Vec<&String> = missing.iter().filter(|k| !k.starts_with("recon")).collect();
-        anyhow::ensure!(
-            missing.is_empty(),
-            "{}: not the same model variant (missing {:?})",
-            path.display(),
-            missing
-        );
+    match init {
+        Some(path) if cfg.widen_encoder => {
+            let source = crate::model::weights::load(path, device)
+                .with_context(|| format!("loading the network to widen, {}", path.display()))?;
+            crate::model::widen::widen_encoder(&source.vs, &source.net.config, &mut vs, &cfg.model)
+                .with_context(|| format!("widening the encoder of {}", path.display()))?;
+            tracing::info!(from = %path.display(), channels = ?cfg.model.encoder_channels(), "encoder widened");
+        }
+        Some(path) => {
+            // The reconstruction decoder may be absent on either side; everything else must match.
+            let missing = vs
+                .load_partial(path)
+                .with_context(|| format!("starting from {}", path.display()))?;
+            let missing: Vec<&String> =
+                missing.iter().filter(|k| !k.starts_with("recon")).collect();
+            anyhow::ensure!(
+                missing.is_empty(),
+                "{}: not the same model variant (missing {:?})",
+                path.display(),
+                missing
+            );
+        }
+        None => anyhow::ensure!(!cfg.widen_encoder, "widening the encoder needs --init"),
     }
     if let Some(path) = &cfg.generator_from {
         copy_generator(&mut vs, path, &cfg.model, device)?;

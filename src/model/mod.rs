@@ -8,6 +8,7 @@
 pub mod blocks;
 pub mod losses;
 pub mod weights;
+pub mod widen;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
