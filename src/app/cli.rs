@@ -207,6 +207,10 @@ pub struct ModelTrainArgs {
     /// channel copied, the function unchanged), to train on with more capacity.
     #[arg(long)]
     pub widen_encoder: bool,
+    /// End with the step-2 epoch that scored best on the validation data instead of the last
+    /// (its epoch is logged; a resumed run only compares the epochs it ran).
+    #[arg(long)]
+    pub keep_best: bool,
 }
 
 /// `DATASET=N` of `--repeat`.

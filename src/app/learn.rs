@@ -92,6 +92,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         repeat_balanced: !m.repeat_plain,
         ema_decay: m.ema,
         widen_encoder: m.widen_encoder,
+        keep_best: m.keep_best,
         ..TrainConfig::default()
     })
 }

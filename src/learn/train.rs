@@ -80,6 +80,9 @@ pub struct TrainConfig {
     /// without changing what it computes (`model::widen`).
     #[serde(default)]
     pub widen_encoder: bool,
+    /// End step 2 with the epoch that scored best on the validation data (not the last one).
+    #[serde(default)]
+    pub keep_best: bool,
 }
 
 impl Default for TrainConfig {
@@ -109,6 +112,7 @@ impl Default for TrainConfig {
             repeat_balanced: true,
             ema_decay: 0.0,
             widen_encoder: false,
+            keep_best: false,
         }
     }
 }
@@ -397,6 +401,8 @@ pub fn train(
         }
     }
     let mut history = Vec::new();
+    // With `keep_best`: step 2's best validation accuracy, its epoch and its variables.
+    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
     let expressive = data.expressive_pairs();
     // Every neutral face is its own target (G(n) = n): TFEID's and, in the wild, FER+'s.
     let identities: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
@@ -517,6 +523,17 @@ pub fn train(
                     )?;
                 }
             }
+            if let (true, Some(acc)) = (cfg.keep_best, m.val_acc) {
+                if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+                    let copy = tch::no_grad(|| {
+                        vs.variables()
+                            .into_iter()
+                            .map(|(name, v)| (name, v.copy()))
+                            .collect::<Vec<_>>()
+                    });
+                    best = Some((acc, epoch, copy));
+                }
+            }
             history.push(m);
             if epoch < epochs {
                 if let Some(a) = average.as_mut() {
@@ -524,6 +541,21 @@ pub fn train(
                 }
             }
         }
+    }
+    if let Some((acc, epoch, copy)) = best {
+        let mut live = vs.variables();
+        tch::no_grad(|| {
+            for (name, value) in &copy {
+                if let Some(v) = live.get_mut(name) {
+                    v.copy_(value);
+                }
+            }
+        });
+        tracing::info!(
+            epoch,
+            val_acc = acc,
+            "ended with the best epoch on validation"
+        );
     }
     Ok(Trained { vs, net, history })
 }
