@@ -181,7 +181,8 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
             ),
             (
                 format!(
-                    "tracked: 192 px crops, whole frame every {}, a detection every frame",
+                    "tracked: {} px crops, whole frame every {}, a detection every frame",
+                    TrackConfig::default().roi_side_px,
                     TrackConfig::default().full_every
                 ),
                 TrackConfig {
@@ -195,6 +196,13 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
                     TrackConfig::default().still_max
                 ),
                 TrackConfig::default(),
+            ),
+            (
+                "as the default, 128 px crops (`--track-crop 128`)".to_string(),
+                TrackConfig {
+                    roi_side_px: 128,
+                    ..TrackConfig::default()
+                },
             ),
         ] {
             let mut tracker = FaceTracker::new(make()?, track);
