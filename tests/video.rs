@@ -87,12 +87,13 @@ fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
         neutral.len()
     );
     assert!(stable.len() >= 100, "{} stable frames", stable.len());
-    // Measured with the shipped weights: 67.3 % with tracking (2026-11-29; the weights before: 62.0 %,
-    // the paper-layout weights 70.0 %; 66.7 % searching every whole
-    // frame (neutral and surprise right, the other expressions mostly taken for neutral or
-    // surprise). The issue aims at 90 %; this bound guards against regressions of the pipeline
-    // (decoding, detection, tracking, alignment, model wiring).
-    assert!(agreement >= 0.6, "agreement {agreement:.3}");
+    // Measured with the shipped weights (2026-11-29, 19c42d48…): 72.7 % with tracking and the
+    // still-face hold, 71.3 % without the hold (the weights before: 66.7 / 67.3 %, the
+    // paper-layout weights 70.0 %): neutral, happy and most surprise frames right, the other
+    // expressions taken for neutral, sad or surprise. The issue aims at 90 %; this bound guards
+    // against regressions of the pipeline (decoding, detection, tracking, alignment, model
+    // wiring) and of the weights, with a few frames of margin for the hold.
+    assert!(agreement >= 0.66, "agreement {agreement:.3}");
 }
 
 #[test]
