@@ -281,6 +281,13 @@ fn copy_generator(
     Ok(())
 }
 
+/// The step-2 epoch that scored best on validation so far, with a copy of its variables.
+struct BestEpoch {
+    val_acc: f64,
+    epoch: usize,
+    variables: Vec<(String, Tensor)>,
+}
+
 /// An exponential moving average of a network's floating-point variables (weights and batch-norm
 /// statistics), updated after every optimiser step: the average of the last ≈ 1/(1 − decay)
 /// batches, less noisy than the weights of any one batch.
@@ -401,8 +408,8 @@ pub fn train(
         }
     }
     let mut history = Vec::new();
-    // With `keep_best`: step 2's best validation accuracy, its epoch and its variables.
-    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    // With `keep_best`: step 2's best epoch on validation so far.
+    let mut best: Option<BestEpoch> = None;
     let expressive = data.expressive_pairs();
     // Every neutral face is its own target (G(n) = n): TFEID's and, in the wild, FER+'s.
     let identities: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
@@ -524,14 +531,18 @@ pub fn train(
                 }
             }
             if let (true, Some(acc)) = (cfg.keep_best, m.val_acc) {
-                if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+                if best.as_ref().is_none_or(|b| acc > b.val_acc) {
                     let copy = tch::no_grad(|| {
                         vs.variables()
                             .into_iter()
                             .map(|(name, v)| (name, v.copy()))
                             .collect::<Vec<_>>()
                     });
-                    best = Some((acc, epoch, copy));
+                    best = Some(BestEpoch {
+                        val_acc: acc,
+                        epoch,
+                        variables: copy,
+                    });
                 }
             }
             history.push(m);
@@ -542,10 +553,15 @@ pub fn train(
             }
         }
     }
-    if let Some((acc, epoch, copy)) = best {
+    if let Some(BestEpoch {
+        val_acc: acc,
+        epoch,
+        variables,
+    }) = best
+    {
         let mut live = vs.variables();
         tch::no_grad(|| {
-            for (name, value) in &copy {
+            for (name, value) in &variables {
                 if let Some(v) = live.get_mut(name) {
                     v.copy_(value);
                 }
@@ -887,7 +903,7 @@ mod tests {
         let mut avg = WeightAverage::new(&vs, 0.5);
         // Weights 4 then 8: the average moves half-way each time, 0 → 2 → 5.
         for value in [4.0, 8.0] {
-            tch::no_grad(|| w.fill_(value));
+            let _ = tch::no_grad(|| w.fill_(value));
             avg.update();
         }
         avg.swap();
