@@ -310,11 +310,16 @@ fn neutrality_guide_teaches_the_generator_and_stays_frozen() {
 }
 
 /// `--keep-best` ends with the step-2 epoch that scored best on validation, `--ema` validates the
-/// averaged weights, and `--repeat` trains on the repeated set: on real faces, with a
-/// validation set of other TFEID performers.
+/// averaged weights, and `--repeat` trains on the repeated set: a short fine-tune of the shipped
+/// weights on real faces, validated on four TFEID performers.
 #[test]
 fn keep_best_ends_with_the_best_validated_epoch_of_an_averaged_run() {
     tch::set_num_threads(2);
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors");
+    let model = dgcn::model::weights::read_sidecar(&shipped)
+        .expect("shipped sidecar")
+        .model;
     let tfeid = util::prepared(DatasetKind::Tfeid);
     let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(15);
     let (val_idx, train_idx): (Vec<usize>, Vec<usize>) =
@@ -323,19 +328,29 @@ fn keep_best_ends_with_the_best_validated_epoch_of_an_averaged_run() {
     let data = TrainData::from_sets(&[(&tfeid, train_idx), (&ck, (0..ck.len()).collect())]);
     let val = TrainData::from_sets(&[(&tfeid, val_idx)]);
     let cfg = TrainConfig {
-        model: small_shipped_variant(),
+        model,
         gen_epochs: 0,
-        epochs: 5,
+        epochs: 4,
         batch_size: 32,
-        lr: 3e-3,
+        lr: 1e-3,
         ema_decay: 0.9,
         keep_best: true,
+        generator_in_step2: false,
         repeat: vec![(DatasetKind::Ckplus48, 2)],
         ..TrainConfig::default()
     };
-    let trained = train(&data, Some(&val), &cfg, Device::Cpu, None, false, None).expect("trains");
+    let trained = train(
+        &data,
+        Some(&val),
+        &cfg,
+        Device::Cpu,
+        None,
+        false,
+        Some(shipped.as_path()),
+    )
+    .expect("trains");
     let accs: Vec<f64> = trained.history.iter().filter_map(|m| m.val_acc).collect();
-    assert_eq!(accs.len(), 5);
+    assert_eq!(accs.len(), 4);
     let best = accs.iter().cloned().fold(f64::MIN, f64::max);
     let now = dgcn::learn::metrics::evaluate(&trained.net, &val, Device::Cpu, 256)
         .expect("evaluates")
@@ -344,8 +359,7 @@ fn keep_best_ends_with_the_best_validated_epoch_of_an_averaged_run() {
         (now - best).abs() < 1e-9,
         "ended at {now}, epochs scored {accs:?}"
     );
-    assert!(
-        best > 0.2,
-        "validation accuracy {best} should beat chance (1/7)"
-    );
+    // A fine-tune of trained weights, not a network at chance (1/7).
+    eprintln!("validation accuracy per epoch {accs:?}");
+    assert!(best > 0.3, "validation accuracy {best}");
 }
