@@ -94,28 +94,29 @@ impl TrainData {
     /// not become a prior for faces that look like it; otherwise each face repeats N times.
     pub fn epoch_order(&self, repeat: &[(DatasetKind, usize)], balanced: bool) -> Vec<usize> {
         let times_of = |k: DatasetKind| repeat.iter().rev().find(|(r, _)| *r == k).map(|&(_, n)| n);
-        // Faces per (dataset, class).
+        // Faces per (dataset, class), then how often each face of that (dataset, class) is drawn.
         let mut count: HashMap<(DatasetKind, i64), usize> = HashMap::new();
-        let mut size: HashMap<DatasetKind, usize> = HashMap::new();
-        for (i, &k) in self.origin.iter().enumerate() {
-            *count.entry((k, self.labels[i])).or_default() += 1;
-            *size.entry(k).or_default() += 1;
+        for (&k, &label) in self.origin.iter().zip(&self.labels) {
+            *count.entry((k, label)).or_default() += 1;
         }
-        let classes_of = |k: DatasetKind| count.keys().filter(|(d, _)| *d == k).count();
-        (0..self.len())
-            .flat_map(|i| {
-                let k = self.origin[i];
-                let times = match times_of(k) {
+        let times: HashMap<(DatasetKind, i64), usize> = count
+            .iter()
+            .map(|(&(k, label), &faces)| {
+                let t = match times_of(k) {
                     None => 1,
                     Some(n) if !balanced => n,
                     Some(n) => {
-                        let per_class = (n * size[&k]) as f64 / classes_of(k) as f64;
-                        let faces = count[&(k, self.labels[i])] as f64;
-                        ((per_class / faces).round() as usize).max(1)
+                        let of_set = count.iter().filter(|((d, _), _)| *d == k);
+                        let (classes, size) = of_set.fold((0, 0), |(c, s), (_, &f)| (c + 1, s + f));
+                        let per_class = (n * size) as f64 / classes as f64;
+                        ((per_class / faces as f64).round() as usize).max(1)
                     }
                 };
-                std::iter::repeat_n(i, times)
+                ((k, label), t)
             })
+            .collect();
+        (0..self.len())
+            .flat_map(|i| std::iter::repeat_n(i, times[&(self.origin[i], self.labels[i])]))
             .collect()
     }
 
