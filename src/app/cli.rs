@@ -152,6 +152,12 @@ pub struct ModelTrainArgs {
     /// Turn off augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// Step 2 without the camera degradations (blur, sensor noise) of the classifier's queries.
+    #[arg(long)]
+    pub no_degrade: bool,
+    /// Dropout probability on the classifier's hidden layer in step 2.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
     /// What the classifier sees: the paper's contrastive representation alone (`contrast`) or
     /// the query's embedding beside it (`query-and-contrast`).
     #[arg(long, value_enum, default_value = "query-and-contrast")]

@@ -68,6 +68,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.ema
     );
     anyhow::ensure!(
+        (0.0..1.0).contains(&m.dropout),
+        "--dropout {}: expected a probability from 0 to below 1",
+        m.dropout
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance
@@ -93,6 +98,8 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         ema_decay: m.ema,
         widen_encoder: m.widen_encoder,
         keep_best: m.keep_best,
+        dropout: m.dropout,
+        degrade: !m.no_degrade,
         ..TrainConfig::default()
     })
 }

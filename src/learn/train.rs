@@ -83,6 +83,20 @@ pub struct TrainConfig {
     /// End step 2 with the epoch that scored best on the validation data (not the last one).
     #[serde(default)]
     pub keep_best: bool,
+    /// Dropout probability on the classifier's hidden layer in step 2.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// Blur and sensor noise on half the classifier's queries each in step 2 (`degrade`).
+    #[serde(default = "default_true")]
+    pub degrade: bool,
+}
+
+fn default_dropout() -> f64 {
+    0.5
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for TrainConfig {
@@ -113,6 +127,8 @@ impl Default for TrainConfig {
             ema_decay: 0.0,
             widen_encoder: false,
             keep_best: false,
+            dropout: 0.5,
+            degrade: true,
         }
     }
 }
@@ -362,7 +378,8 @@ pub fn train(
     tch::manual_seed(cfg.seed as i64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let mut vs = nn::VarStore::new(device);
-    let net = GcNet::new(&vs.root(), cfg.model);
+    let mut net = GcNet::new(&vs.root(), cfg.model);
+    net.classifier.dropout = cfg.dropout;
     match init {
         Some(path) if cfg.widen_encoder => {
             let source = crate::model::weights::load(path, device)
@@ -610,7 +627,7 @@ pub fn training_batch(
     let mut neutral = data.batch(&partner, device);
     if cfg.augment {
         (query, neutral) = augment(&query, &neutral, rng);
-        if step == 2 {
+        if step == 2 && cfg.degrade {
             query = degrade(&query, rng);
         }
     }
@@ -910,6 +927,56 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(&w).expect("floats"), vec![5.0; 3]);
         avg.swap();
         assert_eq!(Vec::<f32>::try_from(&w).expect("floats"), vec![8.0; 3]);
+    }
+
+    #[test]
+    fn step_two_degrades_queries_only_when_asked_and_dropout_follows_the_config() {
+        // Four checkerboard faces (stored as bytes 0/255).
+        let board: Vec<u8> = (0..64 * 64)
+            .map(|i| if (i % 64 + i / 64) % 2 == 0 { 0 } else { 255 })
+            .collect();
+        let data = TrainData {
+            faces: Tensor::from_slice(&board)
+                .view([1, 1, 64, 64])
+                .repeat([4, 1, 1, 1]),
+            labels: vec![1; 4],
+            targets: vec![[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]; 4],
+            neutral_of: vec![Vec::new(); 4],
+            origin: vec![crate::data::DatasetKind::Ferplus; 4],
+        };
+        let contrast = |t: &Tensor| t.std(false).double_value(&[]);
+        // The same seed draws the same warps and lighting; with degradation on, the blur that
+        // follows lowers the checkerboards' contrast, and nothing else differs.
+        let with = |degrade: bool| {
+            let cfg = TrainConfig {
+                degrade,
+                ..TrainConfig::default()
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            training_batch(&data, &[0, 1, 2, 3], &cfg, 2, Device::Cpu, &mut rng).0
+        };
+        let (degraded, clean) = (with(true), with(false));
+        assert!(
+            contrast(&degraded) < contrast(&clean) * 0.95,
+            "{} vs {}",
+            contrast(&degraded),
+            contrast(&clean)
+        );
+        assert!((with(false) - &clean).abs().max().double_value(&[]) < 1e-6);
+
+        // Dropout: 0 leaves training forward passes deterministic, 0.5 does not.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cls = crate::model::Classifier::new(&vs.root(), 16, 32, 8);
+        let x = Tensor::ones([2, 16], (Kind::Float, Device::Cpu));
+        let differ = |c: &crate::model::Classifier| {
+            (c.forward_t(&x, true) - c.forward_t(&x, true))
+                .abs()
+                .max()
+                .double_value(&[])
+        };
+        assert!(differ(&cls) > 0.0);
+        cls.dropout = 0.0;
+        assert_eq!(differ(&cls), 0.0);
     }
 
     #[test]

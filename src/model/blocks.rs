@@ -273,6 +273,8 @@ impl ReconstructionDecoder {
 pub struct Classifier {
     fc1: nn::Linear,
     fc2: nn::Linear,
+    /// Dropout probability on the hidden layer while training (0.5 unless training sets it).
+    pub dropout: f64,
 }
 
 impl Classifier {
@@ -280,13 +282,14 @@ impl Classifier {
         Classifier {
             fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
             fc2: nn::linear(p / "fc2", hidden, classes, Default::default()),
+            dropout: 0.5,
         }
     }
 
     pub fn forward_t(&self, rep: &Tensor, train: bool) -> Tensor {
         rep.apply(&self.fc1)
             .relu()
-            .dropout(0.5, train)
+            .dropout(self.dropout, train)
             .apply(&self.fc2)
     }
 }
