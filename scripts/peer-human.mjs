@@ -71,8 +71,6 @@ const human = new Human({
   filter: { enabled: false },
 });
 
-const names = { angry: 'angry', disgust: 'disgust', fear: 'fear', happy: 'happy', sad: 'sad', surprise: 'surprise', neutral: 'neutral' };
-
 async function main() {
   await human.load();
   const data = fs.readFileSync(rgbPath);
@@ -95,7 +93,7 @@ async function main() {
     human.tf.dispose(t);
     const face = res.face && res.face[0];
     const top = face && face.emotion && face.emotion[0];
-    labels.push(top ? names[top.emotion] ?? top.emotion : null);
+    labels.push(top ? top.emotion : null); // Human's labels are the clip's names
   }
   const sorted = [...times].sort((a, b) => a - b);
   const result = {
