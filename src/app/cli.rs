@@ -156,7 +156,7 @@ pub struct ModelTrainArgs {
     #[arg(long)]
     pub no_degrade: bool,
     /// Dropout probability on the classifier's hidden layer in step 2.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = crate::model::DEFAULT_DROPOUT)]
     pub dropout: f64,
     /// What the classifier sees: the paper's contrastive representation alone (`contrast`) or
     /// the query's embedding beside it (`query-and-contrast`).

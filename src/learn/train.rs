@@ -92,7 +92,7 @@ pub struct TrainConfig {
 }
 
 fn default_dropout() -> f64 {
-    0.5
+    crate::model::DEFAULT_DROPOUT
 }
 
 fn default_true() -> bool {
@@ -127,7 +127,7 @@ impl Default for TrainConfig {
             ema_decay: 0.0,
             widen_encoder: false,
             keep_best: false,
-            dropout: 0.5,
+            dropout: default_dropout(),
             degrade: true,
         }
     }

@@ -269,11 +269,14 @@ impl ReconstructionDecoder {
     }
 }
 
+/// The classifier's dropout on its hidden layer unless training asks for another (`--dropout`).
+pub const DEFAULT_DROPOUT: f64 = 0.5;
+
 /// Two fully connected layers on the contrastive representation (L_Cls).
 pub struct Classifier {
     fc1: nn::Linear,
     fc2: nn::Linear,
-    /// Dropout probability on the hidden layer while training (0.5 unless training sets it).
+    /// Dropout probability on the hidden layer while training.
     pub dropout: f64,
 }
 
@@ -282,7 +285,7 @@ impl Classifier {
         Classifier {
             fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
             fc2: nn::linear(p / "fc2", hidden, classes, Default::default()),
-            dropout: 0.5,
+            dropout: DEFAULT_DROPOUT,
         }
     }
 

@@ -13,7 +13,10 @@ pub mod widen;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-pub use blocks::{Classifier, ContrastiveEncoder, EncoderLayout, Generator, ReconstructionDecoder};
+pub use blocks::{
+    Classifier, ContrastiveEncoder, EncoderLayout, Generator, ReconstructionDecoder,
+    DEFAULT_DROPOUT,
+};
 
 use crate::labels::NUM_CLASSES;
 
