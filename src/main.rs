@@ -3,6 +3,7 @@ use clap::Parser;
 use dgcn::app::cli::Cli;
 
 fn main() {
+    let heap = dgcn::runtime::keep_tensor_buffers_in_heap();
     let mut cli = Cli::parse();
     if cli.command.is_none() {
         cli = Cli::parse_from(["dgcn", "live"]);
@@ -13,6 +14,11 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if !heap {
+        tracing::warn!(
+            "the allocator kept its default thresholds: tensors may be slower to allocate"
+        );
+    }
     let Some(command) = cli.command else {
         return;
     };

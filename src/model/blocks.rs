@@ -41,7 +41,10 @@ impl ConvStage {
         train: bool,
         indices: bool,
     ) -> (Tensor, Option<Tensor>, Tensor) {
-        let mut y = self.bn.forward_t(&x.apply(&self.conv), train).relu();
+        let mut y = self
+            .bn
+            .forward_t(&channels_last(&x.apply(&self.conv)), train)
+            .relu();
         for (conv, bn) in &self.extra {
             y = bn.forward_t(&y.apply(conv), train).relu();
         }
@@ -52,6 +55,15 @@ impl ConvStage {
             (y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false), None, y)
         }
     }
+}
+
+/// The same tensor (N×C×H×W) stored channels-last. Convolutions keep the layout of their input,
+/// and libtorch's max pooling (with or without indices) is 4–10× faster on it than on the default
+/// layout (measured at batch 1–64, 16–32 channels); a single-channel input face cannot carry
+/// the layout, so the first stage's output is converted once and everything after follows.
+/// Values and shapes are unchanged (a no-op on a tensor already stored so).
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// How one encoder is built.
@@ -294,5 +306,69 @@ impl Classifier {
             .relu()
             .dropout(self.dropout, train)
             .apply(&self.fc2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn channels_last_keeps_values_and_pooling_indices() {
+        let x = Tensor::randn([3, 16, 64, 64], (Kind::Float, Device::Cpu)).relu();
+        let cl = channels_last(&x);
+        assert_eq!(cl.size(), x.size());
+        assert_eq!(
+            cl.stride(),
+            [16 * 64 * 64, 1, 64 * 16, 16],
+            "stored channels-last"
+        );
+        assert!(cl.equal(&x));
+        assert_eq!(channels_last(&cl).stride(), cl.stride());
+        // The generator unpools with the indices of its poolings: they must not depend on the
+        // layout, nor must the unpooled map.
+        let (p, i) = x.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let (p_cl, i_cl) = cl.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+        assert!(p.equal(&p_cl) && i.equal(&i_cl));
+        assert!(p
+            .max_unpool2d(&i, [64, 64])
+            .equal(&p_cl.max_unpool2d(&i_cl, [64, 64])));
+    }
+
+    #[test]
+    fn encoder_output_does_not_depend_on_the_layout_it_ran_in() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layout = EncoderLayout {
+            channels: [16, 32, 48],
+            convs_per_stage: 2,
+            standardize: true,
+        };
+        let enc = Encoder::new(&vs.root(), layout, true);
+        let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
+        let (feat, idx, before) = tch::no_grad(|| enc.forward_t(&x, false));
+        for map in &before {
+            assert_eq!(map.stride()[1], 1, "every stage runs channels-last");
+        }
+        // The same stages run by hand on the default layout.
+        let mut h = standardize(&x);
+        let mut idx_ref = Vec::new();
+        for s in &enc.stages {
+            let mut y = s.bn.forward_t(&h.apply(&s.conv), false).relu();
+            for (conv, bn) in &s.extra {
+                y = bn.forward_t(&y.apply(conv), false).relu().contiguous();
+            }
+            let (p, i) =
+                y.contiguous()
+                    .max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
+            h = p;
+            idx_ref.push(i);
+        }
+        let h = tch::no_grad(|| h);
+        let diff = (&feat - &h).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "feature maps differ by {diff}");
+        for (a, b) in idx.iter().zip(&idx_ref) {
+            assert!(a.equal(b));
+        }
     }
 }
