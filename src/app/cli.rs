@@ -331,6 +331,11 @@ pub struct EvalArgs {
     /// Run only the first N folds (quick checks; the report says so).
     #[arg(long)]
     pub only_folds: Option<usize>,
+    /// Start at fold F (1-based), e.g. to finish a cross-validation whose first folds ran
+    /// before: the folds and each fold's training are the same (same --seed); the report says
+    /// which folds ran.
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_fold: Option<u64>,
     /// The split fer2013/ferplus are scored on: `valid` (FER+ only) is for choosing weights,
     /// `test` for reporting.
     #[arg(long, value_enum, default_value = "test")]

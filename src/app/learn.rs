@@ -539,13 +539,19 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             } else {
                 let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
                 let cv = crate::learn::crossval::CrossValidation {
-                    folds: (args.folds, args.only_folds),
+                    folds: args.folds,
+                    run: fold_range(args.folds, args.from_fold, args.only_folds)?,
                     init,
                     judge,
                 };
                 let mut r = cross_validate(set, &extra_refs, &cfg, device, &cv)?;
-                if let Some(n) = args.only_folds.filter(|n| *n < args.folds) {
-                    r.protocol += &format!(" (only the first {n} folds run)");
+                if cv.run != (0..args.folds) {
+                    r.protocol += &format!(
+                        " (only folds {}–{} of {} run)",
+                        cv.run.start + 1,
+                        cv.run.end,
+                        args.folds
+                    );
                 }
                 r.protocol += &format!(
                     "; each fold {start}, {}+{} epochs, width {}, with {other_name} added to training",
@@ -693,4 +699,37 @@ fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {
     std::fs::write(out.join("report.md"), md)
         .with_context(|| format!("writing {}", out.join("report.md").display()))?;
     Ok(())
+}
+
+/// The folds `--from-fold F` (1-based) and `--only-folds N` (the first N) ask for, 0-based.
+fn fold_range(
+    folds: usize,
+    from_fold: Option<u64>,
+    only_folds: Option<usize>,
+) -> Result<std::ops::Range<usize>> {
+    let start = from_fold.map_or(0, |f| f.saturating_sub(1) as usize);
+    let end = only_folds.map_or(folds, |n| n.min(folds));
+    anyhow::ensure!(
+        start < end,
+        "no fold to run: --from-fold {} with {end} of {folds} folds",
+        start + 1
+    );
+    Ok(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_range;
+
+    #[test]
+    fn fold_range_follows_from_fold_and_only_folds() {
+        assert_eq!(fold_range(10, None, None).ok(), Some(0..10));
+        assert_eq!(fold_range(10, None, Some(3)).ok(), Some(0..3));
+        assert_eq!(fold_range(10, Some(4), None).ok(), Some(3..10));
+        assert_eq!(fold_range(10, Some(4), Some(6)).ok(), Some(3..6));
+        assert_eq!(fold_range(10, None, Some(20)).ok(), Some(0..10));
+        let err = fold_range(10, Some(11), None).expect_err("past the last fold");
+        assert!(err.to_string().contains("no fold to run"), "{err}");
+        assert!(fold_range(10, Some(4), Some(3)).is_err());
+    }
 }

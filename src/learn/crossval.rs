@@ -13,8 +13,11 @@ use crate::model::{GcNet, IntensityScale};
 /// on its own subjects. Returns the pooled confusion, per-fold accuracy and reference fidelity.
 /// How the folds of [`cross_validate`] run.
 pub struct CrossValidation<'a> {
-    /// k, and how many of the k folds to run (all when `None`).
-    pub folds: (usize, Option<usize>),
+    /// k, the number of folds the subjects are split into.
+    pub folds: usize,
+    /// The folds to run (0-based, a part of `0..folds`). Each fold's network is trained with the
+    /// config's seed from the same start, so a fold scores the same whichever others run.
+    pub run: std::ops::Range<usize>,
     /// Weights every fold starts from (fine-tuning), or `None` (from scratch).
     pub init: Option<&'a std::path::Path>,
     /// The network that judges whether references look neutral (each fold's own when `None`).
@@ -28,7 +31,7 @@ pub fn cross_validate(
     device: Device,
     cv: &CrossValidation,
 ) -> anyhow::Result<DatasetReport> {
-    let (k, only_folds) = cv.folds;
+    let k = cv.folds;
     let (init, judge) = (cv.init, cv.judge);
     let t0 = std::time::Instant::now();
     let subjects: Vec<Option<u32>> = primary.samples.iter().map(|s| s.subject).collect();
@@ -36,7 +39,7 @@ pub fn cross_validate(
     let mut total = Confusion::default();
     let mut fold_acc = Vec::new();
     let mut fid = Fidelity::default();
-    for fold in 0..k.min(only_folds.unwrap_or(k)) {
+    for fold in cv.run.start..cv.run.end.min(k) {
         let test: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] == fold).collect();
         let train_idx: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] != fold).collect();
         let mut parts = vec![(primary, train_idx)];
