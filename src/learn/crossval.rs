@@ -8,9 +8,6 @@ use super::train::{train, TrainConfig};
 use crate::data::{folds::subject_folds, PreparedSet};
 use crate::model::{GcNet, IntensityScale};
 
-/// Subject-independent k-fold cross-validation on `primary`: each fold trains a fresh network
-/// on the other folds (plus all of `extras`, other datasets with different people) and is tested
-/// on its own subjects. Returns the pooled confusion, per-fold accuracy and reference fidelity.
 /// How the folds of [`cross_validate`] run.
 pub struct CrossValidation<'a> {
     /// k, the number of folds the subjects are split into.
@@ -24,6 +21,9 @@ pub struct CrossValidation<'a> {
     pub judge: Option<(&'a GcNet, &'a str)>,
 }
 
+/// Subject-independent k-fold cross-validation on `primary`: each fold trains a fresh network
+/// on the other folds (plus all of `extras`, other datasets with different people) and is tested
+/// on its own subjects. Returns the pooled confusion, per-fold accuracy and reference fidelity.
 pub fn cross_validate(
     primary: &PreparedSet,
     extras: &[&PreparedSet],

@@ -356,7 +356,7 @@ mod tests {
         for s in &enc.stages {
             let mut y = s.bn.forward_t(&h.apply(&s.conv), false).relu();
             for (conv, bn) in &s.extra {
-                y = bn.forward_t(&y.apply(conv), false).relu().contiguous();
+                y = bn.forward_t(&y.apply(conv), false).relu();
             }
             let (p, i) =
                 y.contiguous()
