@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
+use crate::device::Precision;
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::weights::{self, LoadedModel, WeightsError};
@@ -48,11 +49,16 @@ fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
 }
 
 impl Predictor {
-    pub fn load(path: &Path, device: Device) -> Result<Predictor, WeightsError> {
-        Ok(Predictor {
-            model: weights::load(path, device)?,
-            device,
-        })
+    /// Loads the weights to run on `device` in `precision` (`Auto`: bf16 where the CPU computes
+    /// it natively).
+    pub fn load(
+        path: &Path,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Predictor, WeightsError> {
+        let mut model = weights::load(path, device)?;
+        model.compute_in(precision.kind_on(device));
+        Ok(Predictor { model, device })
     }
 
     /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its

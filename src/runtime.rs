@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use tch::Device;
 
-use crate::device::choose_device;
+use crate::device::{choose_device, Precision};
 use crate::face::detect::BlazeFaceVariant;
 use crate::face::{Detector, DetectorConfig};
 
@@ -19,6 +19,8 @@ pub struct Runtime {
     /// BlazeFace model file (None: `$DGCN_BLAZEFACE`, `~/.rust_faces`, or download).
     pub detector_model: Option<PathBuf>,
     pub detector_variant: BlazeFaceVariant,
+    /// The number format of the model at inference.
+    pub precision: Precision,
 }
 
 impl Default for Runtime {
@@ -28,6 +30,7 @@ impl Default for Runtime {
             threads: 0,
             detector_model: None,
             detector_variant: BlazeFaceVariant::B640,
+            precision: Precision::Auto,
         }
     }
 }

@@ -72,7 +72,12 @@ fn headless_run_writes_one_line_per_frame_in_order() {
 #[test]
 fn dropping_the_pipeline_stops_its_threads_promptly() {
     let folder = portrait_folder();
-    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let predictor = Predictor::load(
+        &shipped_weights(),
+        tch::Device::Cpu,
+        dgcn::device::Precision::Auto,
+    )
+    .expect("weights");
     let source = dgcn::capture::open_source(
         &dgcn::capture::SourceSpec::Path(folder),
         dgcn::capture::VideoOptions::default(),
@@ -156,7 +161,12 @@ fn a_camera_that_disappears_ends_the_source_with_a_message() {
                 .to_rgb8()
         })
         .collect();
-    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let predictor = Predictor::load(
+        &shipped_weights(),
+        tch::Device::Cpu,
+        dgcn::device::Precision::Auto,
+    )
+    .expect("weights");
     let mut pipeline = Pipeline::start(
         Box::new(VanishingCamera { frames }),
         util::detector(),
@@ -201,7 +211,12 @@ fn aligned_faces(n: usize) -> Vec<dgcn::face::AlignedFace> {
 fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
     let faces = aligned_faces(3);
     let (queries, own) = (&faces[..2], &faces[2]);
-    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let predictor = Predictor::load(
+        &shipped_weights(),
+        tch::Device::Cpu,
+        dgcn::device::Precision::Auto,
+    )
+    .expect("weights");
     let generated = predictor.predict(queries, None).expect("predicts");
     let with_own = predictor
         .predict(queries, Some((0, own)))
@@ -226,7 +241,12 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
 #[test]
 fn the_pipeline_applies_an_own_reference_sent_while_running() {
     let folder = portrait_folder();
-    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let predictor = Predictor::load(
+        &shipped_weights(),
+        tch::Device::Cpu,
+        dgcn::device::Precision::Auto,
+    )
+    .expect("weights");
     let own = aligned_faces(1).remove(0);
     let mut pipeline = Pipeline::start(
         dgcn::capture::open_source(
@@ -271,7 +291,12 @@ fn clip_results(n: u64, track: dgcn::face::TrackConfig) -> Vec<dgcn::frame::Fram
         dgcn::capture::VideoOptions::default(),
     )
     .expect("clip opens");
-    let predictor = Predictor::load(&shipped_weights(), tch::Device::Cpu).expect("weights");
+    let predictor = Predictor::load(
+        &shipped_weights(),
+        tch::Device::Cpu,
+        dgcn::device::Precision::Auto,
+    )
+    .expect("weights");
     let pipeline = Pipeline::start(
         source,
         util::detector(),
@@ -385,5 +410,44 @@ fn still_faces_hold_the_detection_and_the_model_result() {
         "held results differ by {:.3} on average, the unheld run's frame-to-frame change is {:.3}",
         mean(&held_diffs),
         mean(&jitter)
+    );
+}
+
+/// bf16 inference (the default on a CPU with native bf16) gives the f32 network's answers on
+/// real faces: the same label on all but near-ties, probabilities, intensity and reference
+/// within a few hundredths.
+#[test]
+fn bf16_inference_agrees_with_f32_on_real_faces() {
+    use dgcn::device::Precision;
+    let faces = aligned_faces(12);
+    let load = |p| Predictor::load(&shipped_weights(), tch::Device::Cpu, p).expect("weights");
+    let (full, half) = (load(Precision::F32), load(Precision::Bf16));
+    let kind_of = |p: &Predictor| p.model.vs.trainable_variables().first().map(|v| v.kind());
+    assert_eq!(kind_of(&full), Some(tch::Kind::Float));
+    assert_eq!(kind_of(&half), Some(tch::Kind::BFloat16));
+    let a = full.predict(&faces, None).expect("f32 predicts");
+    let b = half.predict(&faces, None).expect("bf16 predicts");
+    let same = a.iter().zip(&b).filter(|(x, y)| x.label == y.label).count();
+    let mut worst = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(&b) {
+        for (p, q) in x.probs.iter().zip(&y.probs) {
+            worst.0 = worst.0.max((p - q).abs());
+        }
+        worst.1 = worst.1.max((x.intensity - y.intensity).abs());
+        let px: f32 = x
+            .generated
+            .pixels
+            .iter()
+            .zip(&y.generated.pixels)
+            .map(|(p, q)| (p - q).abs())
+            .sum::<f32>()
+            / x.generated.pixels.len() as f32;
+        worst.2 = worst.2.max(px);
+    }
+    eprintln!("bf16 vs f32 on 12 faces: {same} same labels, worst |Δp| {:.4}, |Δintensity| {:.4}, mean |Δpixel| {:.4}", worst.0, worst.1, worst.2);
+    assert!(same >= 11, "{same} of 12 labels agree");
+    assert!(
+        worst.0 < 0.08 && worst.1 < 0.08 && worst.2 < 0.01,
+        "{worst:?}"
     );
 }

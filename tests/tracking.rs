@@ -152,8 +152,8 @@ fn bench_reports_every_stage() {
         "| detect BlazeFace-640 | whole frame",
         "| detect BlazeFace-640 | tracked",
         "| align",
-        "| GCNet forward (G + encoder + classifier) | cpu, batch 1",
-        "| GCNet forward (G + encoder + classifier) | cpu, batch 4",
+        "| GCNet forward (G + encoder + classifier) | cpu, f32, batch 1",
+        "| GCNet forward (G + encoder + classifier) | cpu, f32, batch 4",
         "| pipeline, tracking, detection and model every frame | as fast as possible: 30 frames",
         "| pipeline, tracking, still faces held (default) | as fast as possible: 30 frames",
         "ms CPU per frame, model held on",
@@ -161,6 +161,11 @@ fn bench_reports_every_stage() {
     ] {
         assert!(report.contains(stage), "missing {stage:?} in\n{report}");
     }
+    // bf16 rows beside f32 where this CPU computes bf16 natively (the default there).
+    assert_eq!(
+        report.contains("| cpu, bf16, batch 1"),
+        dgcn::device::cpu_has_native_bf16()
+    );
     // Every timing is a positive number.
     for line in report
         .lines()

@@ -82,6 +82,10 @@ pub struct CommonArgs {
     /// Threads for libtorch and ONNX Runtime (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Number format of the model at inference: auto (bf16 on a CPU with native bf16, else
+    /// f32), f32 or bf16.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: crate::device::Precision,
 }
 
 impl CommonArgs {
@@ -92,6 +96,7 @@ impl CommonArgs {
             threads: self.threads,
             detector_model: self.detector.clone(),
             detector_variant: self.detector_variant,
+            precision: self.precision,
         }
     }
 }

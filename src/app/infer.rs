@@ -10,7 +10,7 @@ use crate::infer::{default_weights_path, probs_json, Predictor};
 pub fn run_infer(args: &InferArgs) -> Result<()> {
     let device = args.common.runtime().device()?;
     let weights = args.weights.clone().unwrap_or_else(default_weights_path);
-    let predictor = Predictor::load(&weights, device)?;
+    let predictor = Predictor::load(&weights, device, args.common.precision)?;
     let det = if args.aligned {
         None
     } else {

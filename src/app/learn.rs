@@ -452,7 +452,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     #[cfg(all(feature = "video", feature = "window"))]
     if let Some(clip) = &args.grid_clip {
         let path = args.weights.clone().unwrap_or_else(default_weights_path);
-        let p = Predictor::load(&path, device)?;
+        let p = Predictor::load(&path, device, args.common.precision)?;
         let out = args.out.join("reference_grid.png");
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))?;
@@ -473,7 +473,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         let t0 = std::time::Instant::now();
         let report = if let (DatasetKind::Tfeid, Some(n)) = (set.kind, args.held_out) {
             let path = args.weights.clone().unwrap_or_else(default_weights_path);
-            let model = crate::model::weights::load(&path, device)?;
+            let mut model = crate::model::weights::load(&path, device)?;
+            model.compute_in(args.common.precision.kind_on(device));
             let (idx, _, performers) = held_out_performers(set, n, cfg.seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
             let test_data = TrainData::from_sets(&[(set, idx)]);
@@ -562,7 +563,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         } else {
             if predictor.is_none() {
                 let path = args.weights.clone().unwrap_or_else(default_weights_path);
-                let mut p = Predictor::load(&path, device)?;
+                let mut p = Predictor::load(&path, device, args.common.precision)?;
                 if args.flip {
                     p.model.net.config.flip_average = true;
                 }

@@ -15,7 +15,7 @@ pub fn run_rescore(dir: &Path, args: &EvalArgs) -> Result<()> {
     }
     let device = args.common.runtime().device()?;
     let weights = args.weights.clone().unwrap_or_else(default_weights_path);
-    let predictor = Predictor::load(&weights, device)?;
+    let predictor = Predictor::load(&weights, device, args.common.precision)?;
     let r = rescore(&session, &predictor)?;
     let labelled = r.confusion.total();
     println!("# Re-scoring {}\n", dir.display());

@@ -107,6 +107,8 @@ impl Encoder {
     /// when the encoder does not keep them) and the three maps before pooling (64×64, 32×32,
     /// 16×16).
     fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
+        // The face in the weights' number format (f32, or bf16 at inference; a no-op when equal).
+        let x = &x.to_kind(self.stages[0].conv.ws.kind());
         let mut h = if self.standardize {
             standardize(x)
         } else {
@@ -128,11 +130,11 @@ impl Encoder {
 /// flat image is not blown up into noise.
 pub fn standardize(x: &Tensor) -> Tensor {
     let dims = [1i64, 2, 3];
-    let mean = x.mean_dim(dims.as_slice(), true, tch::Kind::Float);
+    let mean = x.mean_dim(dims.as_slice(), true, x.kind());
     let centred = x - mean;
     let std = centred
         .square()
-        .mean_dim(dims.as_slice(), true, tch::Kind::Float)
+        .mean_dim(dims.as_slice(), true, x.kind())
         .sqrt()
         .clamp_min(0.02);
     centred / std

@@ -235,7 +235,11 @@ impl GcNet {
         let logits = self
             .classifier
             .forward_t(&self.classifier_input(&emb_query, &emb_reference), false);
-        (logits, embedding_distance(&emb_query, &emb_reference))
+        // f32 whatever the weights compute in (bf16 at inference on some CPUs).
+        (
+            logits.to_kind(tch::Kind::Float),
+            embedding_distance(&emb_query, &emb_reference),
+        )
     }
 
     /// Inference: class logits of `query` against `reference` and their embedding distance,
@@ -310,15 +314,15 @@ impl GcNet {
     }
 }
 
-/// Euclidean distance of the unit embeddings of query and reference, per face (N): what L_Contr
-/// pulls to 0 for a neutral face and pushes beyond its margin for an expressive one, hence the
-/// expression's intensity before scaling.
 /// The values of a tensor, copied to the CPU, flattened and converted to `T`. A tensor that
 /// cannot be read is an error, never a vector of zeros (which would read as "neutral").
 pub fn tensor_values<T: tch::kind::Element + Copy>(t: &Tensor) -> Result<Vec<T>, tch::TchError> {
     Vec::<T>::try_from(&t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)
 }
 
+/// Euclidean distance of the unit embeddings of query and reference, per face (N): what L_Contr
+/// pulls to 0 for a neutral face and pushes beyond its margin for an expressive one, hence the
+/// expression's intensity before scaling.
 pub fn embedding_distance(e_q: &Tensor, e_r: &Tensor) -> Tensor {
     (e_q - e_r)
         .square()

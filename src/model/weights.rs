@@ -123,6 +123,18 @@ pub struct LoadedModel {
     pub path: PathBuf,
 }
 
+impl LoadedModel {
+    /// Stores the weights in `kind` (f32 or bf16) for inference; the network casts its input to
+    /// match and returns its logits and images in f32. Never for weights that are trained or
+    /// saved again.
+    pub fn compute_in(&mut self, kind: tch::Kind) {
+        match kind {
+            tch::Kind::BFloat16 => self.vs.bfloat16(),
+            _ => self.vs.float(),
+        }
+    }
+}
+
 /// What a sidecar says beside the variables: the model variant, how it was trained, what it
 /// measured and its fitted temperature.
 pub struct SidecarInfo {

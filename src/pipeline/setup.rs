@@ -62,7 +62,7 @@ impl LiveSetup {
             other => other.clone(),
         };
         let device = self.runtime.device()?;
-        let predictor = Predictor::load(&self.weights, device)?;
+        let predictor = Predictor::load(&self.weights, device, self.runtime.precision)?;
         let det = self.runtime.detector()?;
         let source = capture::open_source(&spec, video)?;
         let pipeline = Pipeline::start(source, det, predictor, config)

@@ -13,7 +13,7 @@ use crate::capture::threaded::Producer;
 use crate::capture::video::VideoProducer;
 use crate::capture::{SourceSpec, VideoOptions};
 use crate::cpu_use::CpuSpan;
-use crate::device::device_name;
+use crate::device::{device_name, Precision};
 use crate::face::detect::BlazeFaceVariant;
 use crate::face::{aligned_from_image, Detector, DetectorConfig, FaceTracker, TrackConfig};
 use crate::infer::Predictor;
@@ -246,8 +246,19 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
     if tch::Cuda::is_available() {
         devices.push(Device::Cuda(0));
     }
+    let mut runs = Vec::new();
     for dev in devices {
-        let predictor = Predictor::load(&args.weights, dev)?;
+        runs.push((dev, Precision::F32));
+        if Precision::Auto.kind_on(dev) == tch::Kind::BFloat16 {
+            runs.push((dev, Precision::Bf16));
+        }
+    }
+    for (dev, precision) in runs {
+        let predictor = Predictor::load(&args.weights, dev, precision)?;
+        let format = match precision.kind_on(dev) {
+            tch::Kind::BFloat16 => "bf16",
+            _ => "f32",
+        };
         for batch in [1usize, 4] {
             let input: Vec<_> = faces.iter().cycle().take(batch).cloned().collect();
             for _ in 0..10 {
@@ -263,7 +274,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
             let (m, p) = median_p95(&mut ms);
             table.row(
                 "GCNet forward (G + encoder + classifier)",
-                &format!("{}, batch {batch}", device_name(dev)),
+                &format!("{}, {format}, batch {batch}", device_name(dev)),
                 m,
                 p,
             );
@@ -278,7 +289,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
         Pipeline::start(
             source,
             stage.detector()?,
-            Predictor::load(&args.weights, device)?,
+            Predictor::load(&args.weights, device, args.common.precision)?,
             config,
         )
         .context("starting the pipeline")
@@ -357,7 +368,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
         let mut pipeline = Pipeline::start(
             Box::new(source),
             stage.detector()?,
-            Predictor::load(&args.weights, device)?,
+            Predictor::load(&args.weights, device, args.common.precision)?,
             PipelineConfig::default(),
         )
         .context("starting the pipeline")?;

@@ -219,19 +219,32 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
         devices.push(Device::Cuda(i as usize));
     }
     let mut md = String::from(
-        "| device | batch | forward ms (median) | p95 | faces/s |\n|---|---:|---:|---:|---:|\n",
+        "| device | format | batch | forward ms (median) | p95 | faces/s |\n|---|---|---:|---:|---:|---:|\n",
     );
+    let mut runs = Vec::new();
     for dev in devices {
-        let model = crate::model::weights::load(&args.weights, dev)
+        runs.push((dev, tch::Kind::Float));
+        if crate::device::Precision::Auto.kind_on(dev) == tch::Kind::BFloat16 {
+            runs.push((dev, tch::Kind::BFloat16));
+        }
+    }
+    for (dev, kind) in runs {
+        let mut model = crate::model::weights::load(&args.weights, dev)
             .with_context(|| format!("loading {}", args.weights.display()))?;
+        model.compute_in(kind);
+        let format = if kind == tch::Kind::BFloat16 {
+            "bf16"
+        } else {
+            "f32"
+        };
         for batch in [1i64, 8, 64] {
             let x = tch::Tensor::rand([batch, 1, 64, 64], (tch::Kind::Float, dev));
             let runs = (args.repeats * 100 / batch as usize).max(10);
             let (m, p) = time_forward(&model.net, &x, 10, runs);
             let rate = batch as f64 * 1000.0 / m.max(1e-9);
             let name = device_name(dev);
-            eprintln!("  {name:<40} {batch:>4} {m:>8.3} {p:>8.3} {rate:>10.0}");
-            md += &format!("| {name} | {batch} | {m:.3} | {p:.3} | {rate:.0} |\n");
+            eprintln!("  {name:<40} {format:>5} {batch:>4} {m:>8.3} {p:>8.3} {rate:>10.0}");
+            md += &format!("| {name} | {format} | {batch} | {m:.3} | {p:.3} | {rate:.0} |\n");
         }
     }
     let report = format!(
