@@ -211,6 +211,16 @@ fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
             "{text}"
         );
         assert_eq!(line("model device: "), "model device: cpu");
+        let expected = if dgcn::device::cpu_has_native_bf16() {
+            "bf16"
+        } else {
+            "f32"
+        };
+        assert!(
+            line("model number format: ")
+                .starts_with(&format!("model number format: {expected} (")),
+            "{text}"
+        );
     } else {
         assert!(cuda.contains("loaded ("), "{text}");
         assert!(line("GPU 0: ").contains("GiB"), "{text}");

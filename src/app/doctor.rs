@@ -34,7 +34,20 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
         );
     }
     match common.runtime().device() {
-        Ok(d) => println!("model device: {}", device_name(d)),
+        Ok(d) => {
+            println!("model device: {}", device_name(d));
+            let format = match common.precision.kind_on(d) {
+                tch::Kind::BFloat16 => "bf16",
+                _ => "f32",
+            };
+            let asked = clap::ValueEnum::to_possible_value(&common.precision)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
+            println!(
+                "model number format: {format} (--precision {asked}; CPU with native bf16: {})",
+                crate::device::cpu_has_native_bf16()
+            );
+        }
         Err(e) => println!("model device: error: {e:#}"),
     }
     println!("libtorch threads: {}", tch::get_num_threads());

@@ -59,8 +59,11 @@ impl ConvStage {
 
 /// The same tensor (N×C×H×W) stored channels-last. Convolutions keep the layout of their input,
 /// and libtorch's max pooling (with or without indices) is 4–10× faster on it than on the default
-/// layout (measured at batch 1–64, 16–32 channels); a single-channel input face cannot carry
-/// the layout, so the first stage's output is converted once and everything after follows.
+/// layout (measured at batch 1–64, 16–32 channels); the first stage's output is converted once
+/// and everything after follows. (Giving the single-channel face channels-last strides instead,
+/// so that the first convolution writes channels-last itself, made the whole forward ≈ 20 %
+/// slower in f32 and bf16: oneDNN's kernel for one input channel in that layout is slower;
+/// measured 2026-11-29.)
 /// Values and shapes are unchanged (a no-op on a tensor already stored so).
 pub fn channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
