@@ -185,6 +185,10 @@ pub struct ModelTrainArgs {
     /// Weight of 1 − SSIM(G(x), true neutral) beside L_Gen's L1 in step 1 (0: L1 only).
     #[arg(long, default_value_t = 0.0)]
     pub lambda_ssim: f64,
+    /// Every neutral face is its own target in step 1 (G(n) = n) instead of a random neutral
+    /// photo of the same person.
+    #[arg(long)]
+    pub neutral_identity: bool,
     /// Start the generator from these weights' trained generator (same width and input
     /// standardisation); the encoder and classifier may have another layout (`--encoder-width`,
     /// `--encoder-convs`) and start fresh. With `--gen-epochs 0` it is used as it is.

@@ -91,6 +91,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         neutrality_guide: m.neutrality_guide.clone(),
         generator_from: m.generator_from.clone(),
         lambda_ssim: m.lambda_ssim,
+        neutral_identity: m.neutral_identity,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
         repeat: m.repeat.clone(),

@@ -60,6 +60,11 @@ pub struct TrainConfig {
     /// Weight of the structural term 1 − SSIM(G(x), neutral) beside L_Gen's L1 in step 1.
     #[serde(default)]
     pub lambda_ssim: f64,
+    /// A neutral face is always its own generator target (G(n) = n), not a random neutral photo
+    /// of the same person: another photo differs in pose and light, which taught G to change
+    /// neutral faces.
+    #[serde(default)]
+    pub neutral_identity: bool,
     /// Weights whose trained generator this network starts from (its `gen.…` variables, batch
     /// norm statistics included); the encoder and classifier may have another layout and start
     /// as `init` or a fresh network leaves them. `None`: off.
@@ -120,6 +125,7 @@ impl Default for TrainConfig {
             neutrality_guide: None,
             generator_from: None,
             lambda_ssim: 0.0,
+            neutral_identity: false,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
             repeat: Vec::new(),
@@ -607,6 +613,11 @@ pub fn training_batch(
     let mut partner = Vec::with_capacity(idx.len());
     let mut has = Vec::with_capacity(idx.len());
     for &i in idx {
+        if cfg.neutral_identity && data.labels[i] == 0 {
+            partner.push(i);
+            has.push(1.0);
+            continue;
+        }
         match data.neutral_of[i].choose(rng) {
             Some(&j) => {
                 partner.push(j);
@@ -977,6 +988,44 @@ mod tests {
         assert!(differ(&cls) > 0.0);
         cls.dropout = 0.0;
         assert_eq!(differ(&cls), 0.0);
+    }
+
+    #[test]
+    fn a_neutral_face_is_its_own_target_with_neutral_identity() {
+        // Faces 0 and 1: two different neutral photos of one person; 2: their expressive face.
+        let data = TrainData {
+            faces: Tensor::from_slice(
+                &(0..3 * 64 * 64)
+                    .map(|i| (i % 251) as u8)
+                    .collect::<Vec<_>>(),
+            )
+            .view([3, 1, 64, 64]),
+            labels: vec![0, 0, 1],
+            targets: vec![[0.0; 8]; 3],
+            neutral_of: vec![vec![0, 1], vec![0, 1], vec![0, 1]],
+            origin: vec![crate::data::DatasetKind::Tfeid; 3],
+        };
+        let differs = |identity: bool, seed: u64| {
+            let cfg = TrainConfig {
+                neutral_identity: identity,
+                augment: false,
+                ..TrainConfig::default()
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let (q, t, has) = training_batch(&data, &[0, 1, 2], &cfg, 1, Device::Cpu, &mut rng);
+            assert_eq!(Vec::<f32>::try_from(&has).expect("floats"), vec![1.0; 3]);
+            let per_face: Vec<f64> = (0..3)
+                .map(|i| (q.get(i) - t.get(i)).abs().max().double_value(&[]))
+                .collect();
+            per_face
+        };
+        for seed in 0..8 {
+            let d = differs(true, seed);
+            assert_eq!(&d[..2], &[0.0, 0.0], "neutral faces are their own target");
+            assert!(d[2] > 0.0, "the expressive face keeps its neutral partner");
+        }
+        // Without it a neutral face draws either photo of the person: some seed picks the other.
+        assert!((0..8).any(|seed| differs(false, seed)[..2].iter().any(|&d| d > 0.0)));
     }
 
     #[test]
