@@ -345,6 +345,9 @@ fn still_faces_hold_the_detection_and_the_model_result() {
     let mut held_diffs = Vec::new();
     let mut jitter_there = Vec::new();
     let mut same_label = 0;
+    // (frames whose label differs from the unheld run's, frames) among the held frames and
+    // among those the model ran on (after a hold its landmarks come from another crop).
+    let (mut differ_held, mut differ_ran) = ((0usize, 0usize), (0usize, 0usize));
     for (k, (a, b)) in held.iter().zip(&every).enumerate() {
         if a.model_held {
             assert!(a.faces[0].detected.held, "frame {k}");
@@ -355,7 +358,15 @@ fn still_faces_hold_the_detection_and_the_model_result() {
             let ran = (0..k).rev().find(|&j| !held[j].model_held).unwrap_or(0);
             jitter_there.push(max_diff(probs(&every[ran]), probs(b)));
         }
-        same_label += usize::from(a.faces[0].prediction.label == b.faces[0].prediction.label);
+        let same = a.faces[0].prediction.label == b.faces[0].prediction.label;
+        same_label += usize::from(same);
+        let tally = if a.model_held {
+            &mut differ_held
+        } else {
+            &mut differ_ran
+        };
+        tally.0 += usize::from(!same);
+        tally.1 += 1;
     }
     // The clip starts with two seconds of a still neutral face.
     assert!(
@@ -390,15 +401,26 @@ fn still_faces_hold_the_detection_and_the_model_result() {
     );
     // A held frame shows the label of a frame up to `still_max` back, so it can differ from the
     // unheld run about as often as the network's label changes from one frame to the next: the
-    // labels may differ on at most that share of the held frames (and on 5 % of all frames
-    // whatever the network does). Measured: 4 of 150 with the narrow weights (25 label changes),
-    // 13 of 150 with the shipped wide encoder (43 label changes, bound 20.8).
-    let differ = n as usize - same_label;
-    let bound = (0.05 * n as f64).max(flip_rate * held_diffs.len() as f64);
-    assert!(
-        differ as f64 <= bound,
-        "{differ} of {n} frames with another label than the unheld run's (bound {bound:.1})"
+    // labels may differ on at most that share of the held frames (and on 5 % of them whatever
+    // the network does). A frame the model ran on right after a hold was detected in a crop
+    // around the held box, so its landmarks, too, are a pixel or so off the unheld run's: the
+    // same share bounds those. (Until 2026-11-29 evening all 150 frames were counted against
+    // the held frames' bound.) Measured with the shipped weights (bf16): 12 of 72 held and 10
+    // of 78 other frames differ, 43 label changes in 149 frame pairs (bounds 20.8 and 22.5); the
+    // weights before, same code: 10 and 9, 52 label changes.
+    eprintln!(
+        "labels differ from the unheld run on {} of {} held frames and {} of {} others",
+        differ_held.0, differ_held.1, differ_ran.0, differ_ran.1
     );
+    for (what, (differ, frames)) in [("held", differ_held), ("other", differ_ran)] {
+        let bound = (0.05 * frames as f64).max(flip_rate * frames as f64);
+        assert!(
+            differ as f64 <= bound,
+            "{differ} of {frames} {what} frames with another label than the unheld run's \
+             (bound {bound:.1})"
+        );
+    }
+    assert_eq!(differ_held.0 + differ_ran.0, n as usize - same_label);
     // Measured on this clip: with the weights of 2026-11-29 morning the held results were
     // closer to the unheld ones than the unheld run's mean frame-to-frame change; the less
     // regularised narrow network moved more with a pixel of landmark shift (0.134 against its
