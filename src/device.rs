@@ -237,12 +237,29 @@ pub enum Precision {
     Auto,
     F32,
     /// bfloat16 weights and activations: on this project's 2-core AVX-512 BF16 machine GCNet's
-    /// forward takes ≈ 30 % less time (`dgcn bench --model`); without native support libtorch
+    /// forward takes ≈ 25–30 % less time at batch 1 (`dgcn bench --model`); without native support libtorch
     /// emulates it, slower than f32.
     Bf16,
 }
 
 impl Precision {
+    /// What `dgcn bench` times on `device`: f32, and bf16 too where `Auto` would choose it.
+    pub fn benched_on(device: Device) -> Vec<Precision> {
+        let mut formats = vec![Precision::F32];
+        if Precision::Auto.kind_on(device) == tch::Kind::BFloat16 {
+            formats.push(Precision::Bf16);
+        }
+        formats
+    }
+
+    /// The name of the number format this asks for on `device` ("f32" or "bf16").
+    pub fn format_on(self, device: Device) -> &'static str {
+        match self.kind_on(device) {
+            tch::Kind::BFloat16 => "bf16",
+            _ => "f32",
+        }
+    }
+
     /// The tensor kind the model's weights take on `device`.
     pub fn kind_on(self, device: Device) -> tch::Kind {
         match self {

@@ -36,10 +36,7 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
     match common.runtime().device() {
         Ok(d) => {
             println!("model device: {}", device_name(d));
-            let format = match common.precision.kind_on(d) {
-                tch::Kind::BFloat16 => "bf16",
-                _ => "f32",
-            };
+            let format = common.precision.format_on(d);
             let asked = clap::ValueEnum::to_possible_value(&common.precision)
                 .map(|v| v.get_name().to_string())
                 .unwrap_or_default();

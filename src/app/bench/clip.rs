@@ -246,19 +246,14 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
     if tch::Cuda::is_available() {
         devices.push(Device::Cuda(0));
     }
-    let mut runs = Vec::new();
-    for dev in devices {
-        runs.push((dev, Precision::F32));
-        if Precision::Auto.kind_on(dev) == tch::Kind::BFloat16 {
-            runs.push((dev, Precision::Bf16));
-        }
-    }
+    let runs = devices.into_iter().flat_map(|dev| {
+        Precision::benched_on(dev)
+            .into_iter()
+            .map(move |p| (dev, p))
+    });
     for (dev, precision) in runs {
         let predictor = Predictor::load(&args.weights, dev, precision)?;
-        let format = match precision.kind_on(dev) {
-            tch::Kind::BFloat16 => "bf16",
-            _ => "f32",
-        };
+        let format = precision.format_on(dev);
         for batch in [1usize, 4] {
             let input: Vec<_> = faces.iter().cycle().take(batch).cloned().collect();
             for _ in 0..10 {

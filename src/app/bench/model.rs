@@ -221,22 +221,16 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
     let mut md = String::from(
         "| device | format | batch | forward ms (median) | p95 | faces/s |\n|---|---|---:|---:|---:|---:|\n",
     );
-    let mut runs = Vec::new();
-    for dev in devices {
-        runs.push((dev, tch::Kind::Float));
-        if crate::device::Precision::Auto.kind_on(dev) == tch::Kind::BFloat16 {
-            runs.push((dev, tch::Kind::BFloat16));
-        }
-    }
-    for (dev, kind) in runs {
+    let runs = devices.into_iter().flat_map(|dev| {
+        crate::device::Precision::benched_on(dev)
+            .into_iter()
+            .map(move |p| (dev, p))
+    });
+    for (dev, precision) in runs {
         let mut model = crate::model::weights::load(&args.weights, dev)
             .with_context(|| format!("loading {}", args.weights.display()))?;
-        model.compute_in(kind);
-        let format = if kind == tch::Kind::BFloat16 {
-            "bf16"
-        } else {
-            "f32"
-        };
+        model.compute_in(precision.kind_on(dev));
+        let format = precision.format_on(dev);
         for batch in [1i64, 8, 64] {
             let x = tch::Tensor::rand([batch, 1, 64, 64], (tch::Kind::Float, dev));
             let runs = (args.repeats * 100 / batch as usize).max(10);
