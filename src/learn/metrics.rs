@@ -325,17 +325,26 @@ pub fn embedding_distances(
     Ok(out)
 }
 
-fn median(mut v: Vec<f32>) -> Option<f64> {
+/// The `q`-quantile (0 to 1) of `v` (the value at that rank of the sorted values).
+fn quantile(mut v: Vec<f32>, q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(f32::total_cmp);
-    Some(v[v.len() / 2] as f64)
+    let rank = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(v[rank] as f64)
 }
 
-/// The intensity scale of a network on its training faces: the median embedding distance of the
-/// neutral ones maps to 0, that of the expressive ones to 1. At most `cap` faces are used
-/// (evenly spaced). `None` without both kinds of face.
+/// Where the fitted intensity scale puts its 0: this quantile of the neutral faces' embedding
+/// distances, so that three in four neutral faces read 0 (with their median, half of them read
+/// above 0 and a still face in front of the camera shows a bar). Not higher: on FER+ Valid the
+/// distances of neutral and expressive faces overlap so much that the neutral faces' 90th
+/// percentile lies above the expressive faces' median (measured with `46247867…`: 0.395 vs 0.378).
+pub const NEUTRAL_QUANTILE: f64 = 0.75;
+
+/// The intensity scale of a network on `data`: [`NEUTRAL_QUANTILE`] of the neutral faces'
+/// distances maps to 0, the expressive faces' median to 1. At most `cap` faces are used (evenly
+/// spaced). `None` without both kinds of face, or when that median is not above the neutral end.
 pub fn fit_intensity_scale(
     net: &GcNet,
     data: &TrainData,
@@ -353,7 +362,16 @@ pub fn fit_intensity_scale(
             .map(|(_, d)| *d)
             .collect()
     };
-    let (Some(neutral), Some(expressive)) = (median(pick(true)), median(pick(false))) else {
+    let q = |v: Vec<f32>| [0.25, 0.5, 0.75, 0.9].map(|p| quantile(v.clone(), p));
+    tracing::debug!(
+        neutral = ?q(pick(true)),
+        expressive = ?q(pick(false)),
+        "embedding distances, quartiles and 90th percentile"
+    );
+    let (Some(neutral), Some(expressive)) = (
+        quantile(pick(true), NEUTRAL_QUANTILE),
+        quantile(pick(false), 0.5),
+    ) else {
         return Ok(None);
     };
     Ok((expressive > neutral).then_some(IntensityScale {
@@ -531,6 +549,16 @@ impl DatasetReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_are_read_off_the_sorted_values() {
+        let v: Vec<f32> = (0..=8).rev().map(|i| i as f32).collect();
+        assert_eq!(quantile(v.clone(), NEUTRAL_QUANTILE), Some(6.0));
+        assert_eq!(quantile(v.clone(), 0.5), Some(4.0));
+        assert_eq!(quantile(v, 1.0), Some(8.0));
+        assert_eq!(quantile(vec![0.25, 0.75], 0.5), Some(0.75));
+        assert_eq!(quantile(Vec::new(), 0.5), None);
+    }
 
     #[test]
     fn predictions_that_do_not_match_the_labels_are_an_error() {
