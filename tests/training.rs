@@ -219,6 +219,41 @@ fn held_generator_and_start_from_saved_weights() {
         err.contains("step1.safetensors") && err.contains("generator"),
         "{err}"
     );
+    // `deepen_encoder`: step 2 starts from the saved network with residual second convolutions
+    // in the encoder, whose batch-norm scale starts at 0 and learns.
+    let deepened = TrainConfig {
+        model: ModelConfig {
+            encoder_convs: 2,
+            encoder_residual: true,
+            ..model
+        },
+        deepen_encoder: true,
+        epochs: 1,
+        ..cfg2.clone()
+    };
+    let fourth = train(
+        &data,
+        None,
+        &deepened,
+        Device::Cpu,
+        None,
+        false,
+        Some(&path),
+    )
+    .expect("deepened");
+    let d = fourth.vs.variables();
+    for (name, before) in a.iter().filter(|(n, _)| n.starts_with("gen.")) {
+        assert!(before.equal(&d[name]), "{name} moved");
+    }
+    let scale = &d["contr.enc.stage3.bn2.weight"];
+    assert!(
+        scale.abs().max().double_value(&[]) > 0.0,
+        "the new block did not learn"
+    );
+    assert!(
+        train(&data, None, &deepened, Device::Cpu, None, false, None).is_err(),
+        "deepening without a network to deepen"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

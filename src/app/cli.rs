@@ -222,6 +222,11 @@ pub struct ModelTrainArgs {
     /// channel copied, the function unchanged), to train on with more capacity.
     #[arg(long)]
     pub widen_encoder: bool,
+    /// With --init: start from those weights with a second convolution in the contrastive
+    /// encoder's stages 2 and 3, as residual blocks that start as the identity (the function
+    /// unchanged), to train on with more depth.
+    #[arg(long, conflicts_with = "widen_encoder")]
+    pub deepen_encoder: bool,
     /// End with the step-2 epoch that scored best on the validation data instead of the last
     /// (its epoch is logged; a resumed run only compares the epochs it ran).
     #[arg(long)]
@@ -288,7 +293,16 @@ pub struct TrainSetArgs {
     /// TFEID performers held out for validation and the reference grid.
     #[arg(long, default_value_t = 3)]
     pub holdout_subjects: usize,
+    /// Seed that chooses those performers. Apart from --seed, so that a run with another draw
+    /// order validates on the same performers as the weights it starts from (--seed chose them
+    /// until 2026-11-29, and a run with another seed validated on performers its initial
+    /// weights had trained on).
+    #[arg(long, default_value_t = HOLDOUT_SEED)]
+    pub holdout_seed: u64,
 }
+
+/// The default `--holdout-seed`: the `--seed` of every training run before 2026-11-29 but two.
+pub const HOLDOUT_SEED: u64 = 1;
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
@@ -302,9 +316,6 @@ pub struct CalibrateArgs {
     /// The datasets and held-out performers the weights were trained with.
     #[command(flatten)]
     pub sets: TrainSetArgs,
-    /// The seed that chose them (as in `dgcn train`).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     /// Also fit a logit adjustment for the class prior (off by default: on the previous run it
     /// raised FER+ Valid's mean recall but turned the labelled clip's neutral frames to sad).
     #[arg(long)]
@@ -363,10 +374,13 @@ pub struct EvalArgs {
     #[arg(long)]
     pub judge: Option<PathBuf>,
     /// Score --weights on the N TFEID performers that `dgcn train --holdout-subjects N` (same
-    /// --seed) held out, instead of cross-validating TFEID: accuracy, reference fidelity (judged
-    /// by --judge) and a grid of their references in --out.
+    /// --holdout-seed) held out, instead of cross-validating TFEID: accuracy, reference fidelity
+    /// (judged by --judge) and a grid of their references in --out.
     #[arg(long, value_name = "N")]
     pub held_out: Option<usize>,
+    /// The seed that chose those performers (as in `dgcn train`).
+    #[arg(long, default_value_t = HOLDOUT_SEED)]
+    pub holdout_seed: u64,
     /// Also write `reference_grid.png` to --out: eight evenly spaced frames of this clip (`demo`
     /// for the demo clip), each as query | generated reference | difference, with --weights.
     #[arg(long, value_name = "CLIP")]

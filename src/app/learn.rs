@@ -30,6 +30,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         standardize: !m.no_standardize,
         encoder_width: m.encoder_width,
         encoder_convs: m.encoder_convs,
+        encoder_residual: false,
         flip_average: false,
     };
     if m.paper {
@@ -37,6 +38,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         model.standardize = false;
         model.encoder_width = None;
         model.encoder_convs = 1;
+        model.encoder_residual = false;
     }
     if let Some(path) = init {
         let side = crate::model::weights::read_sidecar(path)?;
@@ -47,6 +49,10 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         };
         if m.widen_encoder {
             model.encoder_width = Some(2.0 * side.model.encoder_width.unwrap_or(side.model.width));
+        }
+        if m.deepen_encoder {
+            model.encoder_convs = 2;
+            model.encoder_residual = true;
         }
         tracing::info!(init = %path.display(), ?model, "model variant taken from the initial weights");
     }
@@ -98,6 +104,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         repeat_balanced: !m.repeat_plain,
         ema_decay: m.ema,
         widen_encoder: m.widen_encoder,
+        deepen_encoder: m.deepen_encoder,
         keep_best: m.keep_best,
         dropout: m.dropout,
         degrade: !m.no_degrade,
@@ -221,13 +228,20 @@ type Parts<'a> = Vec<(&'a PreparedSet, Vec<usize>)>;
 
 /// Training and validation samples of each set: TFEID's held-out performers and FER+ Valid
 /// validate, the rest (training splits) trains.
-fn train_val_parts(sets: &[PreparedSet], holdout: usize, seed: u64) -> (Parts<'_>, Parts<'_>) {
+/// Also returns the held-out TFEID performers (None without TFEID).
+fn train_val_parts(
+    sets: &[PreparedSet],
+    holdout: usize,
+    seed: u64,
+) -> (Parts<'_>, Parts<'_>, Option<Vec<u32>>) {
     let mut train_parts = Vec::new();
     let mut val_parts = Vec::new();
+    let mut held = None;
     for set in sets {
         match set.kind {
             DatasetKind::Tfeid => {
-                let (val, tr, _) = held_out_performers(set, holdout, seed);
+                let (val, tr, performers) = held_out_performers(set, holdout, seed);
+                held = Some(performers);
                 train_parts.push((set, tr));
                 val_parts.push((set, val));
             }
@@ -238,7 +252,42 @@ fn train_val_parts(sets: &[PreparedSet], holdout: usize, seed: u64) -> (Parts<'_
             _ => train_parts.push((set, set.split_indices(Split::Train))),
         }
     }
-    (train_parts, val_parts)
+    (train_parts, val_parts, held)
+}
+
+/// A run on TFEID that starts from `init` must validate on the TFEID performers `init`'s
+/// training held out: the others were in its training data, and validation on them would
+/// flatter the run. `init`'s sidecar records them (null: it did not train on TFEID; absent:
+/// weights written before 2026-11-29, a warning).
+fn check_same_held_out(init: &Path, held: &[u32]) -> Result<()> {
+    let side = crate::model::weights::read_sidecar(init)?;
+    match side.training.get("held_out_tfeid_performers") {
+        Some(serde_json::Value::Null) => {}
+        Some(v) => {
+            let before: Vec<u32> = serde_json::from_value(v.clone()).with_context(|| {
+                format!(
+                    "{}: held_out_tfeid_performers is not a list",
+                    init.display()
+                )
+            })?;
+            anyhow::ensure!(
+                before == held,
+                "{} was trained with TFEID performers {:?} held out, this run holds out {:?}: its \
+             validation would include faces the initial weights trained on (use the \
+             --holdout-seed and --holdout-subjects of that run)",
+                init.display(),
+                before,
+                held
+            )
+        }
+        None => tracing::warn!(
+            init = %init.display(),
+            ?held,
+            "the initial weights do not record which TFEID performers their training held out; \
+             make sure it held out these"
+        ),
+    }
+    Ok(())
 }
 
 /// Logit adjustment and temperature fitted on `val` for a network trained on `data`.
@@ -270,7 +319,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let sets = prepare_all(&args.sets.datasets, &args.data, &args.common)?;
     let mut model = crate::model::weights::load(&args.weights, device)?;
     model.net.config.flip_average = args.flip;
-    let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, args.seed);
+    let (train_parts, val_parts, _) =
+        train_val_parts(&sets, args.sets.holdout_subjects, args.sets.holdout_seed);
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)?
@@ -299,7 +349,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let device = args.common.runtime().device()?;
     let sets = prepare_all(&args.sets.datasets, &args.data, &args.common)?;
     let cfg = train_config(&args.model, args.init.as_deref())?;
-    let (train_parts, val_parts) = train_val_parts(&sets, args.sets.holdout_subjects, cfg.seed);
+    let (train_parts, val_parts, held_performers) =
+        train_val_parts(&sets, args.sets.holdout_subjects, args.sets.holdout_seed);
+    if let (Some(init), Some(held)) = (args.init.as_deref(), &held_performers) {
+        check_same_held_out(init, held)?;
+    }
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
@@ -359,6 +413,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         })).collect::<Vec<_>>(),
         "train_samples": data.len(),
         "validation_samples": val.len(),
+        "holdout_seed": args.sets.holdout_seed,
+        "held_out_tfeid_performers": held_performers,
         "config": cfg,
         "init": args.init.as_ref().map(|p| p.display().to_string()),
         "generator_from": generator_provenance(cfg.generator_from.as_deref()),
@@ -476,15 +532,15 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             let path = args.weights.clone().unwrap_or_else(default_weights_path);
             let mut model = crate::model::weights::load(&path, device)?;
             model.compute_in(args.common.precision.kind_on(device));
-            let (idx, _, performers) = held_out_performers(set, n, cfg.seed);
+            let (idx, _, performers) = held_out_performers(set, n, args.holdout_seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
             let test_data = TrainData::from_sets(&[(set, idx)]);
             let c = evaluate(&model.net, &test_data, device, 256)?;
             let mut r = DatasetReport::new(
                 set.kind.name(),
                 format!(
-                    "{n} performers held out by `dgcn train` (seed {}: {}), weights {}",
-                    cfg.seed,
+                    "{n} performers held out by `dgcn train` (held-out seed {}: {}), weights {}",
+                    args.holdout_seed,
                     performers
                         .iter()
                         .map(|p| format!("{p:02}"))
@@ -721,7 +777,48 @@ fn fold_range(
 
 #[cfg(test)]
 mod tests {
-    use super::fold_range;
+    use super::{check_same_held_out, fold_range};
+
+    #[test]
+    fn a_run_validates_on_the_performers_its_initial_weights_held_out() {
+        use crate::model::weights::{save, SidecarInfo};
+        use crate::model::{GcNet, ModelConfig};
+        let dir = std::env::temp_dir().join(format!("dgcn-held-out-{}", std::process::id()));
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let cfg = ModelConfig::shipped_variant(0.25);
+        let _ = GcNet::new(&vs.root(), cfg);
+        let write = |name: &str, training: serde_json::Value| {
+            let path = dir.join(name);
+            let info = SidecarInfo {
+                config: cfg,
+                training,
+                metrics: serde_json::Value::Null,
+                temperature: 1.0,
+                intensity_scale: None,
+            };
+            save(&vs, &path, info).expect("save");
+            path
+        };
+        let held = write(
+            "held.safetensors",
+            serde_json::json!({"held_out_tfeid_performers": [9, 18, 29]}),
+        );
+        assert!(check_same_held_out(&held, &[9, 18, 29]).is_ok());
+        let err = check_same_held_out(&held, &[4, 18, 29]).expect_err("other performers");
+        assert!(err.to_string().contains("--holdout-seed"), "{err}");
+        // Trained without TFEID (null), or written before the field existed: allowed.
+        let no_tfeid = write(
+            "no-tfeid.safetensors",
+            serde_json::json!({"held_out_tfeid_performers": null}),
+        );
+        assert!(check_same_held_out(&no_tfeid, &[4, 18, 29]).is_ok());
+        let old = write(
+            "old.safetensors",
+            serde_json::json!({"command": "dgcn train"}),
+        );
+        assert!(check_same_held_out(&old, &[4, 18, 29]).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn fold_range_follows_from_fold_and_only_folds() {

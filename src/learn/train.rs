@@ -85,6 +85,11 @@ pub struct TrainConfig {
     /// without changing what it computes (`model::widen`).
     #[serde(default)]
     pub widen_encoder: bool,
+    /// `init`'s contrastive encoder has one convolution per stage where this network has a
+    /// residual second one: start from it deepened without changing what it computes
+    /// (`model::deepen`).
+    #[serde(default)]
+    pub deepen_encoder: bool,
     /// End step 2 with the epoch that scored best on the validation data (not the last one).
     #[serde(default)]
     pub keep_best: bool,
@@ -132,6 +137,7 @@ impl Default for TrainConfig {
             repeat_balanced: true,
             ema_decay: 0.0,
             widen_encoder: false,
+            deepen_encoder: false,
             keep_best: false,
             dropout: default_dropout(),
             degrade: true,
@@ -394,6 +400,18 @@ pub fn train(
                 .with_context(|| format!("widening the encoder of {}", path.display()))?;
             tracing::info!(from = %path.display(), channels = ?cfg.model.encoder_channels(), "encoder widened");
         }
+        Some(path) if cfg.deepen_encoder => {
+            let source = crate::model::weights::load(path, device)
+                .with_context(|| format!("loading the network to deepen, {}", path.display()))?;
+            crate::model::deepen::deepen_encoder(
+                &source.vs,
+                &source.net.config,
+                &mut vs,
+                &cfg.model,
+            )
+            .with_context(|| format!("deepening the encoder of {}", path.display()))?;
+            tracing::info!(from = %path.display(), "encoder deepened (residual second convolutions)");
+        }
         Some(path) => {
             // The reconstruction decoder may be absent on either side; everything else must match.
             let missing = vs
@@ -408,7 +426,10 @@ pub fn train(
                 missing
             );
         }
-        None => anyhow::ensure!(!cfg.widen_encoder, "widening the encoder needs --init"),
+        None => anyhow::ensure!(
+            !cfg.widen_encoder && !cfg.deepen_encoder,
+            "widening or deepening the encoder needs --init"
+        ),
     }
     if let Some(path) = &cfg.generator_from {
         copy_generator(&mut vs, path, &cfg.model, device)?;

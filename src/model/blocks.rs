@@ -11,10 +11,14 @@ struct ConvStage {
     bn: nn::BatchNorm,
     /// Further conv → batch norm → ReLU at the same resolution (`convs` > 1; not in the paper).
     extra: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    /// The further convolutions add to their input (ReLU(y + BN(conv(y))), a residual block);
+    /// with the batch norm's scale at 0 such a block computes the identity, which is how
+    /// `model::deepen` adds them to a trained network.
+    residual: bool,
 }
 
 impl ConvStage {
-    fn new(p: &nn::Path, c_in: i64, c_out: i64, convs: i64) -> ConvStage {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, convs: i64, residual: bool) -> ConvStage {
         let cfg = nn::ConvConfig {
             padding: 1,
             ..Default::default()
@@ -30,6 +34,7 @@ impl ConvStage {
                     )
                 })
                 .collect(),
+            residual,
         }
     }
 
@@ -46,7 +51,8 @@ impl ConvStage {
             .forward_t(&channels_last(&x.apply(&self.conv)), train)
             .relu();
         for (conv, bn) in &self.extra {
-            y = bn.forward_t(&y.apply(conv), train).relu();
+            let z = bn.forward_t(&y.apply(conv), train);
+            y = if self.residual { y + z } else { z }.relu();
         }
         if indices {
             let (pooled, idx) = y.max_pool2d_with_indices([2, 2], [2, 2], [0, 0], [1, 1], false);
@@ -76,6 +82,8 @@ pub struct EncoderLayout {
     pub channels: [i64; 3],
     /// Convolutions in the second and third stage (the paper: 1).
     pub convs_per_stage: i64,
+    /// The second and further convolutions of a stage are residual blocks.
+    pub residual: bool,
     /// Standardise the input face per image instead of only centring it.
     pub standardize: bool,
 }
@@ -98,7 +106,13 @@ impl Encoder {
                     // The first stage stays single: a second conv at 64×64 costs most and the
                     // face's edges need no deeper features there.
                     let convs = if i == 0 { 1 } else { layout.convs_per_stage };
-                    ConvStage::new(&(p / format!("stage{}", i + 1)), ins[i], ch[i], convs)
+                    ConvStage::new(
+                        &(p / format!("stage{}", i + 1)),
+                        ins[i],
+                        ch[i],
+                        convs,
+                        layout.residual,
+                    )
                 })
                 .collect(),
             standardize: layout.standardize,
@@ -347,6 +361,7 @@ mod tests {
         let layout = EncoderLayout {
             channels: [16, 32, 48],
             convs_per_stage: 2,
+            residual: true,
             standardize: true,
         };
         let enc = Encoder::new(&vs.root(), layout, true);
@@ -361,7 +376,7 @@ mod tests {
         for s in &enc.stages {
             let mut y = s.bn.forward_t(&h.apply(&s.conv), false).relu();
             for (conv, bn) in &s.extra {
-                y = bn.forward_t(&y.apply(conv), false).relu();
+                y = (&y + bn.forward_t(&y.apply(conv), false)).relu();
             }
             let (p, i) =
                 y.contiguous()

@@ -6,6 +6,7 @@
 //! |e_q − e_r| (the contrastive representation) ──Classifier──▶ 8 expression logits
 //! (training only) ReconstructionDecoder(e) ≈ input, for L_Recon.
 pub mod blocks;
+pub mod deepen;
 pub mod losses;
 pub mod weights;
 pub mod widen;
@@ -64,6 +65,10 @@ pub struct ModelConfig {
     /// Convolutions in the contrastive encoder's second and third stage (1: the paper).
     #[serde(default = "one")]
     pub encoder_convs: i64,
+    /// The contrastive encoder's further convolutions (`encoder_convs` > 1) are residual blocks,
+    /// ReLU(y + BN(conv(y))), as `train --deepen-encoder` adds them to trained weights.
+    #[serde(default)]
+    pub encoder_residual: bool,
     /// At inference, average the logits of the face and of its mirror image (test-time flip;
     /// training is unaffected). Set on existing weights by `dgcn calibrate --flip`.
     #[serde(default)]
@@ -85,6 +90,7 @@ impl Default for ModelConfig {
             standardize: false,
             encoder_width: None,
             encoder_convs: 1,
+            encoder_residual: false,
             flip_average: false,
         }
     }
@@ -117,6 +123,7 @@ impl ModelConfig {
         EncoderLayout {
             channels: self.channels(),
             convs_per_stage: 1,
+            residual: false,
             standardize: self.standardize,
         }
     }
@@ -125,6 +132,7 @@ impl ModelConfig {
         EncoderLayout {
             channels: self.encoder_channels(),
             convs_per_stage: self.encoder_convs,
+            residual: self.encoder_residual,
             standardize: self.standardize,
         }
     }
@@ -160,6 +168,9 @@ impl ModelConfig {
                 "encoder convs {} (expected 1 to 4 per stage)",
                 self.encoder_convs
             ));
+        }
+        if self.encoder_residual && self.encoder_convs < 2 {
+            return Err("a residual encoder needs 2 or more convolutions per stage".into());
         }
         if !(1..=65_536).contains(&self.hidden) {
             return Err(format!("hidden {} (expected 1 to 65536)", self.hidden));

@@ -182,6 +182,13 @@ fn candidate_layouts() -> Vec<(&'static str, crate::model::ModelConfig)> {
         ("G 0.5, encoder 0.625, 2 convs", encoder(0.625, 2)),
         ("G 0.5, encoder 0.75, 2 convs", encoder(0.75, 2)),
         ("G 0.5, encoder 1, 2 convs", encoder(1.0, 2)),
+        (
+            "G 0.5, encoder 1, 2 convs residual",
+            ModelConfig {
+                encoder_residual: true,
+                ..encoder(1.0, 2)
+            },
+        ),
     ]
 }
 
