@@ -269,15 +269,12 @@ impl FaceTracker {
         self.full_searches += 1;
         let whole = [0, 0, img.width(), img.height()];
         let (small, scale) = scaled_region(img, whole, self.config.full_max_side_px);
-        let faces = self.detector.detect(&small)?;
-        Ok(if scale == 1.0 {
-            faces
-        } else {
-            faces
-                .iter()
-                .map(|f| from_crop(f, [0.0, 0.0], scale))
-                .collect()
-        })
+        Ok(self
+            .detector
+            .detect(&small)?
+            .iter()
+            .map(|f| from_crop(f, [0.0, 0.0], scale))
+            .collect())
     }
 
     /// The face near `last` in this frame, searched in a crop around it.

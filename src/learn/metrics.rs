@@ -325,14 +325,11 @@ pub fn embedding_distances(
     Ok(out)
 }
 
-/// The `q`-quantile (0 to 1) of `v` (the value at that rank of the sorted values).
-fn quantile(mut v: Vec<f32>, q: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f32::total_cmp);
-    let rank = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    Some(v[rank] as f64)
+/// The `q`-quantile (0 to 1) of `sorted` (ascending): the value at that rank.
+fn quantile(sorted: &[f32], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let rank = (last as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(sorted[rank] as f64)
 }
 
 /// Where the fitted intensity scale puts its 0: this quantile of the neutral faces' embedding
@@ -356,22 +353,27 @@ pub fn fit_intensity_scale(
     let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
     let d = embedding_distances(net, data, &idx, device)?;
     let is_neutral = |i: usize| data.labels[i] == Expression::Neutral.index() as i64;
+    // The distances of the neutral or the expressive faces, sorted.
     let pick = |want: bool| -> Vec<f32> {
-        idx.iter()
+        let mut v: Vec<f32> = idx
+            .iter()
             .zip(&d)
             .filter(|(i, _)| is_neutral(**i) == want)
             .map(|(_, d)| *d)
-            .collect()
+            .collect();
+        v.sort_by(f32::total_cmp);
+        v
     };
-    let q = |v: Vec<f32>| [0.25, 0.5, 0.75, 0.9].map(|p| quantile(v.clone(), p));
+    let (neutral, expressive) = (pick(true), pick(false));
+    let q = |v: &[f32]| [0.25, 0.5, 0.75, 0.9].map(|p| quantile(v, p));
     tracing::debug!(
-        neutral = ?q(pick(true)),
-        expressive = ?q(pick(false)),
+        neutral = ?q(&neutral),
+        expressive = ?q(&expressive),
         "embedding distances, quartiles and 90th percentile"
     );
     let (Some(neutral), Some(expressive)) = (
-        quantile(pick(true), NEUTRAL_QUANTILE),
-        quantile(pick(false), 0.5),
+        quantile(&neutral, NEUTRAL_QUANTILE),
+        quantile(&expressive, 0.5),
     ) else {
         return Ok(None);
     };
@@ -553,12 +555,12 @@ mod tests {
 
     #[test]
     fn quantiles_are_read_off_the_sorted_values() {
-        let v: Vec<f32> = (0..=8).rev().map(|i| i as f32).collect();
-        assert_eq!(quantile(v.clone(), 0.75), Some(6.0));
-        assert_eq!(quantile(v.clone(), 0.5), Some(4.0));
-        assert_eq!(quantile(v, 1.0), Some(8.0));
-        assert_eq!(quantile(vec![0.25, 0.75], 0.5), Some(0.75));
-        assert_eq!(quantile(Vec::new(), 0.5), None);
+        let v: Vec<f32> = (0..=8).map(|i| i as f32).collect();
+        assert_eq!(quantile(&v, 0.75), Some(6.0));
+        assert_eq!(quantile(&v, 0.5), Some(4.0));
+        assert_eq!(quantile(&v, 1.0), Some(8.0));
+        assert_eq!(quantile(&[0.25, 0.75], 0.5), Some(0.75));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]

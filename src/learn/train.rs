@@ -393,24 +393,20 @@ pub fn train(
     let mut net = GcNet::new(&vs.root(), cfg.model);
     net.classifier.dropout = cfg.dropout;
     match init {
-        Some(path) if cfg.widen_encoder => {
+        Some(path) if cfg.widen_encoder || cfg.deepen_encoder => {
+            // `init` grown into this network without changing what it computes.
+            type Grow =
+                fn(&nn::VarStore, &ModelConfig, &mut nn::VarStore, &ModelConfig) -> Result<()>;
+            let (verb, grow): (&str, Grow) = if cfg.widen_encoder {
+                ("widen", crate::model::widen::widen_encoder)
+            } else {
+                ("deepen", crate::model::deepen::deepen_encoder)
+            };
             let source = crate::model::weights::load(path, device)
-                .with_context(|| format!("loading the network to widen, {}", path.display()))?;
-            crate::model::widen::widen_encoder(&source.vs, &source.net.config, &mut vs, &cfg.model)
-                .with_context(|| format!("widening the encoder of {}", path.display()))?;
-            tracing::info!(from = %path.display(), channels = ?cfg.model.encoder_channels(), "encoder widened");
-        }
-        Some(path) if cfg.deepen_encoder => {
-            let source = crate::model::weights::load(path, device)
-                .with_context(|| format!("loading the network to deepen, {}", path.display()))?;
-            crate::model::deepen::deepen_encoder(
-                &source.vs,
-                &source.net.config,
-                &mut vs,
-                &cfg.model,
-            )
-            .with_context(|| format!("deepening the encoder of {}", path.display()))?;
-            tracing::info!(from = %path.display(), "encoder deepened (residual second convolutions)");
+                .with_context(|| format!("loading the network to {verb}, {}", path.display()))?;
+            grow(&source.vs, &source.net.config, &mut vs, &cfg.model)
+                .with_context(|| format!("{verb}ing the encoder of {}", path.display()))?;
+            tracing::info!(from = %path.display(), model = ?cfg.model, "encoder {verb}ed");
         }
         Some(path) => {
             // The reconstruction decoder may be absent on either side; everything else must match.
