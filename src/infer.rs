@@ -57,7 +57,7 @@ impl Predictor {
         precision: Precision,
     ) -> Result<Predictor, WeightsError> {
         let mut model = weights::load(path, device)?;
-        model.compute_in(precision.kind_on(device));
+        model.prepare_for_inference(precision.kind_on(device));
         Ok(Predictor { model, device })
     }
 

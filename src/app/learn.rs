@@ -531,7 +531,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         let report = if let (DatasetKind::Tfeid, Some(n)) = (set.kind, args.held_out) {
             let path = args.weights.clone().unwrap_or_else(default_weights_path);
             let mut model = crate::model::weights::load(&path, device)?;
-            model.compute_in(args.common.precision.kind_on(device));
+            model.prepare_for_inference(args.common.precision.kind_on(device));
             let (idx, _, performers) = held_out_performers(set, n, args.holdout_seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
             let test_data = TrainData::from_sets(&[(set, idx)]);

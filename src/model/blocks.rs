@@ -6,6 +6,49 @@
 //! neutral stalled at 0.117, worse than the query itself), which would make the reference useless.
 use tch::{nn, nn::ModuleT, Tensor};
 
+/// The batch norms' ε (libtorch's default), named because folding them needs it.
+const BN_EPS: f64 = 1e-5;
+
+fn batch_norm(p: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(
+        p,
+        channels,
+        nn::BatchNormConfig {
+            eps: BN_EPS,
+            ..Default::default()
+        },
+    )
+}
+
+/// Folds an inference-mode batch norm into the (transposed) convolution before it, in place:
+/// BN(conv(x)) = conv′(x) with w′ = w·s and b′ = (b − μ)·s + β, s = γ / √(σ² + ε), scaled along
+/// the output channels (`out_dim` 0 for a convolution's weight, 1 for a transposed one's). The
+/// variables change in their store, so a folded network is for inference only, never trained or
+/// saved.
+fn fold_batch_norm(ws: &Tensor, bs: &Option<Tensor>, bn: &nn::BatchNorm, out_dim: usize) {
+    tch::no_grad(|| {
+        let gamma = bn
+            .ws
+            .as_ref()
+            .map_or_else(|| bn.running_var.ones_like(), |g| g.shallow_clone());
+        let beta = bn
+            .bs
+            .as_ref()
+            .map_or_else(|| bn.running_mean.zeros_like(), |b| b.shallow_clone());
+        let scale = gamma / (&bn.running_var + BN_EPS).sqrt();
+        let mut shape = vec![1i64; ws.dim()];
+        shape[out_dim] = -1;
+        let folded_w = ws * scale.view(shape.as_slice());
+        let mut ws = ws.shallow_clone();
+        ws.copy_(&folded_w);
+        if let Some(b) = bs {
+            let folded_b = (b - &bn.running_mean) * &scale + &beta;
+            let mut b = b.shallow_clone();
+            b.copy_(&folded_b);
+        }
+    });
+}
+
 struct ConvStage {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
@@ -15,6 +58,8 @@ struct ConvStage {
     /// with the batch norm's scale at 0 such a block computes the identity, which is how
     /// `model::deepen` adds them to a trained network.
     residual: bool,
+    /// The batch norms are folded into the convolutions (inference only): skip them.
+    folded: bool,
 }
 
 impl ConvStage {
@@ -25,16 +70,39 @@ impl ConvStage {
         };
         ConvStage {
             conv: nn::conv2d(p / "conv", c_in, c_out, 3, cfg),
-            bn: nn::batch_norm2d(p / "bn", c_out, Default::default()),
+            bn: batch_norm(p / "bn", c_out),
             extra: (2..=convs)
                 .map(|k| {
                     (
                         nn::conv2d(p / format!("conv{k}"), c_out, c_out, 3, cfg),
-                        nn::batch_norm2d(p / format!("bn{k}"), c_out, Default::default()),
+                        batch_norm(p / format!("bn{k}"), c_out),
                     )
                 })
                 .collect(),
             residual,
+            folded: false,
+        }
+    }
+
+    /// Folds every batch norm of the stage into its convolution (see [`fold_batch_norm`]).
+    fn fold_batch_norms(&mut self) {
+        let biased = self.conv.bs.is_some() && self.extra.iter().all(|(c, _)| c.bs.is_some());
+        if self.folded || !biased {
+            return;
+        }
+        fold_batch_norm(&self.conv.ws, &self.conv.bs, &self.bn, 0);
+        for (conv, bn) in &self.extra {
+            fold_batch_norm(&conv.ws, &conv.bs, bn, 0);
+        }
+        self.folded = true;
+    }
+
+    /// Batch norm, or nothing once it is folded into the convolution before it.
+    fn norm(&self, bn: &nn::BatchNorm, x: &Tensor, train: bool) -> Tensor {
+        if self.folded {
+            x.shallow_clone()
+        } else {
+            bn.forward_t(x, train)
         }
     }
 
@@ -47,11 +115,10 @@ impl ConvStage {
         indices: bool,
     ) -> (Tensor, Option<Tensor>, Tensor) {
         let mut y = self
-            .bn
-            .forward_t(&channels_last(&x.apply(&self.conv)), train)
+            .norm(&self.bn, &channels_last(&x.apply(&self.conv)), train)
             .relu();
         for (conv, bn) in &self.extra {
-            let z = bn.forward_t(&y.apply(conv), train);
+            let z = self.norm(bn, &y.apply(conv), train);
             y = if self.residual { y + z } else { z }.relu();
         }
         if indices {
@@ -120,6 +187,12 @@ impl Encoder {
         }
     }
 
+    fn fold_batch_norms(&mut self) {
+        for s in &mut self.stages {
+            s.fold_batch_norms();
+        }
+    }
+
     /// `x` in [0, 1]; returns the 8×8 feature map, the indices of the three poolings (empty
     /// when the encoder does not keep them) and the three maps before pooling (64×64, 32×32,
     /// 16×16).
@@ -163,6 +236,8 @@ struct Decoder {
     deconvs: Vec<nn::ConvTranspose2D>,
     bns: Vec<nn::BatchNorm>,
     skips: bool,
+    /// The batch norms are folded into the deconvolutions before them (inference only).
+    folded: bool,
 }
 
 impl Decoder {
@@ -193,13 +268,26 @@ impl Decoder {
         let bns = pairs[..2]
             .iter()
             .enumerate()
-            .map(|(i, &(_, b))| nn::batch_norm2d(p / format!("bn{}", 3 - i), b, Default::default()))
+            .map(|(i, &(_, b))| batch_norm(p / format!("bn{}", 3 - i), b))
             .collect();
         Decoder {
             deconvs,
             bns,
             skips,
+            folded: false,
         }
+    }
+
+    fn fold_batch_norms(&mut self) {
+        let biased = self.deconvs.iter().all(|d| d.bs.is_some());
+        if self.folded || !biased {
+            return;
+        }
+        for (deconv, bn) in self.deconvs.iter().zip(&self.bns) {
+            // A transposed convolution's weight is in × out × k × k.
+            fold_batch_norm(&deconv.ws, &deconv.bs, bn, 1);
+        }
+        self.folded = true;
     }
 
     /// Returns the output logits (N×1×64×64).
@@ -219,7 +307,10 @@ impl Decoder {
             }
             h = h.apply(deconv);
             if let Some(bn) = self.bns.get(i) {
-                h = bn.forward_t(&h, train).relu();
+                if !self.folded {
+                    h = bn.forward_t(&h, train);
+                }
+                h = h.relu();
             }
         }
         h
@@ -238,6 +329,12 @@ impl Generator {
             encoder: Encoder::new(&(p / "enc"), layout, true),
             decoder: Decoder::new(&(p / "dec"), layout.channels, true),
         }
+    }
+
+    /// Folds the batch norms into the convolutions before them: inference only.
+    pub fn fold_batch_norms(&mut self) {
+        self.encoder.fold_batch_norms();
+        self.decoder.fold_batch_norms();
     }
 
     /// The reference: the query changed in logit space, so an untrained generator starts near
@@ -266,6 +363,11 @@ impl ContrastiveEncoder {
         ContrastiveEncoder {
             encoder: Encoder::new(&(p / "enc"), layout, indices),
         }
+    }
+
+    /// Folds the batch norms into the convolutions before them: inference only.
+    pub fn fold_batch_norms(&mut self) {
+        self.encoder.fold_batch_norms();
     }
 
     /// Unit-length embedding (N×D) and the pooling state for reconstruction.

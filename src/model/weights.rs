@@ -124,10 +124,13 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Stores the weights in `kind` (f32 or bf16) for inference; the network casts its input to
-    /// match and returns its logits and images in f32. Never for weights that are trained or
-    /// saved again.
-    pub fn compute_in(&mut self, kind: tch::Kind) {
+    /// Readies the network for inference: its batch norms folded into the convolutions before
+    /// them (computed in f32), then the weights stored in `kind` (f32 or bf16); the network casts
+    /// its input to match and returns its logits and images in f32. Never for weights that are
+    /// trained or saved again.
+    pub fn prepare_for_inference(&mut self, kind: tch::Kind) {
+        self.vs.float();
+        self.net.fold_batch_norms();
         match kind {
             tch::Kind::BFloat16 => self.vs.bfloat16(),
             _ => self.vs.float(),

@@ -236,7 +236,7 @@ pub(super) fn run_model_bench(args: &BenchArgs) -> Result<()> {
     for (dev, precision) in runs {
         let mut model = crate::model::weights::load(&args.weights, dev)
             .with_context(|| format!("loading {}", args.weights.display()))?;
-        model.compute_in(precision.kind_on(dev));
+        model.prepare_for_inference(precision.kind_on(dev));
         let format = precision.format_on(dev);
         for batch in [1i64, 8, 64] {
             let x = tch::Tensor::rand([batch, 1, 64, 64], (tch::Kind::Float, dev));
