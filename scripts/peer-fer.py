@@ -7,7 +7,7 @@ declared dependencies pull PyTorch and FFmpeg wrappers it does not need for this
 
     python3 -m venv /tmp/peers
     /tmp/peers/bin/pip install --no-deps fer==22.5.1
-    /tmp/peers/bin/pip install tensorflow-cpu opencv-contrib-python-headless pandas requests Pillow tqdm \
+    /tmp/peers/bin/pip install tensorflow-cpu "opencv-contrib-python-headless<5" pandas requests Pillow tqdm \
         "moviepy<2" matplotlib
     /tmp/peers/bin/python scripts/peer-fer.py [CLIP] [FRAMES]
 

@@ -4,7 +4,8 @@
 //
 // Set-up (outside the project):
 //   mkdir /tmp/human && cd /tmp/human && npm init -y
-//   npm install @vladmandic/human@3.3.6 @tensorflow/tfjs-backend-wasm@4.22.0
+//   npm install @vladmandic/human@3.3.6 @tensorflow/tfjs-backend-wasm@4.22.0 \
+//     @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-converter@4.22.0   # its node build requires both
 //   # raw RGB frames (Node decodes no video): 640×480×3 bytes each, e.g. with OpenCV
 //   python3 -c "import cv2,sys; v=cv2.VideoCapture(sys.argv[1]); f=open(sys.argv[2],'wb')
 //   while True:
