@@ -255,6 +255,30 @@ fn train_val_parts(
     (train_parts, val_parts, held)
 }
 
+/// What validated a run, for its sidecar: e.g. "TFEID performers [9, 18, 29] + FER+ Valid".
+fn validation_description(val_parts: &Parts<'_>) -> String {
+    let parts: Vec<String> = val_parts
+        .iter()
+        .filter(|(_, idx)| !idx.is_empty())
+        .map(|(set, idx)| match set.kind {
+            DatasetKind::Tfeid => {
+                let mut performers: Vec<u32> =
+                    idx.iter().filter_map(|&i| set.samples[i].subject).collect();
+                performers.sort_unstable();
+                performers.dedup();
+                format!("TFEID performers {performers:?}")
+            }
+            DatasetKind::Ferplus => "FER+ Valid".to_string(),
+            other => format!("{} validation split", other.name()),
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" + ")
+    }
+}
+
 /// A run on TFEID that starts from `init` must validate on the TFEID performers `init`'s
 /// training held out: the others were in its training data, and validation on them would
 /// flatter the run. `init`'s sidecar records them (null: it did not train on TFEID; absent:
@@ -416,8 +440,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "holdout_seed": args.sets.holdout_seed,
         "held_out_tfeid_performers": held_performers,
         "config": cfg,
-        "init": args.init.as_ref().map(|p| p.display().to_string()),
-        "generator_from": generator_provenance(cfg.generator_from.as_deref()),
+        "init": weights_provenance(args.init.as_deref()),
+        "generator_from": weights_provenance(cfg.generator_from.as_deref()),
         "epochs_trained": trained.history.len(),
         "device": device_name(device),
     });
@@ -425,7 +449,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "validation_accuracy": last.and_then(|m| m.val_acc),
         "validation_mean_recall": last.and_then(|m| m.val_mean_recall),
         "train_accuracy": last.map(|m| m.train_acc),
-        "validation": "held-out TFEID performers + FER+ Valid",
+        "validation": validation_description(&val_parts),
         "calibration": calibration,
         "held_out_tfeid_reference_fidelity": held_fidelity,
     });
@@ -452,9 +476,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Where a generator copied with `--generator-from` came from: the file, its hash and how it was
-/// trained (its sidecar's recipe, or its command).
-fn generator_provenance(path: Option<&Path>) -> Option<serde_json::Value> {
+/// Path, SHA-256 and training command of weights a run started from (`--init`,
+/// `--generator-from`): the path alone does not say which weights, since a run may overwrite
+/// the very file it started from.
+fn weights_provenance(path: Option<&Path>) -> Option<serde_json::Value> {
     let path = path?;
     let side = crate::model::weights::read_sidecar(path).ok();
     let how = side.as_ref().and_then(|s| {
@@ -777,7 +802,7 @@ fn fold_range(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_same_held_out, fold_range};
+    use super::{check_same_held_out, fold_range, weights_provenance};
 
     #[test]
     fn a_run_validates_on_the_performers_its_initial_weights_held_out() {
@@ -817,6 +842,12 @@ mod tests {
             serde_json::json!({"command": "dgcn train"}),
         );
         assert!(check_same_held_out(&old, &[4, 18, 29]).is_ok());
+        // The sidecar of a run names its initial weights by hash, not only by path.
+        let p = weights_provenance(Some(&old)).expect("provenance");
+        let hash = crate::model::weights::sha256_file(&old).expect("hash");
+        assert_eq!(p["sha256"].as_str(), Some(hash.as_str()));
+        assert_eq!(p["trained"].as_str(), Some("dgcn train"));
+        assert!(weights_provenance(None).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
