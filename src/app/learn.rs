@@ -255,19 +255,14 @@ fn train_val_parts(
     (train_parts, val_parts, held)
 }
 
-/// What validated a run, for its sidecar: e.g. "TFEID performers [9, 18, 29] + FER+ Valid".
-fn validation_description(val_parts: &Parts<'_>) -> String {
+/// What validated a run, for its sidecar: e.g. "TFEID performers [9, 18, 29] + FER+ Valid"
+/// (`held`: the TFEID performers `train_val_parts` held out).
+fn validation_description(val_parts: &Parts<'_>, held: Option<&[u32]>) -> String {
     let parts: Vec<String> = val_parts
         .iter()
         .filter(|(_, idx)| !idx.is_empty())
-        .map(|(set, idx)| match set.kind {
-            DatasetKind::Tfeid => {
-                let mut performers: Vec<u32> =
-                    idx.iter().filter_map(|&i| set.samples[i].subject).collect();
-                performers.sort_unstable();
-                performers.dedup();
-                format!("TFEID performers {performers:?}")
-            }
+        .map(|(set, _)| match set.kind {
+            DatasetKind::Tfeid => format!("TFEID performers {:?}", held.unwrap_or_default()),
             DatasetKind::Ferplus => "FER+ Valid".to_string(),
             other => format!("{} validation split", other.name()),
         })
@@ -449,7 +444,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "validation_accuracy": last.and_then(|m| m.val_acc),
         "validation_mean_recall": last.and_then(|m| m.val_mean_recall),
         "train_accuracy": last.map(|m| m.train_acc),
-        "validation": validation_description(&val_parts),
+        "validation": validation_description(&val_parts, held_performers.as_deref()),
         "calibration": calibration,
         "held_out_tfeid_reference_fidelity": held_fidelity,
     });

@@ -280,27 +280,16 @@ fn copy_generator(
         model.standardize
     );
     let from = source.vs.variables();
-    let mut copied = 0;
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in vs.variables() {
-            if !name.starts_with("gen.") {
-                continue;
-            }
-            let src = from
-                .get(&name)
-                .with_context(|| format!("{}: no variable {name}", path.display()))?;
-            anyhow::ensure!(
-                src.size() == var.size(),
-                "{}: {name} has shape {:?}, expected {:?}",
-                path.display(),
-                src.size(),
-                var.size()
-            );
-            var.copy_(src);
-            copied += 1;
+    let copied = crate::model::fill_variables(vs, |name, _| {
+        if !name.starts_with("gen.") {
+            return Ok(None);
         }
-        Ok(())
-    })?;
+        let src = from
+            .get(name)
+            .with_context(|| format!("no variable {name}"))?;
+        Ok(Some(src.shallow_clone()))
+    })
+    .with_context(|| format!("copying the generator of {}", path.display()))?;
     anyhow::ensure!(
         copied > 0,
         "this network has no generator variables to copy"

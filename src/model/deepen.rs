@@ -7,7 +7,7 @@
 use anyhow::{ensure, Context, Result};
 use tch::{nn, Tensor};
 
-use super::ModelConfig;
+use super::{fill_variables, ModelConfig};
 
 /// Copies `from` (a network of `from_cfg`, one convolution per encoder stage) into `to` (built
 /// with `to_cfg`: the same network with `encoder_convs` 2 and residual blocks), every shared
@@ -38,37 +38,23 @@ pub fn deepen_encoder(
     );
     let source = from.variables();
     let device = to.device();
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in to.variables() {
-            let value = match source.get(&name) {
-                Some(v) => v.to_device(device),
-                None => {
-                    ensure!(
-                        name.starts_with("contr.enc.stage")
-                            && (name.contains(".conv2.") || name.contains(".bn2.")),
-                        "the network to deepen has no variable {name}"
-                    );
-                    if name.contains(".bn2.")
-                        && (name.ends_with(".weight") || name.ends_with(".bias"))
-                    {
-                        Tensor::zeros_like(&var)
-                    } else {
-                        // The new convolution's random start, and the norm's running statistics.
-                        continue;
-                    }
-                }
-            };
-            ensure!(
-                value.size() == var.size(),
-                "{name}: {:?} in the network to deepen, expected {:?}",
-                value.size(),
-                var.size()
-            );
-            var.copy_(&value);
+    fill_variables(to, |name, var| {
+        if let Some(v) = source.get(name) {
+            return Ok(Some(v.to_device(device)));
         }
-        Ok(())
+        ensure!(
+            name.starts_with("contr.enc.stage")
+                && (name.contains(".conv2.") || name.contains(".bn2.")),
+            "the network to deepen has no variable {name}"
+        );
+        // The new blocks' batch-norm scale and shift start at 0; the new convolution keeps its
+        // random start and the norm its running statistics.
+        let affine =
+            name.contains(".bn2.") && (name.ends_with(".weight") || name.ends_with(".bias"));
+        Ok(affine.then(|| Tensor::zeros_like(var)))
     })
-    .context("deepening the contrastive encoder")
+    .context("deepening the contrastive encoder")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -334,6 +334,33 @@ impl GcNet {
     }
 }
 
+/// Sets the variables of `to` from another network: `value(name, var)` gives a variable's new
+/// value (`None`: left as it is), which must have the variable's shape. Runs without gradients;
+/// returns how many variables were set. The one loop behind growing a trained network
+/// (`widen`, `deepen`) and copying a part of one into another.
+pub fn fill_variables(
+    to: &nn::VarStore,
+    mut value: impl FnMut(&str, &Tensor) -> anyhow::Result<Option<Tensor>>,
+) -> anyhow::Result<usize> {
+    tch::no_grad(|| {
+        let mut set = 0;
+        for (name, mut var) in to.variables() {
+            let Some(v) = value(&name, &var)? else {
+                continue;
+            };
+            anyhow::ensure!(
+                v.size() == var.size(),
+                "{name}: shape {:?}, expected {:?}",
+                v.size(),
+                var.size()
+            );
+            var.copy_(&v);
+            set += 1;
+        }
+        Ok(set)
+    })
+}
+
 /// The values of a tensor, copied to the CPU, flattened and converted to `T`. A tensor that
 /// cannot be read is an error, never a vector of zeros (which would read as "neutral").
 pub fn tensor_values<T: tch::kind::Element + Copy>(t: &Tensor) -> Result<Vec<T>, tch::TchError> {

@@ -131,9 +131,8 @@ impl LoadedModel {
     pub fn prepare_for_inference(&mut self, kind: tch::Kind) {
         self.vs.float();
         self.net.fold_batch_norms();
-        match kind {
-            tch::Kind::BFloat16 => self.vs.bfloat16(),
-            _ => self.vs.float(),
+        if kind == tch::Kind::BFloat16 {
+            self.vs.bfloat16();
         }
     }
 }

@@ -8,7 +8,7 @@
 use anyhow::{ensure, Context, Result};
 use tch::{nn, Kind, Tensor};
 
-use super::{ClassifierInput, ModelConfig};
+use super::{fill_variables, ClassifierInput, ModelConfig};
 
 /// Largest δ of a split: the two copies of a channel are read with weights ½ + δ and ½ − δ.
 const SPLIT: f64 = 0.25;
@@ -66,49 +66,41 @@ pub fn widen_encoder(
         ClassifierInput::Contrast => 1,
         ClassifierInput::QueryAndContrast => 2,
     };
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in to.variables() {
-            let widened = if let Some(rest) = name.strip_prefix("contr.enc.stage") {
-                let stage: usize = rest[..1].parse().context("stage number")?;
-                let k = stage - 1;
-                let old = get(&name)?.index_select(0, &copies(narrow[k]));
-                if rest.ends_with("conv.weight") && k > 0 {
-                    let c_in = narrow[k - 1];
-                    old.index_select(1, &copies(c_in)) * share[k - 1].view([1, 2 * c_in, 1, 1])
-                } else {
-                    old
-                }
-            } else if name == "cls.fc1.weight" {
-                // Input: `parts` blocks of C3 × 8 × 8 entries, channel-major.
-                let c3 = narrow[2];
-                let per_channel = 64;
-                let entry = Tensor::arange(2 * c3 * per_channel, (Kind::Int64, device));
-                let channel = entry.divide_scalar_mode(per_channel, "floor");
-                let src_in_block =
-                    channel.remainder(c3) * per_channel + entry.remainder(per_channel);
-                let factor = share[2].index_select(0, &channel);
-                let block = c3 * per_channel;
-                let index = Tensor::cat(
-                    &(0..parts)
-                        .map(|p| &src_in_block + p * block)
-                        .collect::<Vec<_>>(),
-                    0,
-                );
-                let factor = factor.repeat([parts]);
-                get(&name)?.index_select(1, &index) * factor.view([1, -1])
+    fill_variables(to, |name, _| {
+        let widened = if let Some(rest) = name.strip_prefix("contr.enc.stage") {
+            let stage: usize = rest[..1].parse().context("stage number")?;
+            let k = stage - 1;
+            let old = get(name)?.index_select(0, &copies(narrow[k]));
+            if rest.ends_with("conv.weight") && k > 0 {
+                let c_in = narrow[k - 1];
+                old.index_select(1, &copies(c_in)) * share[k - 1].view([1, 2 * c_in, 1, 1])
             } else {
-                get(&name)?
-            };
-            ensure!(
-                widened.size() == var.size(),
-                "{name}: widened to {:?}, expected {:?}",
-                widened.size(),
-                var.size()
+                old
+            }
+        } else if name == "cls.fc1.weight" {
+            // Input: `parts` blocks of C3 × 8 × 8 entries, channel-major.
+            let c3 = narrow[2];
+            let per_channel = 64;
+            let entry = Tensor::arange(2 * c3 * per_channel, (Kind::Int64, device));
+            let channel = entry.divide_scalar_mode(per_channel, "floor");
+            let src_in_block = channel.remainder(c3) * per_channel + entry.remainder(per_channel);
+            let factor = share[2].index_select(0, &channel);
+            let block = c3 * per_channel;
+            let index = Tensor::cat(
+                &(0..parts)
+                    .map(|p| &src_in_block + p * block)
+                    .collect::<Vec<_>>(),
+                0,
             );
-            var.copy_(&widened);
-        }
-        Ok(())
+            let factor = factor.repeat([parts]);
+            get(name)?.index_select(1, &index) * factor.view([1, -1])
+        } else {
+            get(name)?
+        };
+        Ok(Some(widened))
     })
+    .context("widening the contrastive encoder")?;
+    Ok(())
 }
 
 #[cfg(test)]
