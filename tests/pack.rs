@@ -2,7 +2,7 @@
 //! libtorch's process-wide random generator to itself (tests in one binary run in parallel).
 mod util;
 
-use dgcn::data::DatasetKind;
+use dgcn::data::{DatasetKind, Split};
 use dgcn::learn::{train, TrainConfig, TrainData};
 use dgcn::model::ModelConfig;
 use tch::Device;
@@ -16,8 +16,13 @@ fn training_from_a_pack_equals_training_from_the_archives() {
     let ck = util::prepared(DatasetKind::Ckplus48).truncated_per_class(8);
     let dir = util::temp_dir("pack-round-trip");
     let path = dir.join("lab.pack");
-    let info =
-        dgcn::data::pack::write_pack(&[tfeid.clone(), ck.clone()], &path, None).expect("packed");
+    let info = dgcn::data::pack::write_pack(
+        &[tfeid.clone(), ck.clone()],
+        &[Split::Train, Split::Valid, Split::Test],
+        &path,
+        None,
+    )
+    .expect("packed");
     assert_eq!(info.datasets.len(), 2);
     let packed = dgcn::data::pack::read_pack(&path, &[DatasetKind::Tfeid, DatasetKind::Ckplus48])
         .expect("read back");

@@ -394,6 +394,10 @@ fn keep_best_ends_with_the_best_validated_epoch_of_an_averaged_run() {
         (now - best).abs() < 1e-9,
         "ended at {now}, epochs scored {accs:?}"
     );
+    // What the sidecar reports is that epoch's, not the last one's.
+    let kept = trained.final_metrics().expect("an epoch");
+    assert_eq!(kept.val_acc, Some(best));
+    assert_eq!(Some(kept.epoch), trained.kept_epoch);
     // A fine-tune of trained weights, not a network at chance (1/7).
     eprintln!("validation accuracy per epoch {accs:?}");
     assert!(best > 0.3, "validation accuracy {best}");

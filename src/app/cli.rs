@@ -66,6 +66,14 @@ pub struct PackArgs {
     /// training faces as fit (then validation, then test), later ones are left out.
     #[arg(long)]
     pub max_mb: Option<f64>,
+    /// The splits whose faces are packed (e.g. `train,valid` for a machine that only trains).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "train,valid,test"
+    )]
+    pub splits: Vec<crate::data::Split>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -179,7 +179,7 @@ pub fn run_pack(args: &super::cli::PackArgs) -> Result<()> {
     }
     let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
     let max = args.max_mb.map(|m| (m * 1024.0 * 1024.0) as usize);
-    let info = data::pack::write_pack(&sets, &args.out, max)
+    let info = data::pack::write_pack(&sets, &args.splits, &args.out, max)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     println!("| dataset | faces | train | valid | test | left out | MiB |\n|---|---:|---:|---:|---:|---:|---:|");
@@ -385,7 +385,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         args.resume,
         args.init.as_deref(),
     )?;
-    let last = trained.history.last();
+    // The epoch the weights are from: the kept one with --keep-best, else the last.
+    let last = trained.final_metrics();
     // Logit adjustment and temperature scaling on the validation data: rare expressions get
     // predicted, and the bars show probabilities that mean what they say.
     let calibrated = calibration_on(&trained.net, &data, &val, device, args.logit_adjustment)?;
@@ -444,6 +445,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "validation_accuracy": last.and_then(|m| m.val_acc),
         "validation_mean_recall": last.and_then(|m| m.val_mean_recall),
         "train_accuracy": last.map(|m| m.train_acc),
+        "epoch": last.map(|m| m.epoch),
         "validation": validation_description(&val_parts, held_performers.as_deref()),
         "calibration": calibration,
         "held_out_tfeid_reference_fidelity": held_fidelity,

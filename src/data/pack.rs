@@ -35,7 +35,7 @@ pub struct PackedSet {
     pub train: usize,
     pub valid: usize,
     pub test: usize,
-    /// Faces of the prepared set left out to keep within the size budget.
+    /// Faces of the prepared set left out: to keep within the size budget, or of a split not packed.
     pub left_out: usize,
     /// Bytes of its compressed faces.
     pub bytes: usize,
@@ -108,11 +108,13 @@ fn compress(
     Ok((enc.finish()?, taken))
 }
 
-/// Writes `sets` into a pack at `out`, in the order given. With `max_bytes`, the faces of the
-/// set that would pass it are cut (its training split first, then validation, then test) and
-/// later sets are left out; the pack says so.
+/// Writes `sets` into a pack at `out`, in the order given, with the faces of `splits` alone
+/// (e.g. train and valid for a machine that only trains: the test faces stay behind). With
+/// `max_bytes`, the faces of the set that would pass it are cut (its training split first, then
+/// validation, then test) and later sets are left out; the pack says so.
 pub fn write_pack(
     sets: &[PreparedSet],
+    splits: &[Split],
     out: &Path,
     max_bytes: Option<usize>,
 ) -> Result<PackInfo, DataError> {
@@ -127,7 +129,9 @@ pub fn write_pack(
     for set in sets {
         let mut order: Vec<usize> = Vec::with_capacity(set.len());
         for split in [Split::Train, Split::Valid, Split::Test] {
-            order.extend(set.split_indices(split));
+            if splits.contains(&split) {
+                order.extend(set.split_indices(split));
+            }
         }
         // The samples' JSON of the whole set bounds that of what is kept: reserved first.
         let json_bound = zlib(&serde_json::to_vec(&set.samples).map_err(|e| io_err(out, e))?)
@@ -318,13 +322,15 @@ mod tests {
         }
     }
 
+    const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+
     #[test]
     fn pack_round_trips_and_cuts_at_its_budget() {
         let dir = std::env::temp_dir().join(format!("dgcn-pack-{}", std::process::id()));
         let path = dir.join("p.pack");
         let a = synthetic(DatasetKind::Tfeid, 40);
         let b = synthetic(DatasetKind::Ferplus, 900);
-        let info = write_pack(&[a.clone(), b.clone()], &path, None).expect("packed");
+        let info = write_pack(&[a.clone(), b.clone()], &ALL, &path, None).expect("packed");
         assert_eq!(info.datasets[1].left_out, 0);
         let back = read_pack(&path, &[DatasetKind::Ferplus, DatasetKind::Tfeid]).expect("read");
         // Same samples and faces, training split first.
@@ -354,7 +360,7 @@ mod tests {
         // A budget: the second set is cut, training faces first, and the file keeps to it.
         let full = std::fs::metadata(&path).expect("size").len() as usize;
         let budget = full * 6 / 10;
-        let info = write_pack(&[a.clone(), b.clone()], &path, Some(budget)).expect("packed");
+        let info = write_pack(&[a.clone(), b.clone()], &ALL, &path, Some(budget)).expect("packed");
         let size = std::fs::metadata(&path).expect("size").len() as usize;
         assert!(size <= budget, "{size} > {budget}");
         let cut = &info.datasets[1];
@@ -362,6 +368,22 @@ mod tests {
         assert_eq!(cut.test, 0, "{cut:?}");
         let back = read_pack(&path, &[DatasetKind::Ferplus]).expect("read");
         assert_eq!(back[0].len(), cut.faces);
+        // Without the test split: no test face, every training and validation face.
+        let info = write_pack(
+            std::slice::from_ref(&b),
+            &[Split::Train, Split::Valid],
+            &path,
+            None,
+        )
+        .expect("packed");
+        let back = read_pack(&path, &[DatasetKind::Ferplus]).expect("read");
+        let wanted = b.samples.iter().filter(|s| s.split != Split::Test).count();
+        assert_eq!(back[0].len(), wanted);
+        assert!(back[0].samples.iter().all(|s| s.split != Split::Test));
+        assert_eq!(
+            (info.datasets[0].test, info.datasets[0].left_out),
+            (0, b.len() - wanted)
+        );
         // Not a pack: a clear error.
         std::fs::write(&path, b"hello").expect("write");
         assert!(read_pack(&path, &[DatasetKind::Tfeid]).is_err());

@@ -177,6 +177,18 @@ pub struct Trained {
     pub vs: nn::VarStore,
     pub net: GcNet,
     pub history: Vec<EpochMetrics>,
+    /// With `keep_best`: the step-2 epoch the network ended with (its weights were put back).
+    pub kept_epoch: Option<usize>,
+}
+
+impl Trained {
+    /// The metrics of the epoch the network ended with: the kept one, else the last.
+    pub fn final_metrics(&self) -> Option<&EpochMetrics> {
+        match self.kept_epoch {
+            Some(e) => self.history.iter().find(|m| m.step == 2 && m.epoch == e),
+            None => self.history.last(),
+        }
+    }
 }
 
 /// Random flips, small similarity warps and brightness/contrast/gamma jitter, the same for a query
@@ -582,6 +594,7 @@ pub fn train(
             }
         }
     }
+    let kept_epoch = best.as_ref().map(|b| b.epoch);
     if let Some(BestEpoch {
         val_acc: acc,
         epoch,
@@ -602,7 +615,12 @@ pub fn train(
             "ended with the best epoch on validation"
         );
     }
-    Ok(Trained { vs, net, history })
+    Ok(Trained {
+        vs,
+        net,
+        history,
+        kept_epoch,
+    })
 }
 
 /// One batch as a step trains on it: the faces, a neutral partner for each (itself when it has

@@ -504,6 +504,8 @@ mod tests {
     #[cfg(feature = "cuda-tests")]
     #[test]
     fn layer_shapes_follow_fig3_on_cuda() {
+        // A test binary is linked without libtorch_cuda (as-needed): load it as `dgcn` does.
+        crate::device::load_cuda();
         assert!(tch::Cuda::is_available(), "cuda-tests needs a GPU");
         check_shapes(Device::Cuda(0));
     }
