@@ -7,6 +7,8 @@
 #             tests with `cuda-tests`, strips both, and packs TFEID + CK+48 + as much of FER+
 #             train as fits, into target/gpu/ (about MAX_MB MiB in all with the repository;
 #             default 60). Afterwards the full app is built again.
+#   here:   scripts/gpu-check.sh --build
+#             only builds and strips the two binaries into target/gpu/ (scripts/gpu-train.sh uses it).
 #   there:  scripts/gpu-check.sh OUT_DIR
 #             (target/gpu/ sent along) checks the libraries, runs `dgcn doctor`, the model tests
 #             on CUDA, GCNet's forward at batch 1, 8 and 64 on the CPU and the GPU, the training
@@ -22,8 +24,9 @@ GPU_DIR=target/gpu
 log() { printf '[gpu-check] %s\n' "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-if [ "${1:-}" = "--prepare" ]; then
-  max_mb=${2:-60}
+# Builds the lean dgcn and the model's unit tests with `cuda-tests`, stripped, into $GPU_DIR
+# (`--build`: that alone, as scripts/gpu-train.sh --prepare uses it).
+build_binaries() {
   mkdir -p "$GPU_DIR"
   log "building the lean dgcn (--no-default-features)"
   cargo build --release --no-default-features
@@ -38,6 +41,16 @@ for line in sys.stdin:
         print(m["executable"])' | tail -n 1)
   [ -n "$tests" ] || die "no test executable built"
   strip -o "$GPU_DIR/dgcn-model-tests" "$tests"
+}
+
+if [ "${1:-}" = "--build" ]; then
+  build_binaries
+  exit 0
+fi
+
+if [ "${1:-}" = "--prepare" ]; then
+  max_mb=${2:-60}
+  build_binaries
   tree_mb=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f1)
   bins=$(du -cb "$GPU_DIR/dgcn" "$GPU_DIR/dgcn-model-tests" | tail -n 1 | cut -f1)
   pack_mb=$(python3 -c "print(max(8, $max_mb - ($tree_mb + $bins) / 1048576))")

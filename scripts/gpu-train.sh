@@ -5,7 +5,7 @@
 # one per call, and the machine keeps the first part while it stays warm between the calls.
 #
 #   here:   scripts/gpu-train.sh --prepare
-#             builds the lean dgcn and the model tests (as gpu-check.sh --prepare), xz-compresses
+#             builds the lean dgcn and the model tests (gpu-check.sh --build), xz-compresses
 #             both, packs TFEID + CK+48 + FER+ train/valid (`data pack --splits train,valid`) and
 #             splits the pack into target/gpu/a (with the binaries and a small TFEID + CK+48 pack)
 #             and target/gpu/b. Afterwards the full app is built again.
@@ -31,17 +31,7 @@ if [ "${1:-}" = "--prepare" ]; then
   set -e
   rm -rf "$GPU_DIR/a" "$GPU_DIR/b"
   mkdir -p "$GPU_DIR/a" "$GPU_DIR/b"
-  cargo build --release --no-default-features
-  strip -o "$GPU_DIR/dgcn" target/release/dgcn
-  tests=$(cargo test --release --no-default-features --features cuda-tests --lib --no-run \
-    --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
-        print(m["executable"])' | tail -n 1)
-  [ -n "$tests" ] || die "no test executable built"
-  strip -o "$GPU_DIR/dgcn-model-tests" "$tests"
+  scripts/gpu-check.sh --build
   xz -9 -T2 -c "$GPU_DIR/dgcn" >"$GPU_DIR/a/dgcn.xz"
   xz -9 -T2 -c "$GPU_DIR/dgcn-model-tests" >"$GPU_DIR/a/dgcn-model-tests.xz"
   "$GPU_DIR/dgcn" data pack --datasets tfeid,ckplus48 --splits train,valid --out "$GPU_DIR/a/small.pack"

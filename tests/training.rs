@@ -203,6 +203,33 @@ fn held_generator_and_start_from_saved_weights() {
     }
     assert_eq!(copied, generator_vars);
     assert_eq!(third.history.len(), 2);
+    // `generator_warp` from a plain generator: the last layer's edit channel is copied, the
+    // displacement channels start at zero, so the references are the plain generator's.
+    let warping = TrainConfig {
+        model: ModelConfig {
+            generator_warp: true,
+            ..deeper
+        },
+        gen_epochs: 0,
+        epochs: 0,
+        ..cfg3.clone()
+    };
+    let warped = train(&data, None, &warping, Device::Cpu, None, false, None).expect("warping");
+    let faces = data.batch(&[0, 1, 2, 3], Device::Cpu);
+    let (plain_ref, warp_ref) = tch::no_grad(|| {
+        (
+            third.net.generator.forward_t(&faces, false),
+            warped.net.generator.forward_with_flow(&faces, false),
+        )
+    });
+    let (warp_ref, flow) = (warp_ref.0, warp_ref.1.expect("a field"));
+    assert!(flow.abs().max().double_value(&[]) < 1e-7);
+    let diff = (&plain_ref - &warp_ref).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "references differ by {diff}");
+    assert!(
+        (&plain_ref - &faces).abs().max().double_value(&[]) > 1e-3,
+        "a trained edit"
+    );
     // A generator of another width is refused, naming the file.
     let wider = TrainConfig {
         model: ModelConfig {

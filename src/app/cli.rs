@@ -208,6 +208,14 @@ pub struct ModelTrainArgs {
     /// Weight of the total variation of the generator's edit G(x) − x in step 1.
     #[arg(long, default_value_t = 0.0)]
     pub lambda_tv: f64,
+    /// The generator also warps the face (a displacement field beside its edit), so that it can
+    /// close a mouth by moving the lips. With --generator-from a plain generator: its function
+    /// kept, the field starting at zero.
+    #[arg(long)]
+    pub generator_warp: bool,
+    /// Weight of the total variation of the warping generator's displacement field in step 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_flow: f64,
     /// The paper's Fig. 3 and training exactly: contrast-only classifier, centred input,
     /// generator trained end to end in step 2, no class weights.
     #[arg(long)]

@@ -32,6 +32,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         encoder_convs: m.encoder_convs,
         encoder_residual: false,
         flip_average: false,
+        generator_warp: m.generator_warp,
     };
     if m.paper {
         model.classifier_input = ClassifierInput::Contrast;
@@ -60,13 +61,14 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         .validate()
         .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     anyhow::ensure!(
-        [m.lambda_neutral, m.lambda_tv, m.lambda_ssim]
+        [m.lambda_neutral, m.lambda_tv, m.lambda_ssim, m.lambda_flow]
             .iter()
             .all(|l| l.is_finite() && *l >= 0.0),
-        "--lambda-neutral {} / --lambda-tv {} / --lambda-ssim {}: expected numbers ≥ 0",
+        "--lambda-neutral {} / --lambda-tv {} / --lambda-ssim {} / --lambda-flow {}: expected numbers ≥ 0",
         m.lambda_neutral,
         m.lambda_tv,
-        m.lambda_ssim
+        m.lambda_ssim,
+        m.lambda_flow
     );
     anyhow::ensure!(
         (0.0..1.0).contains(&m.ema),
@@ -100,6 +102,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         neutral_identity: m.neutral_identity,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,
+        lambda_flow: m.lambda_flow,
         repeat: m.repeat.clone(),
         repeat_balanced: !m.repeat_plain,
         ema_decay: m.ema,

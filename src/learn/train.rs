@@ -57,6 +57,10 @@ pub struct TrainConfig {
     /// smooth regions (a mouth closed, brows lowered), not the pixel patterns that fool a guide.
     #[serde(default)]
     pub lambda_tv: f64,
+    /// Weight of the total variation of a warping generator's displacement field in step 1:
+    /// the face moves in smooth regions (lips together), not pixel by pixel.
+    #[serde(default)]
+    pub lambda_flow: f64,
     /// Weight of the structural term 1 − SSIM(G(x), neutral) beside L_Gen's L1 in step 1.
     #[serde(default)]
     pub lambda_ssim: f64,
@@ -133,6 +137,7 @@ impl Default for TrainConfig {
             neutral_identity: false,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
+            lambda_flow: 0.0,
             repeat: Vec::new(),
             repeat_balanced: true,
             ema_decay: 0.0,
@@ -292,13 +297,20 @@ fn copy_generator(
         model.standardize
     );
     let from = source.vs.variables();
-    let copied = crate::model::fill_variables(vs, |name, _| {
+    let copied = crate::model::fill_variables(vs, |name, target| {
         if !name.starts_with("gen.") {
             return Ok(None);
         }
         let src = from
             .get(name)
             .with_context(|| format!("no variable {name}"))?;
+        // Into a warping generator from a plain one: the last layer's edit channel is theirs,
+        // the displacement channels start at zero (the function unchanged).
+        if model.generator_warp && !theirs.generator_warp && name.starts_with("gen.dec.deconv1.") {
+            let value = Tensor::zeros_like(target);
+            value.narrow(1.min(value.dim() as i64 - 1), 0, 1).copy_(src);
+            return Ok(Some(value));
+        }
         Ok(Some(src.shallow_clone()))
     })
     .with_context(|| format!("copying the generator of {}", path.display()))?;
@@ -708,7 +720,7 @@ fn run_epoch(
         let (query, neutral, has) = training_batch(data, idx, cfg, step, device, rng);
 
         let (loss, parts) = if step == 1 {
-            let generated = net.generator.forward_t(&query, true);
+            let (generated, flow) = net.generator.forward_with_flow(&query, true);
             let l = losses::generation_loss(&generated, &neutral, &has);
             // A new tensor (not a shallow clone): `+=` below must not change the logged L_Gen.
             let mut loss = &l + 0.0;
@@ -718,6 +730,9 @@ fn run_epoch(
             }
             if cfg.lambda_tv > 0.0 {
                 loss += losses::total_variation(&(&generated - &query)) * cfg.lambda_tv;
+            }
+            if let (Some(flow), true) = (&flow, cfg.lambda_flow > 0.0) {
+                loss += losses::total_variation(flow) * cfg.lambda_flow;
             }
             if let Some(guide) = guide {
                 let expressive = data

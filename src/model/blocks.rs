@@ -241,13 +241,14 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(p: &nn::Path, ch: [i64; 3], skips: bool) -> Decoder {
+    /// `out`: channels of the last layer (1: an image's logits; the warping generator's 3).
+    fn new(p: &nn::Path, ch: [i64; 3], skips: bool, out: i64) -> Decoder {
         let cfg = nn::ConvTransposeConfig {
             padding: 1,
             ..Default::default()
         };
         // stage3: C3 → C2, stage2: C2 → C1, stage1: C1 → 1
-        let pairs = [(ch[2], ch[1]), (ch[1], ch[0]), (ch[0], 1)];
+        let pairs = [(ch[2], ch[1]), (ch[1], ch[0]), (ch[0], out)];
         let deconvs = pairs
             .iter()
             .enumerate()
@@ -290,7 +291,7 @@ impl Decoder {
         self.folded = true;
     }
 
-    /// Returns the output logits (N×1×64×64).
+    /// Returns the last layer's output (N×out×64×64).
     fn forward_t(
         &self,
         feat: &Tensor,
@@ -321,13 +322,28 @@ impl Decoder {
 pub struct Generator {
     encoder: Encoder,
     decoder: Decoder,
+    warp: bool,
 }
 
+/// The warping generator's displacement per unit of its decoder's output, in the grid's
+/// coordinates (−1…1 across the face): 0.1 is 3.2 pixels of a 64-pixel face.
+const FLOW_SCALE: f64 = 0.1;
+/// Side in pixels of the cells the displacement field is averaged over.
+const FLOW_CELL: i64 = 8;
+
 impl Generator {
-    pub fn new(p: &nn::Path, layout: EncoderLayout) -> Generator {
+    /// `warp`: the decoder's last layer also gives a displacement field (channels 1 and 2 beside
+    /// the edit's channel 0), applied to the face before the edit.
+    pub fn new(p: &nn::Path, layout: EncoderLayout, warp: bool) -> Generator {
         Generator {
             encoder: Encoder::new(&(p / "enc"), layout, true),
-            decoder: Decoder::new(&(p / "dec"), layout.channels, true),
+            decoder: Decoder::new(
+                &(p / "dec"),
+                layout.channels,
+                true,
+                if warp { 3 } else { 1 },
+            ),
+            warp,
         }
     }
 
@@ -340,9 +356,46 @@ impl Generator {
     /// The reference: the query changed in logit space, so an untrained generator starts near
     /// the identity and learns what to take away.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_with_flow(x, train).0
+    }
+
+    /// The reference and, for a warping generator, its displacement field (N×2×64×64, in the
+    /// grid's coordinates): the face is first resampled where the field points, then edited.
+    pub fn forward_with_flow(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
         let (feat, idx, skips) = self.encoder.forward_t(x, train);
-        let delta = self.decoder.forward_t(&feat, &idx, &skips, train);
-        (x.clamp(0.01, 0.99).logit(None) + delta).sigmoid()
+        let out = self.decoder.forward_t(&feat, &idx, &skips, train);
+        if !self.warp {
+            return ((x.clamp(0.01, 0.99).logit(None) + out).sigmoid(), None);
+        }
+        let delta = out.narrow(1, 0, 1);
+        let size = x.size();
+        // The field is averaged over 8×8-pixel cells and spread back smoothly: the face moves
+        // in regions (lips, brows), never pixel by pixel.
+        let (h, w) = (size[2], size[3]);
+        let flow = out
+            .narrow(1, 1, 2)
+            .avg_pool2d(
+                [FLOW_CELL, FLOW_CELL],
+                [FLOW_CELL, FLOW_CELL],
+                [0, 0],
+                false,
+                true,
+                None,
+            )
+            .upsample_bilinear2d([h, w], false, None, None)
+            * FLOW_SCALE;
+        let n = size[0];
+        let identity = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0])
+            .to_device(x.device())
+            .to_kind(x.kind())
+            .view([1, 2, 3])
+            .expand([n, 2, 3], false);
+        let grid = Tensor::affine_grid_generator(&identity, size.as_slice(), false)
+            + flow.permute([0, 2, 3, 1]);
+        // Bilinear, border padding: a face pulled from beyond its edge repeats the edge.
+        let moved = x.grid_sampler(&grid, 0, 1, false);
+        let reference = (moved.clamp(0.01, 0.99).logit(None) + delta).sigmoid();
+        (reference, Some(flow))
     }
 }
 
@@ -388,7 +441,7 @@ pub struct ReconstructionDecoder {
 impl ReconstructionDecoder {
     pub fn new(p: &nn::Path, ch: [i64; 3]) -> ReconstructionDecoder {
         ReconstructionDecoder {
-            decoder: Decoder::new(&(p / "dec"), ch, false),
+            decoder: Decoder::new(&(p / "dec"), ch, false, 1),
         }
     }
 
@@ -492,5 +545,57 @@ mod tests {
         for (a, b) in idx.iter().zip(&idx_ref) {
             assert!(a.equal(b));
         }
+    }
+
+    #[test]
+    fn a_warping_generator_starts_as_the_identity_and_moves_the_face_by_its_field() {
+        let layout = EncoderLayout {
+            channels: [8, 16, 24],
+            convs_per_stage: 1,
+            residual: false,
+            standardize: true,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let gen = Generator::new(&vs.root(), layout, true);
+        // A face with structure across it: a horizontal ramp.
+        let ramp = Tensor::arange(64, (Kind::Float, Device::Cpu)).view([1, 1, 1, 64]) / 64.0;
+        let x = (ramp.expand([2, 1, 64, 64], false) * 0.8 + 0.1).contiguous();
+        // The last layer starts at zero: no edit, no displacement.
+        let (g, flow) = tch::no_grad(|| gen.forward_with_flow(&x, false));
+        let flow = flow.expect("a warping generator gives its field");
+        assert_eq!(flow.size(), vec![2, 2, 64, 64]);
+        assert!(flow.abs().max().double_value(&[]) < 1e-7);
+        assert!((&g - &x).abs().max().double_value(&[]) < 1e-4);
+        // A constant field of one unit in x (channel 1) samples the face 0.1 grid units to the
+        // right, 3.2 pixels: the ramp rises by that much inside the face, the edit unchanged.
+        let last = &gen.decoder.deconvs[2];
+        tch::no_grad(|| {
+            let mut bias = last.bs.as_ref().expect("bias").shallow_clone();
+            let _ = bias.narrow(0, 1, 1).fill_(1.0);
+        });
+        let (moved, flow) = tch::no_grad(|| gen.forward_with_flow(&x, false));
+        let flow = flow.expect("field");
+        assert!(
+            (flow.narrow(1, 0, 1) - FLOW_SCALE)
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-6
+        );
+        let inside = |t: &Tensor| t.narrow(3, 8, 48);
+        let shift = (inside(&moved) - inside(&x))
+            .mean(Kind::Float)
+            .double_value(&[]);
+        let expected = 0.8 * 32.0 * FLOW_SCALE / 64.0;
+        assert!(
+            (shift - expected).abs() < 2e-3,
+            "shifted by {shift}, expected {expected}"
+        );
+        // A plain generator gives no field.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let plain = Generator::new(&vs.root(), layout, false);
+        assert!(tch::no_grad(|| plain.forward_with_flow(&x, false))
+            .1
+            .is_none());
     }
 }

@@ -73,6 +73,11 @@ pub struct ModelConfig {
     /// training is unaffected). Set on existing weights by `dgcn calibrate --flip`.
     #[serde(default)]
     pub flip_average: bool,
+    /// The generator also moves pixels: its decoder gives a displacement field that warps the
+    /// face before its edit in logit space, so that an open mouth can close by moving the lips
+    /// together instead of being painted over (`train --generator-warp`).
+    #[serde(default)]
+    pub generator_warp: bool,
 }
 
 fn one() -> i64 {
@@ -92,6 +97,7 @@ impl Default for ModelConfig {
             encoder_convs: 1,
             encoder_residual: false,
             flip_average: false,
+            generator_warp: false,
         }
     }
 }
@@ -216,6 +222,7 @@ impl GcNet {
             generator: Generator::new(
                 &(root / "gen").set_group(GENERATOR_GROUP),
                 config.generator_layout(),
+                config.generator_warp,
             ),
             encoder: ContrastiveEncoder::new(
                 &(root / "contr"),
