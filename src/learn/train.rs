@@ -307,8 +307,10 @@ fn copy_generator(
         // Into a warping generator from a plain one: the last layer's edit channel is theirs,
         // the displacement channels start at zero (the function unchanged).
         if model.generator_warp && !theirs.generator_warp && name.starts_with("gen.dec.deconv1.") {
+            // A transposed convolution's weight is in × out × k × k; its bias has out values.
+            let out_dim = if target.dim() > 1 { 1 } else { 0 };
             let value = Tensor::zeros_like(target);
-            value.narrow(1.min(value.dim() as i64 - 1), 0, 1).copy_(src);
+            value.narrow(out_dim, 0, 1).copy_(src);
             return Ok(Some(value));
         }
         Ok(Some(src.shallow_clone()))

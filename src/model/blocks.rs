@@ -570,7 +570,7 @@ mod tests {
         // right, 3.2 pixels: the ramp rises by that much inside the face, the edit unchanged.
         let last = &gen.decoder.deconvs[2];
         tch::no_grad(|| {
-            let mut bias = last.bs.as_ref().expect("bias").shallow_clone();
+            let bias = last.bs.as_ref().expect("bias").shallow_clone();
             let _ = bias.narrow(0, 1, 1).fill_(1.0);
         });
         let (moved, flow) = tch::no_grad(|| gen.forward_with_flow(&x, false));
