@@ -247,7 +247,7 @@ impl Decoder {
             padding: 1,
             ..Default::default()
         };
-        // stage3: C3 → C2, stage2: C2 → C1, stage1: C1 → 1
+        // stage3: C3 → C2, stage2: C2 → C1, stage1: C1 → out
         let pairs = [(ch[2], ch[1]), (ch[1], ch[0]), (ch[0], out)];
         let deconvs = pairs
             .iter()
