@@ -44,7 +44,6 @@ if [ "${1:-}" = "--prepare" ]; then
   tail -c +$((room + 1)) "$GPU_DIR/full.pack" >"$GPU_DIR/b/full.part-b"
   [ $(($(stat -c %s "$GPU_DIR/b/full.part-b") + tree)) -le $((63 * 1048576)) ] || die "the pack needs more than two calls"
   sha256sum "$GPU_DIR/full.pack" | cut -d' ' -f1 >"$GPU_DIR/b/full.sha256"
-  cp weights/gcnet.json "$GPU_DIR/b/shipped.json"
   du -cb "$GPU_DIR"/a/* | tail -n 1 | awk -v t="$tree" '{printf "[gpu-train] call 1: %.1f MiB\n", ($1 + t) / 1048576}' >&2
   du -cb "$GPU_DIR"/b/* | tail -n 1 | awk -v t="$tree" '{printf "[gpu-train] call 2: %.1f MiB\n", ($1 + t) / 1048576}' >&2
   cargo build --release
