@@ -88,7 +88,7 @@ if [ "$STAGE" = check ]; then
   t=$SECONDS
   timeout 90 "$dgcn" bench --model --device "$DEVICE" --out "$OUT/bench-model.md" >"$OUT/bench-model.txt" 2>&1
   echo "- bench --model: rc $? in $((SECONDS - t)) s" >>"$summary"
-  # Pilot: four trainings at once, the second call's layout and flags, on the small pack.
+  # Pilot: four trainings at once, the second call's layout and step-2 flags, on the small pack.
   t=$SECONDS
   for i in 1 2 3 4; do
     timeout 120 "$dgcn" train --device "$DEVICE" --threads 4 --pack "$S/small.pack" "${QUICK[@]}" --datasets tfeid,ckplus48 \

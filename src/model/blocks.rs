@@ -364,16 +364,25 @@ impl Generator {
     pub fn forward_with_flow(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
         let (feat, idx, skips) = self.encoder.forward_t(x, train);
         let out = self.decoder.forward_t(&feat, &idx, &skips, train);
-        if !self.warp {
-            return ((x.clamp(0.01, 0.99).logit(None) + out).sigmoid(), None);
-        }
+        // Channel 0 is the edit; a warping generator's channels 1 and 2 move the face first.
+        let (face, flow) = if self.warp {
+            let (moved, flow) = Self::warp_face(x, &out.narrow(1, 1, 2));
+            (moved, Some(flow))
+        } else {
+            (x.shallow_clone(), None)
+        };
         let delta = out.narrow(1, 0, 1);
+        ((face.clamp(0.01, 0.99).logit(None) + delta).sigmoid(), flow)
+    }
+
+    /// The face resampled where the field `raw` (N×2×H×W, the decoder's units) points, and the
+    /// field in the grid's coordinates.
+    fn warp_face(x: &Tensor, raw: &Tensor) -> (Tensor, Tensor) {
         let size = x.size();
         // The field is averaged over 8×8-pixel cells and spread back smoothly: the face moves
         // in regions (lips, brows), never pixel by pixel.
-        let (h, w) = (size[2], size[3]);
-        let flow = out
-            .narrow(1, 1, 2)
+        let (n, h, w) = (size[0], size[2], size[3]);
+        let flow = raw
             .avg_pool2d(
                 [FLOW_CELL, FLOW_CELL],
                 [FLOW_CELL, FLOW_CELL],
@@ -384,7 +393,6 @@ impl Generator {
             )
             .upsample_bilinear2d([h, w], false, None, None)
             * FLOW_SCALE;
-        let n = size[0];
         let identity = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0])
             .to_device(x.device())
             .to_kind(x.kind())
@@ -393,9 +401,7 @@ impl Generator {
         let grid = Tensor::affine_grid_generator(&identity, size.as_slice(), false)
             + flow.permute([0, 2, 3, 1]);
         // Bilinear, border padding: a face pulled from beyond its edge repeats the edge.
-        let moved = x.grid_sampler(&grid, 0, 1, false);
-        let reference = (moved.clamp(0.01, 0.99).logit(None) + delta).sigmoid();
-        (reference, Some(flow))
+        (x.grid_sampler(&grid, 0, 1, false), flow)
     }
 }
 
