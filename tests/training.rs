@@ -429,3 +429,46 @@ fn keep_best_ends_with_the_best_validated_epoch_of_an_averaged_run() {
     eprintln!("validation accuracy per epoch {accs:?}");
     assert!(best > 0.3, "validation accuracy {best}");
 }
+
+/// `--neutral-subspace`: expressive faces without a neutral photo (CK+48's) teach the generator
+/// toward their projection onto the neutral faces' subspace — its references of those faces end
+/// nearer that projection than a generator trained on the pairs alone leaves them.
+#[test]
+fn neutral_subspace_teaches_the_generator_on_faces_without_pairs() {
+    use dgcn::learn::subspace::NeutralSubspace;
+    tch::set_num_threads(2);
+    let data = small_lab_data();
+    let neutral: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
+    let unpaired: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels[i] != 0 && data.neutral_of[i].is_empty())
+        .collect();
+    assert!(neutral.len() > 8 && !unpaired.is_empty());
+    let space =
+        NeutralSubspace::fit(&data.batch(&neutral, Device::Cpu), 8).expect("enough neutral faces");
+    let x = data.batch(&unpaired, Device::Cpu);
+    let target = space.project(&x);
+    let cfg = |weight: f64| TrainConfig {
+        model: small_shipped_variant(),
+        gen_epochs: 6,
+        epochs: 0,
+        batch_size: 32,
+        lr: 2e-3,
+        gen_lr: Some(1e-2),
+        augment: false,
+        subspace_components: 8,
+        lambda_subspace: weight,
+        ..TrainConfig::default()
+    };
+    let distance = |weight: f64| {
+        let trained = train(&data, None, &cfg(weight), Device::Cpu, None, false, None)
+            .expect("trains");
+        let g = tch::no_grad(|| trained.net.generator.forward_t(&x, false));
+        (g - &target).abs().mean(tch::Kind::Float).double_value(&[])
+    };
+    let (with, without) = (distance(3.0), distance(0.0));
+    eprintln!("L1(G(x), projection): {with:.4} with the subspace, {without:.4} without");
+    assert!(
+        with < without * 0.8,
+        "L1(G(x), projection) of faces without pairs: {with:.4} with the subspace, {without:.4} without"
+    );
+}

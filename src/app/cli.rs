@@ -193,6 +193,14 @@ pub struct ModelTrainArgs {
     /// Weight of 1 − SSIM(G(x), true neutral) beside L_Gen's L1 in step 1 (0: L1 only).
     #[arg(long, default_value_t = 0.0)]
     pub lambda_ssim: f64,
+    /// Step 1: fit a neutral-face subspace of this many principal components on the training
+    /// data's neutral faces; expressive faces without a neutral photo of their own (FER+, CK+48)
+    /// learn toward their projection onto it (0: off; e.g. 300).
+    #[arg(long, default_value_t = 0)]
+    pub neutral_subspace: usize,
+    /// Weight of that term beside L_Gen (with --neutral-subspace).
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda_subspace: f64,
     /// Every neutral face is its own target in step 1 (G(n) = n) instead of a random neutral
     /// photo of the same person.
     #[arg(long)]

@@ -61,14 +61,15 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         .validate()
         .map_err(|e| anyhow::anyhow!("model configuration: {e}"))?;
     anyhow::ensure!(
-        [m.lambda_neutral, m.lambda_tv, m.lambda_ssim, m.lambda_flow]
+        [m.lambda_neutral, m.lambda_tv, m.lambda_ssim, m.lambda_flow, m.lambda_subspace]
             .iter()
             .all(|l| l.is_finite() && *l >= 0.0),
-        "--lambda-neutral {} / --lambda-tv {} / --lambda-ssim {} / --lambda-flow {}: expected numbers ≥ 0",
+        "--lambda-neutral {} / --lambda-tv {} / --lambda-ssim {} / --lambda-flow {} / --lambda-subspace {}: expected numbers ≥ 0",
         m.lambda_neutral,
         m.lambda_tv,
         m.lambda_ssim,
-        m.lambda_flow
+        m.lambda_flow,
+        m.lambda_subspace
     );
     anyhow::ensure!(
         (0.0..1.0).contains(&m.ema),
@@ -99,6 +100,8 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         neutrality_guide: m.neutrality_guide.clone(),
         generator_from: m.generator_from.clone(),
         lambda_ssim: m.lambda_ssim,
+        subspace_components: m.neutral_subspace,
+        lambda_subspace: m.lambda_subspace,
         neutral_identity: m.neutral_identity,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,

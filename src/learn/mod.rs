@@ -1,9 +1,11 @@
 //! Learning: the face pool (`pool`), two-step training (`train`), metrics on a trained network
 //! — accuracy, calibration, reference fidelity, intensity — (`metrics`) and subject-independent
-//! cross-validation (`crossval`). Imports run one way: pool ← metrics ← train ← crossval.
+//! cross-validation (`crossval`); the neutral-face subspace that teaches the generator from faces
+//! without a neutral partner (`subspace`). Imports run one way: pool ← metrics ← train ← crossval.
 pub mod crossval;
 pub mod metrics;
 pub mod pool;
+pub mod subspace;
 pub mod train;
 
 pub use crossval::{cross_validate, CrossValidation};

@@ -17,6 +17,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::metrics::evaluate;
 use super::pool::TrainData;
+use super::subspace::NeutralSubspace;
 use crate::face::FACE_SIZE;
 use crate::labels::Expression;
 use crate::model::{losses, GcNet, ModelConfig, GENERATOR_GROUP};
@@ -64,6 +65,14 @@ pub struct TrainConfig {
     /// Weight of the structural term 1 − SSIM(G(x), neutral) beside L_Gen's L1 in step 1.
     #[serde(default)]
     pub lambda_ssim: f64,
+    /// Step 1: components of the neutral-face subspace (`subspace`) fitted on the training
+    /// faces' neutral ones; an expressive face without a neutral photo of its own (FER+, CK+48)
+    /// learns toward its projection onto it. 0: off.
+    #[serde(default)]
+    pub subspace_components: usize,
+    /// Weight of L1(G(x), projection of x) for those faces (with `subspace_components`).
+    #[serde(default)]
+    pub lambda_subspace: f64,
     /// A neutral face is always its own generator target (G(n) = n), not a random neutral photo
     /// of the same person: another photo differs in pose and light, which taught G to change
     /// neutral faces.
@@ -134,6 +143,8 @@ impl Default for TrainConfig {
             neutrality_guide: None,
             generator_from: None,
             lambda_ssim: 0.0,
+            subspace_components: 0,
+            lambda_subspace: 0.0,
             neutral_identity: false,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
@@ -469,7 +480,7 @@ pub fn train(
     // Every neutral face is its own target (G(n) = n): TFEID's and, in the wild, FER+'s.
     let identities: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == 0).collect();
     // Expressive faces without a neutral partner (CK+48, FER+) teach the generator through the
-    // guide alone.
+    // guide and the neutral-face subspace.
     let unpaired: Vec<usize> = (0..data.len())
         .filter(|&i| data.labels[i] != 0 && data.neutral_of[i].is_empty())
         .collect();
@@ -482,6 +493,27 @@ pub fn train(
             Some(g)
         }
         None => None,
+    };
+    let subspace = match cfg.subspace_components {
+        0 => None,
+        k => {
+            let t0 = std::time::Instant::now();
+            let faces = data.batch(&identities, Device::Cpu);
+            let space = NeutralSubspace::fit(&faces, k).with_context(|| {
+                format!(
+                    "a neutral-face subspace of {k} components needs more than {k} neutral faces (the training data has {})",
+                    identities.len()
+                )
+            })?;
+            tracing::info!(
+                components = k,
+                neutral_faces = identities.len(),
+                weight = cfg.lambda_subspace,
+                seconds = t0.elapsed().as_secs_f64(),
+                "neutral-face subspace fitted"
+            );
+            Some(space.to_device(device))
+        }
     };
     // Step 2's epoch before shuffling: every sample, the repeated datasets' that often.
     let step2_order = data.epoch_order(&cfg.repeat, cfg.repeat_balanced);
@@ -531,7 +563,7 @@ pub fn train(
                 ids.shuffle(&mut rng);
                 ids.truncate(expressive.len());
                 let mut free = Vec::new();
-                if guide.is_some() {
+                if guide.is_some() || subspace.is_some() {
                     free = unpaired.clone();
                     free.shuffle(&mut rng);
                     free.truncate(expressive.len());
@@ -549,7 +581,10 @@ pub fn train(
                 cfg,
                 (step, epoch),
                 &class_weights,
-                guide.as_ref().map(|g| &g.net),
+                Teachers {
+                    guide: guide.as_ref().map(|g| &g.net),
+                    subspace: subspace.as_ref(),
+                },
                 average.as_mut(),
                 &mut rng,
             )?;
@@ -683,6 +718,14 @@ pub fn training_batch(
     (query, neutral, Tensor::from_slice(&has).to_device(device))
 }
 
+/// What teaches the generator in step 1 beside the neutral pairs: a frozen guide's call on its
+/// references, and the neutral-face subspace's projection of the faces that have no pair.
+#[derive(Clone, Copy)]
+struct Teachers<'a> {
+    guide: Option<&'a GcNet>,
+    subspace: Option<&'a NeutralSubspace>,
+}
+
 /// Running sums of one epoch, kept on the device so that a batch costs no host round trip.
 struct EpochSums {
     /// loss, L_Gen, L_Cls, L_Contr, L_Recon, L_Neutral, each times the batch size.
@@ -700,7 +743,7 @@ fn run_epoch(
     cfg: &TrainConfig,
     (step, epoch): (u8, usize),
     class_weights: &Tensor,
-    guide: Option<&GcNet>,
+    Teachers { guide, subspace }: Teachers,
     mut average: Option<&mut WeightAverage>,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<EpochMetrics> {
@@ -735,6 +778,17 @@ fn run_epoch(
             }
             if let (Some(flow), true) = (&flow, cfg.lambda_flow > 0.0) {
                 loss += losses::total_variation(flow) * cfg.lambda_flow;
+            }
+            if let (Some(space), true) = (subspace, cfg.lambda_subspace > 0.0) {
+                // Expressive faces without a neutral partner learn toward their projection.
+                let unpaired = data
+                    .labels_of(idx, device)
+                    .ne(Expression::Neutral.index() as i64)
+                    .to_kind(Kind::Float)
+                    * (1.0 - &has);
+                let target = space.project(&query);
+                loss += losses::generation_loss(&generated, &target, &unpaired)
+                    * cfg.lambda_subspace;
             }
             if let Some(guide) = guide {
                 let expressive = data
