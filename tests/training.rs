@@ -460,8 +460,8 @@ fn neutral_subspace_teaches_the_generator_on_faces_without_pairs() {
         ..TrainConfig::default()
     };
     let distance = |weight: f64| {
-        let trained = train(&data, None, &cfg(weight), Device::Cpu, None, false, None)
-            .expect("trains");
+        let trained =
+            train(&data, None, &cfg(weight), Device::Cpu, None, false, None).expect("trains");
         let g = tch::no_grad(|| trained.net.generator.forward_t(&x, false));
         (g - &target).abs().mean(tch::Kind::Float).double_value(&[])
     };

@@ -47,7 +47,11 @@ impl NeutralSubspace {
             // Ascending eigenvalues: the last K are the components.
             let (values, vectors) = cov.linalg_eigh("L");
             let values = values.narrow(0, pixels - k, k).flip([0i64]).clamp_min(0.0);
-            let basis = vectors.narrow(1, pixels - k, k).flip([1i64]).tr().contiguous();
+            let basis = vectors
+                .narrow(1, pixels - k, k)
+                .flip([1i64])
+                .tr()
+                .contiguous();
             let shrink = &values / (&values + 1.0);
             Some(NeutralSubspace {
                 mean,
@@ -101,7 +105,10 @@ mod tests {
         let neutral_faces = |n: i64| {
             let wa = Tensor::randn([n, 1], opts);
             let wb = Tensor::randn([n, 1], opts);
-            (&ramp * 0.4 + 0.3 + wa * &a * 0.05 + wb * &b * 0.05
+            (&ramp * 0.4
+                + 0.3
+                + wa * &a * 0.05
+                + wb * &b * 0.05
                 + Tensor::randn([n, p], opts) * 0.005)
                 .clamp(0.0, 1.0)
                 .view([n, 1, FACE_SIZE as i64, FACE_SIZE as i64])
@@ -113,11 +120,15 @@ mod tests {
         let fresh = neutral_faces(8);
         let back = space.project(&fresh);
         assert_eq!(back.size(), fresh.size());
-        assert!(err(&back, &fresh) < 0.01, "neutral changed by {}", err(&back, &fresh));
+        assert!(
+            err(&back, &fresh) < 0.01,
+            "neutral changed by {}",
+            err(&back, &fresh)
+        );
         // The same faces with the expression added: the projection removes most of it.
         let shape = [8, 1, FACE_SIZE as i64, FACE_SIZE as i64];
-        let expressive = (&fresh + expression.view([1, 1, FACE_SIZE as i64, FACE_SIZE as i64])
-            * 0.05)
+        let expressive = (&fresh
+            + expression.view([1, 1, FACE_SIZE as i64, FACE_SIZE as i64]) * 0.05)
             .clamp(0.0, 1.0);
         assert_eq!(expressive.size(), shape.to_vec());
         let before = err(&expressive, &fresh);

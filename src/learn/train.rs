@@ -787,8 +787,8 @@ fn run_epoch(
                     .to_kind(Kind::Float)
                     * (1.0 - &has);
                 let target = space.project(&query);
-                loss += losses::generation_loss(&generated, &target, &unpaired)
-                    * cfg.lambda_subspace;
+                loss +=
+                    losses::generation_loss(&generated, &target, &unpaired) * cfg.lambda_subspace;
             }
             if let Some(guide) = guide {
                 let expressive = data
