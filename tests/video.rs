@@ -168,3 +168,57 @@ fn a_corrupt_or_missing_video_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `--own-neutral-at`: from the first face at or after that time, the face is compared with
+/// itself as it was then (the window's "Use my neutral face"), said in each face's JSON; a
+/// negative time is a clear error.
+#[test]
+fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
+    let out = util::temp_dir("own-neutral").join("results.jsonl");
+    let source = clip("synth_tfeid_s01_expressions.mp4");
+    let source = source.to_str().expect("UTF-8 path");
+    let args = [
+        "--source",
+        source,
+        "--max-frames",
+        "60",
+        "--hold-still",
+        "0",
+        "--own-neutral-at",
+        "0.5",
+    ];
+    let (lines, stderr) = run_headless(&args, &out);
+    assert!(stderr.contains("own neutral face taken"), "{stderr}");
+    // (time, compared with the own neutral face) of each frame's first face.
+    let own: Vec<(f64, bool)> = lines
+        .iter()
+        .filter_map(|v| {
+            let face = v["faces"].get(0)?;
+            Some((v["time_s"].as_f64()?, face["own_reference"].as_bool()?))
+        })
+        .collect();
+    assert!(own.len() >= 55, "{} of 60 frames with a face", own.len());
+    assert!(own.iter().filter(|(t, _)| *t < 0.5).all(|(_, o)| !o));
+    let first = own
+        .iter()
+        .position(|(_, o)| *o)
+        .expect("the own face is used");
+    // Frames already past the model when it was taken keep the generated reference.
+    assert!(own[first].0 <= 1.0, "first used at {} s", own[first].0);
+    assert!(own[first..].iter().all(|(_, o)| *o));
+
+    let output = util::dgcn()
+        .args([
+            "live",
+            "--headless",
+            "--own-neutral-at=-1",
+            "--source",
+            source,
+        ])
+        .args(["--out", "-", "--max-frames", "5"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--own-neutral-at -1"), "{stderr}");
+}

@@ -486,6 +486,11 @@ pub struct LiveArgs {
     /// with, as with a camera (default: every frame, as fast as possible).
     #[arg(long)]
     pub realtime: bool,
+    /// Headless: from the first frame at or after this time (seconds) that shows a face, compare
+    /// that face with itself as it was then — the person's own neutral face, as the window's
+    /// "Use my neutral face" (N) does — instead of the generated reference.
+    #[arg(long, value_name = "SECONDS")]
+    pub own_neutral_at: Option<f64>,
     /// Start a video again when it ends.
     #[arg(long = "loop")]
     pub looped: bool,

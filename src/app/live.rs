@@ -76,6 +76,12 @@ pub fn run_live(args: &LiveArgs) -> Result<()> {
 
 fn run_headless(args: &LiveArgs) -> Result<()> {
     use std::io::Write;
+    if let Some(at) = args.own_neutral_at {
+        anyhow::ensure!(
+            at.is_finite() && at >= 0.0,
+            "--own-neutral-at {at}: expected a time in seconds, 0 or more"
+        );
+    }
     let setup = live_setup(args);
     let spec = match &args.source {
         Some(s) => s.clone(),
@@ -131,7 +137,35 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
     };
     let t0 = std::time::Instant::now();
     let mut totals = Vec::new();
+    let mut own_pending = args.own_neutral_at;
     for result in pipeline.results.iter() {
+        // The first face at or after --own-neutral-at becomes its own neutral reference; frames
+        // already past the model keep the generated one.
+        if let (Some(at), Some(face)) = (own_pending, result.faces.first()) {
+            if result.frame.time_s >= at {
+                let own = crate::pipeline::OwnReference {
+                    face: face.aligned.clone(),
+                    track: face.detected.track,
+                };
+                match pipeline
+                    .control
+                    .send(crate::pipeline::Control::OwnReference(Some(own)))
+                {
+                    Ok(()) => tracing::info!(
+                        time_s = result.frame.time_s,
+                        frame = result.frame.seq,
+                        track = face.detected.track,
+                        "own neutral face taken"
+                    ),
+                    // The model has seen the last frame already: nothing left to compare.
+                    Err(_) => tracing::warn!(
+                        time_s = result.frame.time_s,
+                        "own neutral face taken after the last frame reached the model"
+                    ),
+                }
+                own_pending = None;
+            }
+        }
         writeln!(out, "{}", result.to_json())
             .with_context(|| format!("writing {}", args.out.display()))?;
         totals.push(result.total_ms);
