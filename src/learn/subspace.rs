@@ -8,6 +8,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::face::FACE_SIZE;
+use crate::model::blocks::standardize_undoably;
 
 pub struct NeutralSubspace {
     /// Mean standardised neutral face (P = 64·64).
@@ -20,18 +21,16 @@ pub struct NeutralSubspace {
     shrink: Tensor,
 }
 
-/// Each face (N × 1 × H × W) as a row of standardised pixels (zero mean, unit deviation), with
-/// the mean and deviation to undo it.
+/// Each face (N × 1 × H × W) as a row of standardised pixels, standardised as the encoders'
+/// input is ([`standardize_undoably`]), with its mean and deviation (N × 1) to undo it.
 fn standardise(x: &Tensor) -> (Tensor, Tensor, Tensor) {
-    let flat = x.to_kind(Kind::Float).flatten(1, -1);
-    let mean = flat.mean_dim([1i64].as_slice(), true, Kind::Float);
-    let dev = flat.std_dim([1i64].as_slice(), false, true).clamp_min(1e-6);
-    ((flat - &mean) / &dev, mean, dev)
+    let (z, mean, dev) = standardize_undoably(&x.to_kind(Kind::Float));
+    (z.flatten(1, -1), mean.flatten(1, -1), dev.flatten(1, -1))
 }
 
 impl NeutralSubspace {
     /// The top `components` principal components of `neutral` (N × 1 × 64 × 64 in [0, 1]).
-    /// `None` with fewer faces than components.
+    /// `None` unless there are more faces than components (and 1 to 64·64 of them).
     pub fn fit(neutral: &Tensor, components: usize) -> Option<NeutralSubspace> {
         let n = neutral.size()[0];
         let pixels = (FACE_SIZE * FACE_SIZE) as i64;
