@@ -143,10 +143,7 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
         // already past the model keep the generated one.
         if let (Some(at), Some(face)) = (own_pending, result.faces.first()) {
             if result.frame.time_s >= at {
-                let own = crate::pipeline::OwnReference {
-                    face: face.aligned.clone(),
-                    track: face.detected.track,
-                };
+                let own = crate::pipeline::OwnReference::of(face);
                 match pipeline
                     .control
                     .send(crate::pipeline::Control::OwnReference(Some(own)))

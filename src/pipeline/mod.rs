@@ -64,6 +64,16 @@ pub struct OwnReference {
     pub track: u64,
 }
 
+impl OwnReference {
+    /// The face of a result as its person's own neutral reference, following its track.
+    pub fn of(face: &FaceResult) -> OwnReference {
+        OwnReference {
+            face: face.aligned.clone(),
+            track: face.detected.track,
+        }
+    }
+}
+
 /// The face that continues `own`: the one with its track id.
 fn track_own(own: &OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
     faces.iter().position(|(d, _)| d.track == own.track)

@@ -75,13 +75,7 @@ impl LiveApp {
             .as_ref()
             .and_then(|r| r.faces.get(self.selected));
         match face {
-            Some(f) => {
-                let own = OwnReference {
-                    face: f.aligned.clone(),
-                    track: f.detected.track,
-                };
-                self.set_own_reference(Some(own));
-            }
+            Some(f) => self.set_own_reference(Some(OwnReference::of(f))),
             None => {
                 self.message = Some((
                     "no face in view to take as your neutral face".into(),
