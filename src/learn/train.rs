@@ -779,29 +779,28 @@ fn run_epoch(
             if let (Some(flow), true) = (&flow, cfg.lambda_flow > 0.0) {
                 loss += losses::total_variation(flow) * cfg.lambda_flow;
             }
-            if let (Some(space), true) = (subspace, cfg.lambda_subspace > 0.0) {
-                // Expressive faces without a neutral partner learn toward their projection.
-                let unpaired = data
-                    .labels_of(idx, device)
+            let subspace = subspace.filter(|_| cfg.lambda_subspace > 0.0);
+            // 0/1 per face: expressive, the faces the teachers below act on.
+            let expressive = (subspace.is_some() || guide.is_some()).then(|| {
+                data.labels_of(idx, device)
                     .ne(Expression::Neutral.index() as i64)
                     .to_kind(Kind::Float)
-                    * (1.0 - &has);
+            });
+            if let (Some(space), Some(expressive)) = (subspace, &expressive) {
+                // Expressive faces without a neutral partner learn toward their projection.
+                let unpaired = expressive * (1.0 - &has);
                 let target = space.project(&query);
                 loss +=
                     losses::generation_loss(&generated, &target, &unpaired) * cfg.lambda_subspace;
             }
-            if let Some(guide) = guide {
-                let expressive = data
-                    .labels_of(idx, device)
-                    .ne(Expression::Neutral.index() as i64)
-                    .to_kind(Kind::Float);
+            if let (Some(guide), Some(expressive)) = (guide, &expressive) {
                 // The guide sees the reference slightly blurred and shifted, as a camera would
                 // show it: an edit must change the face, not a pixel pattern only this guide
                 // reads.
                 let judged = guide
                     .forward_t(&losses::soften(&generated, rng), None, false)
                     .logits;
-                l_neutral = losses::neutrality_loss(&judged, &expressive);
+                l_neutral = losses::neutrality_loss(&judged, expressive);
                 loss += &l_neutral * cfg.lambda_neutral;
             }
             (
