@@ -71,6 +71,12 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.lambda_flow,
         m.lambda_subspace
     );
+    let pixels = crate::face::FACE_SIZE * crate::face::FACE_SIZE;
+    anyhow::ensure!(
+        m.neutral_subspace <= pixels,
+        "--neutral-subspace {}: a 64×64 face has at most {pixels} principal components",
+        m.neutral_subspace
+    );
     anyhow::ensure!(
         (0.0..1.0).contains(&m.ema),
         "--ema {}: expected a decay from 0 (off) to below 1, e.g. 0.998",
