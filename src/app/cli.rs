@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data::DatasetKind;
 use crate::face::detect::BlazeFaceVariant;
+use crate::learn::subspace::FaceRegion;
 
 #[derive(Parser, Debug)]
 #[command(name = "dgcn", version = crate::VERSION_LINE, about = "Facial expression recognition with a deep generative-contrastive network (GCNet)")]
@@ -201,6 +202,11 @@ pub struct ModelTrainArgs {
     /// Weight of that term beside L_Gen (with --neutral-subspace).
     #[arg(long, default_value_t = 1.0)]
     pub lambda_subspace: f64,
+    /// Where --neutral-subspace acts: `face` (the whole face), or regions of it, each projected
+    /// on its own subspace and blended back into the face, which keeps the rest of it as it is
+    /// (e.g. `mouth` or `mouth,brows`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "face")]
+    pub subspace_regions: Vec<FaceRegion>,
     /// Every neutral face is its own target in step 1 (G(n) = n) instead of a random neutral
     /// photo of the same person.
     #[arg(long)]

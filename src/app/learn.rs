@@ -71,12 +71,17 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.lambda_flow,
         m.lambda_subspace
     );
-    let pixels = crate::face::FACE_SIZE * crate::face::FACE_SIZE;
-    anyhow::ensure!(
-        m.neutral_subspace <= pixels,
-        "--neutral-subspace {}: a 64×64 face has at most {pixels} principal components",
-        m.neutral_subspace
-    );
+    for region in &m.subspace_regions {
+        let [top, bottom, left, right] = region.bounds();
+        let pixels = ((bottom - top) * (right - left)) as usize;
+        anyhow::ensure!(
+            m.neutral_subspace <= pixels,
+            "--neutral-subspace {}: the region {region:?} ({}×{} px of the 64×64 face) has at most {pixels} principal components",
+            m.neutral_subspace,
+            bottom - top,
+            right - left
+        );
+    }
     anyhow::ensure!(
         (0.0..1.0).contains(&m.ema),
         "--ema {}: expected a decay from 0 (off) to below 1, e.g. 0.998",
@@ -108,6 +113,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         lambda_ssim: m.lambda_ssim,
         subspace_components: m.neutral_subspace,
         lambda_subspace: m.lambda_subspace,
+        subspace_regions: m.subspace_regions.clone(),
         neutral_identity: m.neutral_identity,
         lambda_neutral: m.lambda_neutral,
         lambda_tv: m.lambda_tv,

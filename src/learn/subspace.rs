@@ -5,13 +5,73 @@
 //! away. Blurred (the components are smooth) but neutral: in step 1 it is the generator's target
 //! for the expressive faces that have no neutral photo of their own (FER+, CK+48), so that tens
 //! of thousands of faces, not TFEID's 29 performers alone, teach it what a neutral face is.
+//!
+//! A subspace can cover the whole face or one region of the aligned face (the mouth, the brows
+//! and eyes): the region is projected on its own and blended back into the face through a
+//! feathered mask, so that the rest of the face — and its sharpness — stays as it was.
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::face::FACE_SIZE;
 use crate::model::blocks::standardize_undoably;
 
+/// Where a subspace acts, in the 64×64 aligned face ([`crate::face::align::TEMPLATE_64`]: eyes at
+/// row 26, mouth corners at row 47, columns 24.5–39.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FaceRegion {
+    /// The whole face.
+    Face,
+    /// Lips, mouth corners and chin: rows 37–60, columns 14–49.
+    Mouth,
+    /// Brows and eyes: rows 12–31, columns 8–55.
+    Brows,
+}
+
+impl FaceRegion {
+    /// Rows `top..bottom` and columns `left..right` of the region.
+    pub fn bounds(self) -> [i64; 4] {
+        match self {
+            FaceRegion::Face => [0, FACE_SIZE as i64, 0, FACE_SIZE as i64],
+            FaceRegion::Mouth => [37, 61, 14, 50],
+            FaceRegion::Brows => [12, 32, 8, 56],
+        }
+    }
+
+    /// 1 inside the region, falling smoothly to 0 at its edges (a box 3 px inside the bounds,
+    /// blurred with σ = 1.5 px), 1 × 1 × 64 × 64; all ones for the whole face.
+    fn blend_mask(self) -> Tensor {
+        let n = FACE_SIZE as i64;
+        let [top, bottom, left, right] = self.bounds();
+        if self == FaceRegion::Face {
+            return Tensor::ones([1, 1, n, n], (Kind::Float, Device::Cpu));
+        }
+        let profile = |from: i64, to: i64| -> Vec<f32> {
+            let inside = |i: i64| (from + 3 <= i && i < to - 3) as u8 as f32;
+            let sigma = 1.5f32;
+            (0..n)
+                .map(|i| {
+                    let (mut sum, mut norm) = (0.0f32, 0.0f32);
+                    for d in -5i64..=5 {
+                        let w = (-(d * d) as f32 / (2.0 * sigma * sigma)).exp();
+                        sum += w * inside(i + d);
+                        norm += w;
+                    }
+                    sum / norm
+                })
+                .collect()
+        };
+        let rows = Tensor::from_slice(&profile(top, bottom)).view([n, 1]);
+        let cols = Tensor::from_slice(&profile(left, right)).view([1, n]);
+        (rows * cols).view([1, 1, n, n])
+    }
+}
+
 pub struct NeutralSubspace {
-    /// Mean standardised neutral face (P = 64·64).
+    region: FaceRegion,
+    /// Where the region's projection replaces the face (1 × 1 × 64 × 64, see [`FaceRegion::blend_mask`]).
+    blend: Tensor,
+    /// Mean standardised neutral region (P pixels).
     mean: Tensor,
     /// The components, one per row (K × P), orthonormal.
     basis: Tensor,
@@ -21,25 +81,49 @@ pub struct NeutralSubspace {
     shrink: Tensor,
 }
 
-/// Each face (N × 1 × H × W) as a row of standardised pixels, standardised as the encoders'
-/// input is ([`standardize_undoably`]), with its mean and deviation (N × 1) to undo it.
-fn standardise(x: &Tensor) -> (Tensor, Tensor, Tensor) {
+/// The region of each face (N × 1 × H × W).
+fn crop(x: &Tensor, region: FaceRegion) -> Tensor {
+    let [top, bottom, left, right] = region.bounds();
+    x.narrow(2, top, bottom - top).narrow(3, left, right - left)
+}
+
+/// Each face (N × 1 × 64 × 64) standardised as the encoders' input is
+/// ([`standardize_undoably`]), its region as a row of pixels, with the face's mean and deviation
+/// (N × 1) to undo it: a region is measured against its whole face, so that an open mouth, which
+/// darkens the mouth region, does not set the brightness of its own neutral version.
+fn standardise(x: &Tensor, region: FaceRegion) -> (Tensor, Tensor, Tensor) {
     let (z, mean, dev) = standardize_undoably(&x.to_kind(Kind::Float));
-    (z.flatten(1, -1), mean.flatten(1, -1), dev.flatten(1, -1))
+    (
+        crop(&z, region).flatten(1, -1),
+        mean.flatten(1, -1),
+        dev.flatten(1, -1),
+    )
 }
 
 impl NeutralSubspace {
-    /// The top `components` principal components of `neutral` (N × 1 × 64 × 64 in [0, 1]).
-    /// `None` unless there are more faces than components (and 1 to 64·64 of them).
+    /// The top `components` principal components of `neutral` (N × 1 × 64 × 64 in [0, 1])
+    /// over the whole face. `None` unless there are more faces than components (and 1 to 64·64
+    /// of them).
     pub fn fit(neutral: &Tensor, components: usize) -> Option<NeutralSubspace> {
+        Self::fit_region(neutral, components, FaceRegion::Face)
+    }
+
+    /// The same over one region of the face: `None` unless there are more faces than components
+    /// and at least one component but no more than the region's pixels.
+    pub fn fit_region(
+        neutral: &Tensor,
+        components: usize,
+        region: FaceRegion,
+    ) -> Option<NeutralSubspace> {
         let n = neutral.size()[0];
-        let pixels = (FACE_SIZE * FACE_SIZE) as i64;
         let k = components as i64;
+        let [top, bottom, left, right] = region.bounds();
+        let pixels = (bottom - top) * (right - left);
         if n <= k || k < 1 || k > pixels {
             return None;
         }
         tch::no_grad(|| {
-            let (z, _, _) = standardise(neutral);
+            let (z, _, _) = standardise(neutral, region);
             let mean = z.mean_dim([0i64].as_slice(), false, Kind::Float);
             let centred = z - &mean;
             let cov = centred.tr().matmul(&centred) / n as f64;
@@ -53,6 +137,8 @@ impl NeutralSubspace {
                 .contiguous();
             let shrink = &values / (&values + 1.0);
             Some(NeutralSubspace {
+                region,
+                blend: region.blend_mask().to_device(neutral.device()),
                 mean,
                 basis,
                 shrink,
@@ -60,15 +146,28 @@ impl NeutralSubspace {
         })
     }
 
-    /// The faces `x` (N × 1 × 64 × 64) projected onto the subspace, in their own brightness and
-    /// contrast, clamped to [0, 1]. No gradient.
+    /// The faces `x` (N × 1 × 64 × 64) with their region projected onto the subspace, in the
+    /// face's own brightness and contrast, clamped to [0, 1], and blended into the face through
+    /// the region's mask (the whole face: the projection itself). No gradient.
     pub fn project(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let (z, mean, dev) = standardise(x);
+            let x = x.to_kind(Kind::Float);
+            let part = crop(&x, self.region);
+            let (z, mean, dev) = standardise(&x, self.region);
             let coef = (z - &self.mean).matmul(&self.basis.tr()) * &self.shrink;
             let rebuilt = coef.matmul(&self.basis) + &self.mean;
-            (rebuilt * dev + mean).view_as(x).clamp(0.0, 1.0)
+            let projected = (rebuilt * dev + mean).view_as(&part).clamp(0.0, 1.0);
+            if self.region == FaceRegion::Face {
+                return projected;
+            }
+            let pasted = x.copy();
+            crop(&pasted, self.region).copy_(&projected);
+            &pasted * &self.blend + &x * (1.0 - &self.blend)
         })
+    }
+
+    pub fn region(&self) -> FaceRegion {
+        self.region
     }
 
     pub fn components(&self) -> usize {
@@ -77,6 +176,8 @@ impl NeutralSubspace {
 
     pub fn to_device(&self, device: Device) -> NeutralSubspace {
         NeutralSubspace {
+            region: self.region,
+            blend: self.blend.to_device(device),
             mean: self.mean.to_device(device),
             basis: self.basis.to_device(device),
             shrink: self.shrink.to_device(device),
@@ -135,5 +236,52 @@ mod tests {
         assert!(after < before * 0.4, "expression {before} → {after}");
         // Too few faces for the components asked for: no subspace.
         assert!(NeutralSubspace::fit(&neutral_faces(3), 4).is_none());
+    }
+
+    /// A mouth subspace changes nothing outside the mouth region and takes away most of an
+    /// "expression" drawn inside it.
+    #[test]
+    fn a_region_subspace_edits_its_region_only() {
+        tch::manual_seed(5);
+        let n = FACE_SIZE as i64;
+        let opts = (Kind::Float, Device::Cpu);
+        let shape = |m: i64| [m, 1, n, n];
+        let identity = Tensor::randn(shape(1), opts).sign();
+        let faces = |m: i64| {
+            (Tensor::randn([m, 1, 1, 1], opts) * &identity * 0.05
+                + 0.5
+                + Tensor::randn(shape(m), opts) * 0.005)
+                .clamp(0.0, 1.0)
+        };
+        let space = NeutralSubspace::fit_region(&faces(300), 3, FaceRegion::Mouth).expect("fits");
+        assert_eq!(space.region(), FaceRegion::Mouth);
+        let fresh = faces(6);
+        let [top, bottom, left, right] = FaceRegion::Mouth.bounds();
+        // An open mouth: a dark block in the mouth region and a mark outside it.
+        let mouth = Tensor::zeros(shape(1), opts);
+        let _ = mouth.narrow(2, 44, 8).narrow(3, 24, 16).fill_(-0.3);
+        let _ = mouth.narrow(2, 2, 4).narrow(3, 2, 4).fill_(0.3);
+        let expressive = (&fresh + &mouth).clamp(0.0, 1.0);
+        let out = space.project(&expressive);
+        let outside = Tensor::ones(shape(1), opts);
+        let _ = outside
+            .narrow(2, top, bottom - top)
+            .narrow(3, left, right - left)
+            .fill_(0.0);
+        let changed_outside = ((&out - &expressive).abs() * &outside)
+            .max()
+            .double_value(&[]);
+        assert!(
+            changed_outside < 1e-6,
+            "changed outside by {changed_outside}"
+        );
+        let err = |a: &Tensor| {
+            crop(&(a - &fresh).abs(), FaceRegion::Mouth)
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
+        let (before, after) = (err(&expressive), err(&out));
+        assert!(after < before * 0.5, "mouth region {before} → {after}");
+        assert!(NeutralSubspace::fit_region(&faces(300), 24 * 36 + 1, FaceRegion::Mouth).is_none());
     }
 }

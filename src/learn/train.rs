@@ -17,7 +17,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::metrics::evaluate;
 use super::pool::TrainData;
-use super::subspace::NeutralSubspace;
+use super::subspace::{FaceRegion, NeutralSubspace};
 use crate::face::FACE_SIZE;
 use crate::labels::Expression;
 use crate::model::{losses, GcNet, ModelConfig, GENERATOR_GROUP};
@@ -73,6 +73,10 @@ pub struct TrainConfig {
     /// Weight of L1(G(x), projection of x) for those faces (with `subspace_components`).
     #[serde(default)]
     pub lambda_subspace: f64,
+    /// Where those subspaces act: one per region, fitted and applied in this order (the whole
+    /// face by default; e.g. the mouth alone, which leaves the rest of the face as it is).
+    #[serde(default = "default_subspace_regions")]
+    pub subspace_regions: Vec<FaceRegion>,
     /// A neutral face is always its own generator target (G(n) = n), not a random neutral photo
     /// of the same person: another photo differs in pose and light, which taught G to change
     /// neutral faces.
@@ -114,6 +118,10 @@ pub struct TrainConfig {
     pub degrade: bool,
 }
 
+fn default_subspace_regions() -> Vec<FaceRegion> {
+    vec![FaceRegion::Face]
+}
+
 fn default_dropout() -> f64 {
     crate::model::DEFAULT_DROPOUT
 }
@@ -145,6 +153,7 @@ impl Default for TrainConfig {
             lambda_ssim: 0.0,
             subspace_components: 0,
             lambda_subspace: 0.0,
+            subspace_regions: default_subspace_regions(),
             neutral_identity: false,
             lambda_neutral: 0.1,
             lambda_tv: 0.0,
@@ -494,27 +503,30 @@ pub fn train(
         }
         None => None,
     };
-    let subspace = match cfg.subspace_components {
-        0 => None,
-        k => {
+    // One subspace per region, applied in turn; none when the components are 0.
+    let mut subspaces = Vec::new();
+    if cfg.subspace_components > 0 {
+        let k = cfg.subspace_components;
+        let faces = data.batch(&identities, Device::Cpu);
+        for &region in &cfg.subspace_regions {
             let t0 = std::time::Instant::now();
-            let faces = data.batch(&identities, Device::Cpu);
-            let space = NeutralSubspace::fit(&faces, k).with_context(|| {
+            let space = NeutralSubspace::fit_region(&faces, k, region).with_context(|| {
                 format!(
-                    "a neutral-face subspace of {k} components needs more than {k} neutral faces (the training data has {})",
+                    "a neutral-face subspace of {k} components ({region:?}) needs more than {k} neutral faces (the training data has {}) and no more components than the region's pixels",
                     identities.len()
                 )
             })?;
             tracing::info!(
                 components = k,
+                ?region,
                 neutral_faces = identities.len(),
                 weight = cfg.lambda_subspace,
                 seconds = t0.elapsed().as_secs_f64(),
                 "neutral-face subspace fitted"
             );
-            Some(space.to_device(device))
+            subspaces.push(space.to_device(device));
         }
-    };
+    }
     // Step 2's epoch before shuffling: every sample, the repeated datasets' that often.
     let step2_order = data.epoch_order(&cfg.repeat, cfg.repeat_balanced);
     let class_weights =
@@ -563,7 +575,7 @@ pub fn train(
                 ids.shuffle(&mut rng);
                 ids.truncate(expressive.len());
                 let mut free = Vec::new();
-                if guide.is_some() || subspace.is_some() {
+                if guide.is_some() || !subspaces.is_empty() {
                     free = unpaired.clone();
                     free.shuffle(&mut rng);
                     free.truncate(expressive.len());
@@ -583,7 +595,7 @@ pub fn train(
                 &class_weights,
                 Teachers {
                     guide: guide.as_ref().map(|g| &g.net),
-                    subspace: subspace.as_ref(),
+                    subspaces: &subspaces,
                 },
                 average.as_mut(),
                 &mut rng,
@@ -723,7 +735,8 @@ pub fn training_batch(
 #[derive(Clone, Copy)]
 struct Teachers<'a> {
     guide: Option<&'a GcNet>,
-    subspace: Option<&'a NeutralSubspace>,
+    /// Applied in turn (empty: none).
+    subspaces: &'a [NeutralSubspace],
 }
 
 /// Running sums of one epoch, kept on the device so that a batch costs no host round trip.
@@ -743,7 +756,7 @@ fn run_epoch(
     cfg: &TrainConfig,
     (step, epoch): (u8, usize),
     class_weights: &Tensor,
-    Teachers { guide, subspace }: Teachers,
+    Teachers { guide, subspaces }: Teachers,
     mut average: Option<&mut WeightAverage>,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<EpochMetrics> {
@@ -779,17 +792,20 @@ fn run_epoch(
             if let (Some(flow), true) = (&flow, cfg.lambda_flow > 0.0) {
                 loss += losses::total_variation(flow) * cfg.lambda_flow;
             }
-            let subspace = subspace.filter(|_| cfg.lambda_subspace > 0.0);
+            let subspaces =
+                (cfg.lambda_subspace > 0.0 && !subspaces.is_empty()).then_some(subspaces);
             // 0/1 per face: expressive, the faces the teachers below act on.
-            let expressive = (subspace.is_some() || guide.is_some()).then(|| {
+            let expressive = (subspaces.is_some() || guide.is_some()).then(|| {
                 data.labels_of(idx, device)
                     .ne(Expression::Neutral.index() as i64)
                     .to_kind(Kind::Float)
             });
-            if let (Some(space), Some(expressive)) = (subspace, &expressive) {
+            if let (Some(spaces), Some(expressive)) = (subspaces, &expressive) {
                 // Expressive faces without a neutral partner learn toward their projection.
                 let unpaired = expressive * (1.0 - &has);
-                let target = space.project(&query);
+                let target = spaces
+                    .iter()
+                    .fold(query.shallow_clone(), |face, space| space.project(&face));
                 loss +=
                     losses::generation_loss(&generated, &target, &unpaired) * cfg.lambda_subspace;
             }
