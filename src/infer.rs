@@ -7,8 +7,8 @@ use tch::{Device, Tensor};
 use crate::device::Precision;
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
+use crate::model::tensor_values;
 use crate::model::weights::{self, LoadedModel, WeightsError};
-use crate::model::{tensor_values, IntensityScale};
 
 /// The weights the app loads when none are named: `$DGCN_WEIGHTS`, else the shipped file.
 pub fn default_weights_path() -> PathBuf {
@@ -98,11 +98,7 @@ impl Predictor {
             tensor_values::<f32>(&reference)?,
             tensor_values::<f32>(&generated)?,
         );
-        let scale = self
-            .model
-            .sidecar
-            .intensity_scale
-            .unwrap_or(IntensityScale::FROM_MARGIN);
+        let sidecar = &self.model.sidecar;
         let px = FACE_SIZE * FACE_SIZE;
         let n = faces.len();
         if probs.len() != n * NUM_CLASSES
@@ -123,6 +119,8 @@ impl Predictor {
         };
         Ok((0..n)
             .map(|i| {
+                let own_reference = own.is_some_and(|(j, _)| j == i);
+                let scale = sidecar.intensity_scale_for(own_reference);
                 let mut p = [0.0f32; NUM_CLASSES];
                 if let Some(src) = probs.get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES) {
                     p.copy_from_slice(src);
@@ -135,7 +133,7 @@ impl Predictor {
                     label: Expression::from_index(best).unwrap_or(Expression::Neutral),
                     reference: face_at(&reference, i),
                     generated: face_at(&generated, i),
-                    own_reference: own.is_some_and(|(j, _)| j == i),
+                    own_reference,
                     intensity: distance
                         .get(i)
                         .map(|&d| scale.intensity(d as f64) as f32)

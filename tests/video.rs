@@ -170,8 +170,10 @@ fn a_corrupt_or_missing_video_is_a_clear_error() {
 }
 
 /// `--own-neutral-at`: from the first face at or after that time, the face is compared with
-/// itself as it was then (the window's "Use my neutral face"), said in each face's JSON; a
-/// negative time is a clear error.
+/// itself as it was then (the window's "Use my neutral face"), said in each face's JSON, and its
+/// intensity is read on the own-reference scale: the clip's neutral frames low, its happy ones
+/// high (on the generated reference's scale every one of them read ≥ 0.9); a negative time is a
+/// clear error.
 #[test]
 fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
     let out = util::temp_dir("own-neutral").join("results.jsonl");
@@ -181,11 +183,11 @@ fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
         "--source",
         source,
         "--max-frames",
-        "60",
+        "70",
         "--hold-still",
         "0",
         "--own-neutral-at",
-        "0.5",
+        "0.2",
     ];
     let (lines, stderr) = run_headless(&args, &out);
     assert!(stderr.contains("own neutral face taken"), "{stderr}");
@@ -197,8 +199,8 @@ fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
             Some((v["time_s"].as_f64()?, face["own_reference"].as_bool()?))
         })
         .collect();
-    assert!(own.len() >= 55, "{} of 60 frames with a face", own.len());
-    assert!(own.iter().filter(|(t, _)| *t < 0.5).all(|(_, o)| !o));
+    assert!(own.len() >= 65, "{} of 70 frames with a face", own.len());
+    assert!(own.iter().filter(|(t, _)| *t < 0.2).all(|(_, o)| !o));
     let first = own
         .iter()
         .position(|(_, o)| *o)
@@ -206,6 +208,38 @@ fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
     // Frames already past the model when it was taken keep the generated reference.
     assert!(own[first].0 <= 1.0, "first used at {} s", own[first].0);
     assert!(own[first..].iter().all(|(_, o)| *o));
+
+    // Mean intensity of the stable neutral and happy frames compared with the own face.
+    let mut reader =
+        csv::Reader::from_path(clip("synth_tfeid_s01_expressions_labels.csv")).expect("labels csv");
+    let labels: Vec<String> = reader
+        .deserialize::<(u64, f64, String)>()
+        .map(|r| r.expect("row").2)
+        .take(lines.len())
+        .collect();
+    let mean_intensity = |want: &str| {
+        let v: Vec<f64> = stable_frames(&labels, 10)
+            .into_iter()
+            .filter(|&i| labels[i] == want)
+            .filter_map(|i| {
+                let face = lines[i]["faces"].get(0)?;
+                face["own_reference"].as_bool()?.then_some(())?;
+                face["intensity"].as_f64()
+            })
+            .collect();
+        assert!(
+            v.len() >= 5,
+            "{} stable {want} frames with the own face",
+            v.len()
+        );
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (neutral, happy) = (mean_intensity("neutral"), mean_intensity("happy"));
+    eprintln!("intensity with the own neutral face: neutral frames {neutral:.3}, happy {happy:.3}");
+    assert!(
+        neutral < 0.5 && happy > neutral + 0.3,
+        "intensity with the own neutral face: neutral frames {neutral:.3}, happy {happy:.3}"
+    );
 
     let output = util::dgcn()
         .args([

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data::DatasetKind;
 use crate::face::detect::BlazeFaceVariant;
-use crate::learn::subspace::FaceRegion;
+use crate::model::subspace::FaceRegion;
 
 #[derive(Parser, Debug)]
 #[command(name = "dgcn", version = crate::VERSION_LINE, about = "Facial expression recognition with a deep generative-contrastive network (GCNet)")]
@@ -227,6 +227,12 @@ pub struct ModelTrainArgs {
     /// kept, the field starting at zero.
     #[arg(long)]
     pub generator_warp: bool,
+    /// Project the reference's mouth region onto this many principal components of the training
+    /// data's neutral mouths (fitted when training starts, stored with the weights), so that the
+    /// reference's mouth is closed whatever the generator leaves (e.g. 40; 0: none). Default: as
+    /// the --init weights have it, else none.
+    #[arg(long, value_name = "K")]
+    pub reference_mouth: Option<usize>,
     /// Weight of the total variation of the warping generator's displacement field in step 1.
     #[arg(long, default_value_t = 0.0)]
     pub lambda_flow: f64,

@@ -13,10 +13,10 @@ use crate::device::device_name;
 
 use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
-use crate::learn::metrics::{evaluate, fidelity, fit_intensity_scale, DatasetReport};
+use crate::learn::metrics::{evaluate, fidelity, fit_intensity_scales, DatasetReport};
 use crate::learn::pool::TrainData;
 use crate::learn::train::{train, TrainConfig};
-use crate::model::{ClassifierInput, IntensityScale, ModelConfig};
+use crate::model::{ClassifierInput, IntensityScales, ModelConfig};
 
 /// The training configuration from the flags. With `init`, the model variant is the one of
 /// those weights (their sidecar), whatever the flags say.
@@ -33,6 +33,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         encoder_residual: false,
         flip_average: false,
         generator_warp: m.generator_warp,
+        reference_mouth: m.reference_mouth.unwrap_or(0),
     };
     if m.paper {
         model.classifier_input = ClassifierInput::Contrast;
@@ -54,6 +55,9 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         if m.deepen_encoder {
             model.encoder_convs = 2;
             model.encoder_residual = true;
+        }
+        if let Some(k) = m.reference_mouth {
+            model.reference_mouth = k;
         }
         tracing::info!(init = %path.display(), ?model, "model variant taken from the initial weights");
     }
@@ -348,6 +352,30 @@ fn calibration_on(
     )?))
 }
 
+/// Both intensity scales of `net`, each on faces it was not trained on where there are such faces
+/// (`val`: on its training faces the generator is closer to the true neutral than it will be on a
+/// new person's face), else on its training faces `data`. The own-reference scale needs faces
+/// with another neutral photo of the same person (TFEID's): without held-out performers in `val`
+/// it is fitted on the training performers.
+fn intensity_scales(
+    net: &crate::model::GcNet,
+    data: &TrainData,
+    val: &TrainData,
+    device: Device,
+) -> Result<IntensityScales> {
+    let held_out = fit_intensity_scales(net, val, device)?;
+    // Only what the validation faces could not give is fitted on the training faces.
+    let trained = if held_out.generated.is_none() || held_out.own.is_none() {
+        fit_intensity_scales(net, data, device)?
+    } else {
+        IntensityScales::default()
+    };
+    Ok(IntensityScales {
+        generated: held_out.generated.or(trained.generated),
+        own: held_out.own.or(trained.own),
+    })
+}
+
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
 /// intensity scale of existing weights on the validation data of `dgcn train` and rewrites their
 /// sidecar.
@@ -364,7 +392,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         .context("no validation data to calibrate on")?;
     // The intensity scale from faces the network was not trained on: on its training faces the
     // generator is closer to the true neutral than it will be on a new person's face.
-    let intensity = crate::learn::metrics::fit_intensity_scale(&model.net, &val, device, 8000)?;
+    let intensity = intensity_scales(&model.net, &data, &val, device)?;
     crate::model::weights::write_calibration(
         &args.weights,
         c.temperature,
@@ -373,7 +401,10 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         intensity,
         args.flip,
     )?;
-    println!("intensity scale (validation faces): {intensity:?}");
+    println!(
+        "intensity scale (validation faces): {:?}; for the own neutral face as reference: {:?}",
+        intensity.generated, intensity.own
+    );
     println!("{}", serde_json::to_string_pretty(&c)?);
     println!(
         "calibration written to {}",
@@ -415,12 +446,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .map(|c| c.class_bias.clone());
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
-    // On faces it was not trained on (see run_calibrate), falling back to the training faces.
-    let intensity_scale =
-        match crate::learn::metrics::fit_intensity_scale(&trained.net, &val, device, 8000)? {
-            Some(s) => Some(s),
-            None => crate::learn::metrics::fit_intensity_scale(&trained.net, &data, device, 8000)?,
-        };
+    let intensity = intensity_scales(&trained.net, &data, &val, device)?;
+    let intensity_scale = intensity.generated;
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
         .iter()
@@ -436,7 +463,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             None,
             &held,
             device,
-            intensity_scale.unwrap_or(IntensityScale::FROM_MARGIN),
+            intensity,
         )?)
     };
     tracing::info!(
@@ -476,7 +503,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             training,
             metrics,
             temperature,
-            intensity_scale,
+            intensity,
         },
     )?;
     crate::model::weights::write_calibration(
@@ -484,7 +511,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         temperature,
         class_bias,
         calibration,
-        intensity_scale,
+        intensity,
         cfg.model.flip_average,
     )?;
     println!("weights written to {}", args.weights.display());
@@ -591,11 +618,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 c,
                 set.hit_rate(),
             );
-            let scale = model
-                .sidecar
-                .intensity_scale
-                .unwrap_or(IntensityScale::FROM_MARGIN);
-            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scale)?)
+            let scales = IntensityScales {
+                generated: model.sidecar.intensity_scale,
+                own: model.sidecar.own_intensity_scale,
+            };
+            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
                 .filter(|f| f.pairs > 0);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;
@@ -629,9 +656,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                let scale = fit_intensity_scale(&trained.net, &train_data, device, 8000)?
-                    .unwrap_or(IntensityScale::FROM_MARGIN);
-                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scale)?)
+                let scales = fit_intensity_scales(&trained.net, &train_data, device)?;
+                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
                     .filter(|f| f.pairs > 0);
                 r
             } else {
@@ -834,7 +860,7 @@ mod tests {
                 training,
                 metrics: serde_json::Value::Null,
                 temperature: 1.0,
-                intensity_scale: None,
+                intensity: Default::default(),
             };
             save(&vs, &path, info).expect("save");
             path

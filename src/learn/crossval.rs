@@ -2,11 +2,13 @@
 //! from scratch or fine-tuned from given weights, and is tested on people it never saw.
 use tch::Device;
 
-use super::metrics::{evaluate, fidelity, fit_intensity_scale, Confusion, DatasetReport, Fidelity};
+use super::metrics::{
+    evaluate, fidelity, fit_intensity_scales, Confusion, DatasetReport, Fidelity,
+};
 use super::pool::TrainData;
 use super::train::{train, TrainConfig};
 use crate::data::{folds::subject_folds, PreparedSet};
-use crate::model::{GcNet, IntensityScale};
+use crate::model::GcNet;
 
 /// How the folds of [`cross_validate`] run.
 pub struct CrossValidation<'a> {
@@ -59,9 +61,8 @@ pub fn cross_validate(
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
-        let scale = fit_intensity_scale(&trained.net, &data, device, 8000)?
-            .unwrap_or(IntensityScale::FROM_MARGIN);
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scale)?);
+        let scales = fit_intensity_scales(&trained.net, &data, device)?;
+        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),

@@ -8,7 +8,7 @@ use tch::{Device, Kind, TchError, Tensor};
 use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::losses::ssim;
-use crate::model::{tensor_values, GcNet, IntensityScale};
+use crate::model::{tensor_values, GcNet, IntensityScale, IntensityScales};
 
 /// Rows: true class; columns: predicted class (model order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -280,6 +280,37 @@ pub struct Fidelity {
     pub intensity_neutral: f64,
     #[serde(default)]
     pub intensity_expressive: f64,
+    /// With the person's own neutral face as the reference (another neutral photo of the same
+    /// person) on its own scale: how many neutral and expressive faces had one, and their mean
+    /// intensity. Absent without an own-reference scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_reference: Option<OwnReferenceIntensity>,
+}
+
+/// Mean intensities with the person's own neutral face as the reference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnReferenceIntensity {
+    pub neutral_faces: usize,
+    pub expressive_faces: usize,
+    pub neutral: f64,
+    pub expressive: f64,
+}
+
+impl OwnReferenceIntensity {
+    fn merge(&mut self, o: &OwnReferenceIntensity) {
+        let mean = |a: f64, na: usize, b: f64, nb: usize| {
+            (a * na as f64 + b * nb as f64) / (na + nb).max(1) as f64
+        };
+        self.neutral = mean(self.neutral, self.neutral_faces, o.neutral, o.neutral_faces);
+        self.expressive = mean(
+            self.expressive,
+            self.expressive_faces,
+            o.expressive,
+            o.expressive_faces,
+        );
+        self.neutral_faces += o.neutral_faces;
+        self.expressive_faces += o.expressive_faces;
+    }
 }
 
 impl Fidelity {
@@ -298,6 +329,13 @@ impl Fidelity {
         let v = |a: f64, b: f64| (a * self.neutral_inputs as f64 + b * o.neutral_inputs as f64) / m;
         self.ssim_neutral_identity = v(self.ssim_neutral_identity, o.ssim_neutral_identity);
         self.intensity_neutral = v(self.intensity_neutral, o.intensity_neutral);
+        self.own_reference = match (self.own_reference, o.own_reference) {
+            (Some(mut a), Some(b)) => {
+                a.merge(&b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
         self.pairs += o.pairs;
         self.neutral_inputs += o.neutral_inputs;
         if self.judge.is_empty() {
@@ -353,46 +391,113 @@ pub fn fit_intensity_scale(
     let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
     let d = embedding_distances(net, data, &idx, device)?;
     let is_neutral = |i: usize| data.labels[i] == Expression::Neutral.index() as i64;
-    // The distances of the neutral or the expressive faces, sorted.
-    let pick = |want: bool| -> Vec<f32> {
-        let mut v: Vec<f32> = idx
-            .iter()
-            .zip(&d)
-            .filter(|(i, _)| is_neutral(**i) == want)
-            .map(|(_, d)| *d)
-            .collect();
-        v.sort_by(f32::total_cmp);
-        v
-    };
-    let (neutral, expressive) = (pick(true), pick(false));
+    let (neutral, expressive): (Vec<_>, Vec<_>) =
+        idx.iter().zip(&d).partition(|(i, _)| is_neutral(**i));
+    let values = |v: Vec<(&usize, &f32)>| v.into_iter().map(|(_, d)| *d).collect::<Vec<f32>>();
+    Ok(scale_from_distances(
+        values(neutral),
+        values(expressive),
+        "generated",
+    ))
+}
+
+/// The scale that maps the neutral distances' [`NEUTRAL_QUANTILE`] to 0 and the expressive ones'
+/// median to 1; `None` without both or when that median is not above the neutral end.
+fn scale_from_distances(
+    mut neutral: Vec<f32>,
+    mut expressive: Vec<f32>,
+    reference: &str,
+) -> Option<IntensityScale> {
+    neutral.sort_by(f32::total_cmp);
+    expressive.sort_by(f32::total_cmp);
     let q = |v: &[f32]| [0.25, 0.5, 0.75, 0.9].map(|p| quantile(v, p));
     tracing::debug!(
+        reference,
         neutral = ?q(&neutral),
         expressive = ?q(&expressive),
         "embedding distances, quartiles and 90th percentile"
     );
-    let (Some(neutral), Some(expressive)) = (
-        quantile(&neutral, NEUTRAL_QUANTILE),
-        quantile(&expressive, 0.5),
-    ) else {
-        return Ok(None);
-    };
-    Ok((expressive > neutral).then_some(IntensityScale {
+    let neutral = quantile(&neutral, NEUTRAL_QUANTILE)?;
+    let expressive = quantile(&expressive, 0.5)?;
+    (expressive > neutral).then_some(IntensityScale {
         neutral,
         expressive,
-    }))
+    })
+}
+
+/// Embedding distances of faces against a neutral photo of the same person, another photo than
+/// the face itself — what the live app measures once a person has given their own neutral face
+/// as the reference (the window's N key): (the neutral faces', the expressive faces'). Each face
+/// is paired with the first of its person's other neutral photos; faces without one are left out.
+pub fn own_reference_distances(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+) -> Result<(Vec<f32>, Vec<f32>), TchError> {
+    let pairs: Vec<(usize, usize)> = (0..data.len())
+        .filter_map(|i| {
+            data.neutral_of[i]
+                .iter()
+                .find(|&&j| j != i)
+                .map(|&j| (i, j))
+        })
+        .collect();
+    let neutral = Expression::Neutral.index() as i64;
+    let (mut calm, mut expressive) = (Vec::new(), Vec::new());
+    for chunk in pairs.chunks(256) {
+        let (queries, references): (Vec<usize>, Vec<usize>) = chunk.iter().copied().unzip();
+        let d = tch::no_grad(|| {
+            let x = data.batch(&queries, device);
+            let r = data.batch(&references, device);
+            net.logits_against(&x, &r).1
+        });
+        for (&i, d) in queries.iter().zip(tensor_values::<f32>(&d)?) {
+            if data.labels[i] == neutral {
+                calm.push(d);
+            } else {
+                expressive.push(d);
+            }
+        }
+    }
+    Ok((calm, expressive))
+}
+
+/// The intensity scale for the person's own neutral face as the reference, fitted on the faces of
+/// `data` that have another neutral photo of the same person (TFEID's), as
+/// [`fit_intensity_scale`] does for the generated reference. `None` without such faces.
+pub fn fit_own_intensity_scale(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+) -> Result<Option<IntensityScale>, TchError> {
+    let (neutral, expressive) = own_reference_distances(net, data, device)?;
+    Ok(scale_from_distances(neutral, expressive, "own"))
+}
+
+/// Both intensity scales of `net` fitted on `data` (see [`fit_intensity_scale`] and
+/// [`fit_own_intensity_scale`]).
+pub fn fit_intensity_scales(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+) -> Result<IntensityScales, TchError> {
+    Ok(IntensityScales {
+        generated: fit_intensity_scale(net, data, device, 8000)?,
+        own: fit_own_intensity_scale(net, data, device)?,
+    })
 }
 
 /// Reference fidelity of `net`'s generator on `data` (the true neutral of each expressive face
 /// is every neutral photo of the same person), judged by `judge` (or `net` itself), with
-/// intensities on `scale`.
+/// intensities on `scales` (the generated reference's; the own reference's where there is one).
 pub fn fidelity(
     net: &GcNet,
     judge: Option<(&GcNet, &str)>,
     data: &TrainData,
     device: Device,
-    scale: IntensityScale,
+    scales: IntensityScales,
 ) -> Result<Fidelity, TchError> {
+    let scale = scales.generated.unwrap_or(IntensityScale::FROM_MARGIN);
     let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));
     let idx: Vec<usize> = data
         .with_neutral()
@@ -452,6 +557,19 @@ pub fn fidelity(
         f.neutral_inputs = neutrals.len();
         f.ssim_neutral_identity = ssim(&g, &x).mean(Kind::Float).double_value(&[]);
         f.intensity_neutral = mean_intensity(&neutrals)?;
+    }
+    if let Some(own) = scales.own {
+        let (neutral, expressive) = own_reference_distances(net, data, device)?;
+        let mean = |d: &[f32]| {
+            d.iter().map(|&d| own.intensity(d as f64)).sum::<f64>() / d.len().max(1) as f64
+        };
+        f.own_reference = Some(OwnReferenceIntensity {
+            neutral_faces: neutral.len(),
+            expressive_faces: expressive.len(),
+            neutral: mean(&neutral),
+            expressive: mean(&expressive),
+        })
+        .filter(|o| o.neutral_faces + o.expressive_faces > 0);
     }
     Ok(f)
 }
@@ -544,6 +662,12 @@ impl DatasetReport {
                 f.judge, f.reference_called_neutral * 100.0, f.query_called_neutral * 100.0, f.neutral_inputs, f.ssim_neutral_identity,
                 f.intensity_neutral, f.intensity_expressive
             );
+            if let Some(o) = &f.own_reference {
+                s += &format!(
+                    "With the person's own neutral face as the reference (another neutral photo of the same person, own scale): mean intensity {:.3} on {} neutral faces, {:.3} on {} expressive ones.\n",
+                    o.neutral, o.neutral_faces, o.expressive, o.expressive_faces
+                );
+            }
         }
         s + "\n"
     }

@@ -5,7 +5,6 @@
 pub mod crossval;
 pub mod metrics;
 pub mod pool;
-pub mod subspace;
 pub mod train;
 
 pub use crossval::{cross_validate, CrossValidation};

@@ -17,9 +17,9 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::metrics::evaluate;
 use super::pool::TrainData;
-use super::subspace::{FaceRegion, NeutralSubspace};
 use crate::face::FACE_SIZE;
 use crate::labels::Expression;
+use crate::model::subspace::{FaceRegion, NeutralSubspace};
 use crate::model::{losses, GcNet, ModelConfig, GENERATOR_GROUP};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +298,9 @@ fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
 
 /// Copies the generator (`gen.…` variables) of the weights at `path` into `vs`. The generator's
 /// layout (width, input standardisation) must be the one `model` builds.
+/// Where the generator's reference-mouth subspace lives in the variable store.
+const MOUTH_VARIABLES: &str = "gen.mouth.";
+
 fn copy_generator(
     vs: &mut nn::VarStore,
     path: &Path,
@@ -319,6 +322,10 @@ fn copy_generator(
     let from = source.vs.variables();
     let copied = crate::model::fill_variables(vs, |name, target| {
         if !name.starts_with("gen.") {
+            return Ok(None);
+        }
+        if name.starts_with(MOUTH_VARIABLES) && !from.contains_key(name) {
+            // Fitted when training starts.
             return Ok(None);
         }
         let src = from
@@ -448,8 +455,11 @@ pub fn train(
             let missing = vs
                 .load_partial(path)
                 .with_context(|| format!("starting from {}", path.display()))?;
-            let missing: Vec<&String> =
-                missing.iter().filter(|k| !k.starts_with("recon")).collect();
+            // A reference-mouth subspace the initial weights lack is fitted below.
+            let missing: Vec<&String> = missing
+                .iter()
+                .filter(|k| !k.starts_with("recon") && !k.starts_with(MOUTH_VARIABLES))
+                .collect();
             anyhow::ensure!(
                 missing.is_empty(),
                 "{}: not the same model variant (missing {:?})",
@@ -503,6 +513,23 @@ pub fn train(
         }
         None => None,
     };
+    // The reference's mouth subspace, on the training data's neutral faces, unless the weights
+    // started from (or resumed) already hold it.
+    if let Some(mouth) = net.generator.mouth.as_ref().filter(|m| !m.is_fitted()) {
+        let faces = data.batch(&identities, Device::Cpu);
+        anyhow::ensure!(
+            mouth.fit_in_place(&faces),
+            "the reference's mouth subspace of {} components needs more than {} neutral faces (the training data has {})",
+            mouth.components(),
+            mouth.components(),
+            identities.len()
+        );
+        tracing::info!(
+            components = mouth.components(),
+            neutral_faces = identities.len(),
+            "reference mouth subspace fitted"
+        );
+    }
     // One subspace per region, applied in turn; none when the components are 0.
     let mut subspaces = Vec::new();
     if cfg.subspace_components > 0 {

@@ -4,6 +4,7 @@
 //! connections) and predicts a change to the input in logit space: without them an
 //! encoder-decoder of this size can only output a blurred average face (measured: L1 to the true
 //! neutral stalled at 0.117, worse than the query itself), which would make the reference useless.
+use super::subspace::{FaceRegion, NeutralSubspace};
 use tch::{nn, nn::ModuleT, Tensor};
 
 /// The batch norms' ε (libtorch's default), named because folding them needs it.
@@ -329,6 +330,9 @@ pub struct Generator {
     encoder: Encoder,
     decoder: Decoder,
     warp: bool,
+    /// The neutral mouths' subspace the reference's mouth region is projected onto (see
+    /// `ModelConfig::reference_mouth`).
+    pub mouth: Option<NeutralSubspace>,
 }
 
 /// The warping generator's displacement per unit of its decoder's output, in the grid's
@@ -340,7 +344,9 @@ const FLOW_CELL: i64 = 8;
 impl Generator {
     /// `warp`: the decoder's last layer also gives a displacement field (channels 1 and 2 beside
     /// the edit's channel 0), applied to the face before the edit.
-    pub fn new(p: &nn::Path, layout: EncoderLayout, warp: bool) -> Generator {
+    /// `mouth`: components of the neutral-mouth subspace the reference's mouth region is
+    /// projected onto (0: none; variables `mouth/…`, filled by training).
+    pub fn new(p: &nn::Path, layout: EncoderLayout, warp: bool, mouth: usize) -> Generator {
         Generator {
             encoder: Encoder::new(&(p / "enc"), layout, true),
             decoder: Decoder::new(
@@ -350,6 +356,8 @@ impl Generator {
                 if warp { 3 } else { 1 },
             ),
             warp,
+            mouth: (mouth > 0)
+                .then(|| NeutralSubspace::in_var_store(&(p / "mouth"), FaceRegion::Mouth, mouth)),
         }
     }
 
@@ -378,7 +386,13 @@ impl Generator {
             (x.shallow_clone(), None)
         };
         let delta = out.narrow(1, 0, 1);
-        ((face.clamp(0.01, 0.99).logit(None) + delta).sigmoid(), flow)
+        let reference = (face.clamp(0.01, 0.99).logit(None) + delta).sigmoid();
+        let reference = match &self.mouth {
+            // In the network's own number format (bf16 at inference on some CPUs).
+            Some(mouth) => mouth.project(&reference).to_kind(reference.kind()),
+            None => reference,
+        };
+        (reference, flow)
     }
 
     /// The face resampled where the field `raw` (N×2×H×W, the decoder's units) points, and the
@@ -568,7 +582,7 @@ mod tests {
             standardize: true,
         };
         let vs = nn::VarStore::new(Device::Cpu);
-        let gen = Generator::new(&vs.root(), layout, true);
+        let gen = Generator::new(&vs.root(), layout, true, 0);
         // A face with structure across it: a horizontal ramp.
         let ramp = Tensor::arange(64, (Kind::Float, Device::Cpu)).view([1, 1, 1, 64]) / 64.0;
         let x = (ramp.expand([2, 1, 64, 64], false) * 0.8 + 0.1).contiguous();
@@ -605,7 +619,7 @@ mod tests {
         );
         // A plain generator gives no field.
         let vs = nn::VarStore::new(Device::Cpu);
-        let plain = Generator::new(&vs.root(), layout, false);
+        let plain = Generator::new(&vs.root(), layout, false, 0);
         assert!(tch::no_grad(|| plain.forward_with_flow(&x, false))
             .1
             .is_none());

@@ -8,6 +8,7 @@
 pub mod blocks;
 pub mod deepen;
 pub mod losses;
+pub mod subspace;
 pub mod weights;
 pub mod widen;
 
@@ -78,6 +79,12 @@ pub struct ModelConfig {
     /// together instead of being painted over (`train --generator-warp`).
     #[serde(default)]
     pub generator_warp: bool,
+    /// The reference's mouth region is projected onto this many principal components of neutral
+    /// faces' mouths (fitted on the training data's neutral faces, stored with the weights) and
+    /// blended back: whatever the generator leaves of an open mouth or bared teeth, the reference
+    /// shows a closed one, and the rest of its face stays the generator's. 0: none.
+    #[serde(default)]
+    pub reference_mouth: usize,
 }
 
 fn one() -> i64 {
@@ -98,6 +105,7 @@ impl Default for ModelConfig {
             encoder_residual: false,
             flip_average: false,
             generator_warp: false,
+            reference_mouth: 0,
         }
     }
 }
@@ -178,6 +186,14 @@ impl ModelConfig {
         if self.encoder_residual && self.encoder_convs < 2 {
             return Err("a residual encoder needs 2 or more convolutions per stage".into());
         }
+        let [top, bottom, left, right] = subspace::FaceRegion::Mouth.bounds();
+        let mouth_pixels = ((bottom - top) * (right - left)) as usize;
+        if self.reference_mouth > mouth_pixels {
+            return Err(format!(
+                "reference mouth {} (expected at most the mouth region's {mouth_pixels} components)",
+                self.reference_mouth
+            ));
+        }
         if !(1..=65_536).contains(&self.hidden) {
             return Err(format!("hidden {} (expected 1 to 65536)", self.hidden));
         }
@@ -223,6 +239,7 @@ impl GcNet {
                 &(root / "gen").set_group(GENERATOR_GROUP),
                 config.generator_layout(),
                 config.generator_warp,
+                config.reference_mouth,
             ),
             encoder: ContrastiveEncoder::new(
                 &(root / "contr"),
@@ -404,6 +421,16 @@ impl IntensityScale {
         let span = (self.expressive - self.neutral).max(1e-6);
         ((distance - self.neutral) / span).clamp(0.0, 1.0)
     }
+}
+
+/// A network's intensity scales: against its generated reference, and against the person's own
+/// neutral face (the window's "Use my neutral face"), whose distances run higher — two photos of
+/// one neutral face differ in pose and light, which a generated reference from the same frame
+/// does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IntensityScales {
+    pub generated: Option<IntensityScale>,
+    pub own: Option<IntensityScale>,
 }
 
 /// Element-wise distance of two unit embeddings, rescaled by √D so that its entries are O(1)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device};
 
-use super::{GcNet, IntensityScale, ModelConfig};
+use super::{GcNet, IntensityScale, IntensityScales, ModelConfig};
 use crate::face::FACE_SIZE;
 use crate::labels::class_names;
 
@@ -48,6 +48,11 @@ pub struct Sidecar {
     /// weights written before it was: L_Contr's margin is used then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intensity_scale: Option<IntensityScale>,
+    /// The same for the person's own neutral face as the reference (fitted on faces with another
+    /// neutral photo of the same person; absent in weights written before it was: the scale above
+    /// is used then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_intensity_scale: Option<IntensityScale>,
     /// Added to the logits before the temperature (logit adjustment, −τ·log prior, fitted on
     /// validation data): rare expressions are not drowned by frequent ones. None: no adjustment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +60,13 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// The scale for a face's intensity: `own` when its reference is the person's own neutral face.
+    pub fn intensity_scale_for(&self, own: bool) -> IntensityScale {
+        let own = if own { self.own_intensity_scale } else { None };
+        own.or(self.intensity_scale)
+            .unwrap_or(IntensityScale::FROM_MARGIN)
+    }
+
     /// Probabilities from raw logits (N×8): softmax((logits + bias) / T).
     pub fn probabilities(&self, logits: &tch::Tensor) -> tch::Tensor {
         self.adjusted_logits(logits).softmax(-1, tch::Kind::Float)
@@ -79,14 +91,15 @@ pub fn write_calibration(
     temperature: f64,
     class_bias: Option<Vec<f64>>,
     calibration: serde_json::Value,
-    intensity_scale: Option<IntensityScale>,
+    intensity: IntensityScales,
     flip_average: bool,
 ) -> Result<Sidecar, WeightsError> {
     let mut side = read_sidecar(weights)?;
     side.model.flip_average = flip_average;
     side.temperature = temperature;
     side.class_bias = class_bias;
-    side.intensity_scale = intensity_scale.or(side.intensity_scale);
+    side.intensity_scale = intensity.generated.or(side.intensity_scale);
+    side.own_intensity_scale = intensity.own.or(side.own_intensity_scale);
     if let serde_json::Value::Object(m) = &mut side.metrics {
         m.insert("calibration".into(), calibration);
     }
@@ -144,7 +157,7 @@ pub struct SidecarInfo {
     pub training: serde_json::Value,
     pub metrics: serde_json::Value,
     pub temperature: f64,
-    pub intensity_scale: Option<IntensityScale>,
+    pub intensity: IntensityScales,
 }
 
 pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, WeightsError> {
@@ -170,7 +183,8 @@ pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, We
         caveat: RESEARCH_CAVEAT.into(),
         sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
         temperature: info.temperature,
-        intensity_scale: info.intensity_scale,
+        intensity_scale: info.intensity.generated,
+        own_intensity_scale: info.intensity.own,
         class_bias: None,
     };
     let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
@@ -282,18 +296,25 @@ mod tests {
                 training: serde_json::json!({}),
                 metrics: serde_json::json!({}),
                 temperature: 1.5,
-                intensity_scale: Some(IntensityScale {
-                    neutral: 0.1,
-                    expressive: 0.6,
-                }),
+                intensity: IntensityScales {
+                    generated: Some(IntensityScale {
+                        neutral: 0.1,
+                        expressive: 0.6,
+                    }),
+                    own: Some(IntensityScale {
+                        neutral: 0.5,
+                        expressive: 0.9,
+                    }),
+                },
             },
         )
         .expect("saved");
         assert_eq!(side.temperature, 1.5);
-        assert_eq!(
-            read_sidecar(&path).expect("sidecar").intensity_scale,
-            side.intensity_scale
-        );
+        let read = read_sidecar(&path).expect("sidecar");
+        assert_eq!(read.intensity_scale, side.intensity_scale);
+        assert_eq!(read.own_intensity_scale, side.own_intensity_scale);
+        assert_eq!(read.intensity_scale_for(true).neutral, 0.5);
+        assert_eq!(read.intensity_scale_for(false).neutral, 0.1);
         assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
         let loaded = load(&path, Device::Cpu).expect("loaded");
         assert_eq!(loaded.sidecar.model, cfg);

@@ -10,7 +10,7 @@
 //! and eyes): the region is projected on its own and blended back into the face through a
 //! feathered mask, so that the rest of the face — and its sharpness — stays as it was.
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::face::FACE_SIZE;
 use crate::model::blocks::standardize_undoably;
@@ -100,6 +100,39 @@ fn standardise(x: &Tensor, region: FaceRegion) -> (Tensor, Tensor, Tensor) {
     )
 }
 
+/// Mean, components (K × P, orthonormal rows) and Wiener shrinkage of the region of the neutral
+/// faces (N × 1 × 64 × 64), standardised; `None` unless there are more faces than components and
+/// at least one component but no more than the region's pixels.
+fn principal_components(
+    neutral: &Tensor,
+    components: usize,
+    region: FaceRegion,
+) -> Option<(Tensor, Tensor, Tensor)> {
+    let n = neutral.size()[0];
+    let k = components as i64;
+    let [top, bottom, left, right] = region.bounds();
+    let pixels = (bottom - top) * (right - left);
+    if n <= k || k < 1 || k > pixels {
+        return None;
+    }
+    tch::no_grad(|| {
+        let (z, _, _) = standardise(neutral, region);
+        let mean = z.mean_dim([0i64].as_slice(), false, Kind::Float);
+        let centred = z - &mean;
+        let cov = centred.tr().matmul(&centred) / n as f64;
+        // Ascending eigenvalues: the last K are the components.
+        let (values, vectors) = cov.linalg_eigh("L");
+        let values = values.narrow(0, pixels - k, k).flip([0i64]).clamp_min(0.0);
+        let basis = vectors
+            .narrow(1, pixels - k, k)
+            .flip([1i64])
+            .tr()
+            .contiguous();
+        let shrink = &values / (&values + 1.0);
+        Some((mean, basis, shrink))
+    })
+}
+
 impl NeutralSubspace {
     /// The top `components` principal components of `neutral` (N × 1 × 64 × 64 in [0, 1])
     /// over the whole face. `None` unless there are more faces than components (and 1 to 64·64
@@ -115,55 +148,82 @@ impl NeutralSubspace {
         components: usize,
         region: FaceRegion,
     ) -> Option<NeutralSubspace> {
-        let n = neutral.size()[0];
-        let k = components as i64;
+        let (mean, basis, shrink) = principal_components(neutral, components, region)?;
+        Some(NeutralSubspace {
+            region,
+            blend: region.blend_mask().to_device(neutral.device()),
+            mean,
+            basis,
+            shrink,
+        })
+    }
+
+    /// An unfitted subspace of `components` over `region` whose tensors are variables of `p`
+    /// (not trained: they are saved and loaded with the network's weights, and
+    /// [`NeutralSubspace::fit_in_place`] fills them).
+    pub fn in_var_store(p: &nn::Path, region: FaceRegion, components: usize) -> NeutralSubspace {
         let [top, bottom, left, right] = region.bounds();
         let pixels = (bottom - top) * (right - left);
-        if n <= k || k < 1 || k > pixels {
-            return None;
+        let k = components as i64;
+        NeutralSubspace {
+            region,
+            blend: region.blend_mask().to_device(p.device()),
+            mean: p.zeros_no_train("mean", &[pixels]),
+            basis: p.zeros_no_train("basis", &[k, pixels]),
+            shrink: p.zeros_no_train("shrink", &[k]),
         }
+    }
+
+    /// Whether the subspace holds components (an unfitted one's are all zero).
+    pub fn is_fitted(&self) -> bool {
+        tch::no_grad(|| self.shrink.abs().sum(Kind::Float).double_value(&[]) > 0.0)
+    }
+
+    /// Fits the subspace's own tensors (keeping their number of components) on `neutral`, in
+    /// place. False when there are too few faces for its components.
+    pub fn fit_in_place(&self, neutral: &Tensor) -> bool {
+        let Some((mean, basis, shrink)) =
+            principal_components(neutral, self.components(), self.region)
+        else {
+            return false;
+        };
         tch::no_grad(|| {
-            let (z, _, _) = standardise(neutral, region);
-            let mean = z.mean_dim([0i64].as_slice(), false, Kind::Float);
-            let centred = z - &mean;
-            let cov = centred.tr().matmul(&centred) / n as f64;
-            // Ascending eigenvalues: the last K are the components.
-            let (values, vectors) = cov.linalg_eigh("L");
-            let values = values.narrow(0, pixels - k, k).flip([0i64]).clamp_min(0.0);
-            let basis = vectors
-                .narrow(1, pixels - k, k)
-                .flip([1i64])
-                .tr()
-                .contiguous();
-            let shrink = &values / (&values + 1.0);
-            Some(NeutralSubspace {
-                region,
-                blend: region.blend_mask().to_device(neutral.device()),
-                mean,
-                basis,
-                shrink,
-            })
-        })
+            let device = self.mean.device();
+            let kind = self.mean.kind();
+            for (target, value) in [
+                (&self.mean, mean),
+                (&self.basis, basis),
+                (&self.shrink, shrink),
+            ] {
+                let mut target = target.shallow_clone();
+                target.copy_(&value.to_device(device).to_kind(kind));
+            }
+        });
+        true
     }
 
     /// The faces `x` (N × 1 × 64 × 64) with their region projected onto the subspace, in the
     /// face's own brightness and contrast, clamped to [0, 1], and blended into the face through
-    /// the region's mask (the whole face: the projection itself). No gradient.
+    /// the region's mask (the whole face: the projection itself), in f32. Gradients flow to `x`
+    /// (the projection is linear in the standardised face), never to the subspace.
     pub fn project(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| {
-            let x = x.to_kind(Kind::Float);
-            let part = crop(&x, self.region);
-            let (z, mean, dev) = standardise(&x, self.region);
-            let coef = (z - &self.mean).matmul(&self.basis.tr()) * &self.shrink;
-            let rebuilt = coef.matmul(&self.basis) + &self.mean;
-            let projected = (rebuilt * dev + mean).view_as(&part).clamp(0.0, 1.0);
-            if self.region == FaceRegion::Face {
-                return projected;
-            }
-            let pasted = x.copy();
-            crop(&pasted, self.region).copy_(&projected);
-            &pasted * &self.blend + &x * (1.0 - &self.blend)
-        })
+        let x = x.to_kind(Kind::Float);
+        let part = crop(&x, self.region);
+        let (z, mean, dev) = standardise(&x, self.region);
+        let (subspace_mean, basis, shrink) = (
+            self.mean.to_kind(Kind::Float),
+            self.basis.to_kind(Kind::Float),
+            self.shrink.to_kind(Kind::Float),
+        );
+        let coef = (z - &subspace_mean).matmul(&basis.tr()) * shrink;
+        let rebuilt = coef.matmul(&basis) + subspace_mean;
+        let projected = (rebuilt * dev + mean).view_as(&part).clamp(0.0, 1.0);
+        if self.region == FaceRegion::Face {
+            return projected;
+        }
+        let pasted = x.copy();
+        crop(&pasted, self.region).copy_(&projected);
+        &pasted * &self.blend + &x * (1.0 - &self.blend)
     }
 
     pub fn region(&self) -> FaceRegion {
