@@ -4,6 +4,7 @@
 //! connections) and predicts a change to the input in logit space: without them an
 //! encoder-decoder of this size can only output a blurred average face (measured: L1 to the true
 //! neutral stalled at 0.117, worse than the query itself), which would make the reference useless.
+use super::standardize::standardize;
 use super::subspace::{FaceRegion, NeutralSubspace};
 use tch::{nn, nn::ModuleT, Tensor};
 
@@ -215,26 +216,6 @@ impl Encoder {
         }
         (h, indices, skips)
     }
-}
-
-/// Zero mean and unit variance per image (N×1×H×W), with a floor on the deviation so that a
-/// flat image is not blown up into noise.
-pub fn standardize(x: &Tensor) -> Tensor {
-    standardize_undoably(x).0
-}
-
-/// [`standardize`], with each image's mean and deviation (N×1×1×1) to undo it:
-/// `standardized * deviation + mean` is the image again.
-pub fn standardize_undoably(x: &Tensor) -> (Tensor, Tensor, Tensor) {
-    let dims = [1i64, 2, 3];
-    let mean = x.mean_dim(dims.as_slice(), true, x.kind());
-    let centred = x - &mean;
-    let std = centred
-        .square()
-        .mean_dim(dims.as_slice(), true, x.kind())
-        .sqrt()
-        .clamp_min(0.02);
-    (centred / &std, mean, std)
 }
 
 /// Mirror of [`Encoder`]: unpool with the encoder's indices, then a 3×3 deconvolution; with

@@ -8,6 +8,7 @@
 pub mod blocks;
 pub mod deepen;
 pub mod losses;
+pub mod standardize;
 pub mod subspace;
 pub mod weights;
 pub mod widen;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::face::FACE_SIZE;
-use crate::model::blocks::standardize_undoably;
+use crate::model::standardize::standardize_undoably;
 
 /// Where a subspace acts, in the 64×64 aligned face ([`crate::face::align::TEMPLATE_64`]: eyes at
 /// row 26, mouth corners at row 47, columns 24.5–39.5).
