@@ -77,7 +77,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
     );
     for region in &m.subspace_regions {
         let [top, bottom, left, right] = region.bounds();
-        let pixels = ((bottom - top) * (right - left)) as usize;
+        let pixels = region.pixels() as usize;
         anyhow::ensure!(
             m.neutral_subspace <= pixels,
             "--neutral-subspace {}: the region {region:?} ({}×{} px of the 64×64 face) has at most {pixels} principal components",

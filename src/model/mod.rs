@@ -187,8 +187,7 @@ impl ModelConfig {
         if self.encoder_residual && self.encoder_convs < 2 {
             return Err("a residual encoder needs 2 or more convolutions per stage".into());
         }
-        let [top, bottom, left, right] = subspace::FaceRegion::Mouth.bounds();
-        let mouth_pixels = ((bottom - top) * (right - left)) as usize;
+        let mouth_pixels = subspace::FaceRegion::Mouth.pixels() as usize;
         if self.reference_mouth > mouth_pixels {
             return Err(format!(
                 "reference mouth {} (expected at most the mouth region's {mouth_pixels} components)",

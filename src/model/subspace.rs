@@ -38,6 +38,12 @@ impl FaceRegion {
         }
     }
 
+    /// Pixels in the region: the most components a subspace over it can have.
+    pub fn pixels(self) -> i64 {
+        let [top, bottom, left, right] = self.bounds();
+        (bottom - top) * (right - left)
+    }
+
     /// 1 inside the region, falling smoothly to 0 at its edges (a box 3 px inside the bounds,
     /// blurred with σ = 1.5 px), 1 × 1 × 64 × 64; all ones for the whole face.
     fn blend_mask(self) -> Tensor {
@@ -110,8 +116,7 @@ fn principal_components(
 ) -> Option<(Tensor, Tensor, Tensor)> {
     let n = neutral.size()[0];
     let k = components as i64;
-    let [top, bottom, left, right] = region.bounds();
-    let pixels = (bottom - top) * (right - left);
+    let pixels = region.pixels();
     if n <= k || k < 1 || k > pixels {
         return None;
     }
@@ -162,8 +167,7 @@ impl NeutralSubspace {
     /// (not trained: they are saved and loaded with the network's weights, and
     /// [`NeutralSubspace::fit_in_place`] fills them).
     pub fn in_var_store(p: &nn::Path, region: FaceRegion, components: usize) -> NeutralSubspace {
-        let [top, bottom, left, right] = region.bounds();
-        let pixels = (bottom - top) * (right - left);
+        let pixels = region.pixels();
         let k = components as i64;
         NeutralSubspace {
             region,
