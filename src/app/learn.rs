@@ -363,17 +363,17 @@ fn intensity_scales(
     val: &TrainData,
     device: Device,
 ) -> Result<IntensityScales> {
-    let held_out = fit_intensity_scales(net, val, device)?;
-    // Only what the validation faces could not give is fitted on the training faces.
-    let trained = if held_out.generated.is_none() || held_out.own.is_none() {
-        fit_intensity_scales(net, data, device)?
-    } else {
-        IntensityScales::default()
+    use crate::learn::metrics::{fit_intensity_scale, fit_own_intensity_scale};
+    // Each scale on the training faces only where the validation faces could not give it.
+    let generated = match fit_intensity_scale(net, val, device, 8000)? {
+        Some(s) => Some(s),
+        None => fit_intensity_scale(net, data, device, 8000)?,
     };
-    Ok(IntensityScales {
-        generated: held_out.generated.or(trained.generated),
-        own: held_out.own.or(trained.own),
-    })
+    let own = match fit_own_intensity_scale(net, val, device)? {
+        Some(s) => Some(s),
+        None => fit_own_intensity_scale(net, data, device)?,
+    };
+    Ok(IntensityScales { generated, own })
 }
 
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
