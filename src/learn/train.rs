@@ -296,11 +296,11 @@ fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
     (blurred + noise).clamp(0.0, 1.0)
 }
 
-/// Copies the generator (`gen.…` variables) of the weights at `path` into `vs`. The generator's
-/// layout (width, input standardisation) must be the one `model` builds.
 /// Where the generator's reference-mouth subspace lives in the variable store.
 const MOUTH_VARIABLES: &str = "gen.mouth.";
 
+/// Copies the generator (`gen.…` variables) of the weights at `path` into `vs`. The generator's
+/// layout (width, input standardisation) must be the one `model` builds.
 fn copy_generator(
     vs: &mut nn::VarStore,
     path: &Path,
@@ -513,12 +513,14 @@ pub fn train(
         }
         None => None,
     };
-    // The reference's mouth subspace, on the training data's neutral faces, unless the weights
-    // started from (or resumed) already hold it.
-    if let Some(mouth) = net.generator.mouth.as_ref().filter(|m| !m.is_fitted()) {
-        let faces = data.batch(&identities, Device::Cpu);
+    // The training data's neutral faces, which the subspaces below are fitted on (only if one is).
+    let unfitted_mouth = net.generator.mouth.as_ref().filter(|m| !m.is_fitted());
+    let neutral_faces = (unfitted_mouth.is_some() || cfg.subspace_components > 0)
+        .then(|| data.batch(&identities, Device::Cpu));
+    // The reference's mouth subspace, unless the weights started from (or resumed) hold it.
+    if let (Some(mouth), Some(faces)) = (unfitted_mouth, &neutral_faces) {
         anyhow::ensure!(
-            mouth.fit_in_place(&faces),
+            mouth.fit_in_place(faces),
             "the reference's mouth subspace of {} components needs more than {} neutral faces (the training data has {})",
             mouth.components(),
             mouth.components(),
@@ -532,12 +534,10 @@ pub fn train(
     }
     // One subspace per region, applied in turn; none when the components are 0.
     let mut subspaces = Vec::new();
-    if cfg.subspace_components > 0 {
-        let k = cfg.subspace_components;
-        let faces = data.batch(&identities, Device::Cpu);
+    if let (k @ 1.., Some(faces)) = (cfg.subspace_components, &neutral_faces) {
         for &region in &cfg.subspace_regions {
             let t0 = std::time::Instant::now();
-            let space = NeutralSubspace::fit_region(&faces, k, region).with_context(|| {
+            let space = NeutralSubspace::fit_region(faces, k, region).with_context(|| {
                 format!(
                     "a neutral-face subspace of {k} components ({region:?}) needs more than {k} neutral faces (the training data has {}) and no more components than the region's pixels",
                     identities.len()
