@@ -44,11 +44,16 @@ fn stable_frames(labels: &[String], margin: usize) -> Vec<usize> {
         .collect()
 }
 
-#[test]
-fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
+/// The labelled clip's rows: frame, time (s), label.
+fn clip_labels() -> Vec<(u64, f64, String)> {
     let csv_path = clip("synth_tfeid_s01_expressions_labels.csv");
     let mut reader = csv::Reader::from_path(&csv_path).expect("labels csv");
-    let rows: Vec<(u64, f64, String)> = reader.deserialize().map(|r| r.expect("row")).collect();
+    reader.deserialize().map(|r| r.expect("row")).collect()
+}
+
+#[test]
+fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
+    let rows = clip_labels();
     let out = util::temp_dir("synth").join("results.jsonl");
     let source = clip("synth_tfeid_s01_expressions.mp4");
     let (lines, _) = run_headless(&["--source", source.to_str().expect("utf-8")], &out);
@@ -210,11 +215,9 @@ fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
     assert!(own[first..].iter().all(|(_, o)| *o));
 
     // Mean intensity of the stable neutral and happy frames compared with the own face.
-    let mut reader =
-        csv::Reader::from_path(clip("synth_tfeid_s01_expressions_labels.csv")).expect("labels csv");
-    let labels: Vec<String> = reader
-        .deserialize::<(u64, f64, String)>()
-        .map(|r| r.expect("row").2)
+    let labels: Vec<String> = clip_labels()
+        .into_iter()
+        .map(|r| r.2)
         .take(lines.len())
         .collect();
     let mean_intensity = |want: &str| {
