@@ -1,14 +1,15 @@
 //! Inference on aligned faces: GCNet in eval mode without gradients, on the chosen device.
 //! Used by `dgcn infer` and by the live app's inference thread.
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tch::{Device, Tensor};
 
 use crate::device::Precision;
 use crate::face::{AlignedFace, FACE_SIZE};
 use crate::labels::{Expression, NUM_CLASSES};
-use crate::model::tensor_values;
 use crate::model::weights::{self, LoadedModel, WeightsError};
+use crate::model::{tensor_values, ReferenceEmbedding};
 
 /// The weights the app loads when none are named: `$DGCN_WEIGHTS`, else the shipped file.
 pub fn default_weights_path() -> PathBuf {
@@ -27,9 +28,28 @@ pub struct FacePrediction {
     pub generated: AlignedFace,
     /// Whether `reference` is the person's own neutral face.
     pub own_reference: bool,
+    /// With the own neutral face: every frame of it the model compares with (the first is
+    /// `reference`), for recording and re-scoring.
+    pub own_crops: Option<Arc<Vec<AlignedFace>>>,
     /// How far the face is from its reference in the contrastive embedding, scaled to 0 (as
     /// neutral as the reference) … 1 (a typical expression or more).
     pub intensity: f32,
+}
+
+/// The person's own neutral face as the model compares with it: the frames of it that were taken
+/// (the first is the one shown) and their mean embedding ([`crate::model::GcNet::mean_embedding`]).
+#[derive(Debug)]
+pub struct OwnFace {
+    pub crops: Arc<Vec<AlignedFace>>,
+    embedding: ReferenceEmbedding,
+}
+
+impl OwnFace {
+    /// The frame shown as the own reference.
+    pub fn shown(&self) -> &AlignedFace {
+        // `Predictor::own_face` refuses an empty list.
+        &self.crops[0]
+    }
 }
 
 pub struct Predictor {
@@ -61,13 +81,29 @@ impl Predictor {
         Ok(Predictor { model, device })
     }
 
+    /// The person's own neutral face from one or more frames of it (the first is the one shown).
+    pub fn own_face(&self, crops: Vec<AlignedFace>) -> Result<OwnFace, tch::TchError> {
+        if crops.is_empty() {
+            return Err(tch::TchError::Shape(
+                "an own neutral face needs at least one frame".into(),
+            ));
+        }
+        let refs: Vec<&AlignedFace> = crops.iter().collect();
+        let x = faces_to_tensor(&refs, self.device);
+        let embedding = tch::no_grad(|| self.model.net.mean_embedding(&x));
+        Ok(OwnFace {
+            crops: Arc::new(crops),
+            embedding,
+        })
+    }
+
     /// Predicts all faces in one batch. `own` gives face `i` the person's own neutral face as its
     /// reference instead of the generated one (the generated one is still returned). An output
     /// that cannot be read back is an error, not a row of zeros.
     pub fn predict(
         &self,
         faces: &[AlignedFace],
-        own: Option<(usize, &AlignedFace)>,
+        own: Option<(usize, &OwnFace)>,
     ) -> Result<Vec<FacePrediction>, tch::TchError> {
         if faces.is_empty() {
             return Ok(Vec::new());
@@ -83,12 +119,16 @@ impl Predictor {
                     let reference = generated.copy();
                     reference
                         .narrow(0, i as i64, 1)
-                        .copy_(&faces_to_tensor(&[face], self.device));
+                        .copy_(&faces_to_tensor(&[face.shown()], self.device));
                     reference
                 }
                 None => generated.shallow_clone(),
             };
-            let (logits, distance) = net.eval_logits(&x, &reference);
+            let (logits, distance) = net.eval_logits_own(
+                &x,
+                &generated,
+                own.map(|(i, face)| (i as i64, &face.embedding)),
+            );
             let probs = self.model.sidecar.probabilities(&logits);
             (probs, distance, reference, generated)
         });
@@ -134,6 +174,9 @@ impl Predictor {
                     reference: face_at(&reference, i),
                     generated: face_at(&generated, i),
                     own_reference,
+                    own_crops: own
+                        .filter(|_| own_reference)
+                        .map(|(_, face)| face.crops.clone()),
                     intensity: distance
                         .get(i)
                         .map(|&d| scale.intensity(d as f64) as f32)

@@ -213,8 +213,9 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
     let (queries, own) = (&faces[..2], &faces[2]);
     let predictor = shipped_predictor();
     let generated = predictor.predict(queries, None).expect("predicts");
+    let own_face = predictor.own_face(vec![own.clone()]).expect("own face");
     let with_own = predictor
-        .predict(queries, Some((0, own)))
+        .predict(queries, Some((0, &own_face)))
         .expect("predicts");
     assert!(with_own[0].own_reference && !with_own[1].own_reference);
     assert_eq!(with_own[0].reference, *own);
@@ -231,6 +232,38 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
         .map(|(a, b)| (a - b).abs())
         .sum();
     assert!(moved > 1e-3, "probabilities did not change ({moved})");
+    // One frame's mean embedding is that frame's embedding: the same as the image itself as the
+    // reference (the network run on query and image as one batch), to the rounding of bf16.
+    let side = dgcn::face::FACE_SIZE as i64;
+    let image =
+        |f: &dgcn::face::AlignedFace| tch::Tensor::from_slice(&f.pixels).view([1, 1, side, side]);
+    let (logits, distance) = tch::no_grad(|| {
+        predictor
+            .model
+            .net
+            .eval_logits(&image(&queries[0]), &image(own))
+    });
+    let probs = Vec::<f32>::try_from(
+        predictor
+            .model
+            .sidecar
+            .probabilities(&logits)
+            .flatten(0, -1),
+    )
+    .expect("probabilities");
+    let intensity = predictor
+        .model
+        .sidecar
+        .intensity_scale_for(true)
+        .intensity(distance.double_value(&[0])) as f32;
+    for (a, b) in with_own[0].probs.iter().zip(&probs) {
+        assert!((a - b).abs() < 0.02, "{:?} vs {probs:?}", with_own[0].probs);
+    }
+    assert!(
+        (with_own[0].intensity - intensity).abs() < 0.05,
+        "{} vs {intensity}",
+        with_own[0].intensity
+    );
 }
 
 #[test]
@@ -270,6 +303,21 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
     let last = rest.last().expect("more frames");
     assert!(last.faces[0].prediction.own_reference);
     assert_eq!(last.faces[0].prediction.reference, own);
+    // The face sent is shown; the track's crops on the next frames joined it (up to the default
+    // number of frames).
+    let crops = last.faces[0]
+        .prediction
+        .own_crops
+        .as_ref()
+        .expect("the own face's frames");
+    assert_eq!(crops[0], own);
+    let wanted = usize::from(dgcn::pipeline::DEFAULT_OWN_FRAMES).min(rest.len());
+    assert_eq!(
+        crops.len(),
+        wanted,
+        "{} results after the first",
+        rest.len()
+    );
     pipeline.stop();
 }
 
@@ -454,5 +502,112 @@ fn bf16_inference_agrees_with_f32_on_real_faces() {
     assert!(
         worst.0 < 0.08 && worst.1 < 0.08 && worst.2 < 0.01,
         "{worst:?}"
+    );
+}
+
+/// `n` copies of a prepared 64×64 face as a webcam's frames of a still face differ: each moved by
+/// up to 1.5 pixels, turned by up to 2°, scaled by up to 2 % and given sensor noise (σ 0.01).
+fn jittered(face: &[u8], n: usize, rng: &mut impl rand::Rng) -> Vec<dgcn::face::AlignedFace> {
+    use tch::{Kind, Tensor};
+    let side = dgcn::face::FACE_SIZE as i64;
+    let pixel = 2.0 / side as f32;
+    let mut theta = Vec::with_capacity(6 * n);
+    for _ in 0..n {
+        let angle = rng.gen_range(-2f32..2.0).to_radians();
+        let scale = rng.gen_range(0.98f32..1.02);
+        let (tx, ty) = (
+            rng.gen_range(-1.5..1.5) * pixel,
+            rng.gen_range(-1.5..1.5) * pixel,
+        );
+        let (c, s) = (scale * angle.cos(), scale * angle.sin());
+        theta.extend([c, -s, tx, s, c, ty]);
+    }
+    let theta = Tensor::from_slice(&theta).view([n as i64, 2, 3]);
+    let x = (Tensor::from_slice(face).to_kind(Kind::Float) / 255.0)
+        .view([1, 1, side, side])
+        .expand([n as i64, 1, side, side], false);
+    let grid = Tensor::affine_grid_generator(&theta, [n as i64, 1, side, side], false);
+    let moved =
+        Vec::<f32>::try_from(x.grid_sampler(&grid, 0, 1, false).flatten(0, -1)).expect("pixels");
+    // Uniform noise with a standard deviation of 0.01.
+    let half = 0.01 * 3f32.sqrt();
+    moved
+        .chunks(dgcn::face::FACE_SIZE * dgcn::face::FACE_SIZE)
+        .map(|c| dgcn::face::AlignedFace {
+            pixels: c
+                .iter()
+                .map(|&v| (v + rng.gen_range(-half..half)).clamp(0.0, 1.0))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The own neutral face over the model's next frames (`PipelineConfig::own_frames`) against one
+/// frame: a webcam's frames of a still face jitter (simulated here on TFEID photos), and one
+/// frame's jitter in the reference reads as expression. Every TFEID performer with two neutral
+/// photos: the reference is taken from jittered frames of one photo; the other neutral photo
+/// (jittered the same way, never among the reference's frames) must read lower with eight frames
+/// than with one, and the performer's expressions must still read high.
+#[test]
+fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
+    use dgcn::labels::Expression;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let tfeid = util::prepared(DatasetKind::Tfeid);
+    let predictor = shipped_predictor();
+    let intensity = |query: &dgcn::face::AlignedFace, own: &dgcn::infer::OwnFace| {
+        let p = predictor
+            .predict(std::slice::from_ref(query), Some((0, own)))
+            .expect("predicts");
+        assert!(p[0].own_reference);
+        p[0].intensity as f64
+    };
+    let mut subjects: Vec<u32> = tfeid.samples.iter().filter_map(|s| s.subject).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    // [one frame, eight frames] → intensities of other neutral photos, of expressive photos.
+    let mut neutral = [Vec::new(), Vec::new()];
+    let mut expressive = [Vec::new(), Vec::new()];
+    for subject in subjects {
+        let of = |neutral: bool| -> Vec<usize> {
+            (0..tfeid.len())
+                .filter(|&i| tfeid.samples[i].subject == Some(subject))
+                .filter(|&i| (tfeid.samples[i].label == Expression::Neutral) == neutral)
+                .collect()
+        };
+        let (neutrals, expressions) = (of(true), of(false));
+        if neutrals.len() < 2 {
+            continue;
+        }
+        let frames = jittered(tfeid.face(neutrals[0]), 8, &mut rng);
+        let queries = jittered(tfeid.face(neutrals[1]), 4, &mut rng);
+        let shown: Vec<_> = expressions
+            .iter()
+            .flat_map(|&e| jittered(tfeid.face(e), 1, &mut rng))
+            .collect();
+        for (slot, k) in [1usize, 8].into_iter().enumerate() {
+            let own = predictor.own_face(frames[..k].to_vec()).expect("own face");
+            assert_eq!(*own.shown(), frames[0]);
+            neutral[slot].extend(queries.iter().map(|q| intensity(q, &own)));
+            expressive[slot].extend(shown.iter().map(|q| intensity(q, &own)));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (n1, n8) = (mean(&neutral[0]), mean(&neutral[1]));
+    let (e1, e8) = (mean(&expressive[0]), mean(&expressive[1]));
+    eprintln!(
+        "own neutral face, {} other neutral / {} expressive crops: 1 frame {n1:.3} / {e1:.3}, \
+         8 frames {n8:.3} / {e8:.3}",
+        neutral[0].len(),
+        expressive[0].len()
+    );
+    assert!(neutral[0].len() >= 40, "{} neutral crops", neutral[0].len());
+    assert!(
+        n8 < n1 - 0.1,
+        "eight frames {n8:.3} vs one frame {n1:.3} on other neutral photos"
+    );
+    assert!(
+        e8 > 0.5 && e8 > n8 + 0.3,
+        "expressive {e8:.3}, neutral {n8:.3}"
     );
 }

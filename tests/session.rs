@@ -91,6 +91,78 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     );
 }
 
+/// With the own neutral face (`--own-neutral-at`), the session keeps every frame of it the model
+/// compared with, once, and re-scores to the recorded predictions from them.
+#[test]
+fn a_session_with_the_own_neutral_face_keeps_its_frames_and_rescores_to_the_same_predictions() {
+    let dir = util::temp_dir("session_own").join("s1");
+    util::run_ok(
+        util::dgcn()
+            .args([
+                "live",
+                "--headless",
+                "--out",
+                "/dev/null",
+                "--max-frames",
+                "60",
+            ])
+            .args(["--own-neutral-at", "0.2", "--source"])
+            .arg(clip("synth_tfeid_s01_expressions.mp4"))
+            .arg("--record")
+            .arg(&dir),
+    );
+    let session = open_session(&dir).expect("opens");
+    assert_images_exist(&session);
+    let own: Vec<_> = session
+        .rows
+        .iter()
+        .filter_map(|r| r.face.as_ref())
+        .filter(|f| f.own_reference)
+        .collect();
+    assert!(
+        own.len() >= 40,
+        "{} faces with the own reference",
+        own.len()
+    );
+    // Each set of frames is written once, when it changes: as frames join, the rows point to
+    // files of more and more frames, up to the default number.
+    let mut files: Vec<String> = own
+        .iter()
+        .map(|f| f.own_frames_png.clone().expect("the own face's frames"))
+        .collect();
+    files.dedup();
+    let counts: Vec<usize> = files
+        .iter()
+        .map(|p| {
+            dgcn::session::format::load_faces_png(&session.dir.join(p))
+                .expect("reads")
+                .len()
+        })
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+    assert_eq!(
+        counts.last().copied(),
+        Some(usize::from(dgcn::pipeline::DEFAULT_OWN_FRAMES))
+    );
+    let frames =
+        dgcn::session::format::load_faces_png(&session.dir.join(&files[0])).expect("reads");
+    // The reference shown is the first of them.
+    for f in &own {
+        let shown = dgcn::session::format::load_face_png(&session.dir.join(&f.reference_png))
+            .expect("reads");
+        assert_eq!(shown, frames[0]);
+    }
+    let rescored = util::run_ok(util::dgcn().args(["eval", "--session"]).arg(&dir));
+    let text = String::from_utf8_lossy(&rescored.stdout);
+    let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
+    assert!(
+        text.contains(&format!(
+            "Same prediction as recorded: {faces} of {faces} faces"
+        )),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_recording_killed_mid_way_keeps_every_flushed_row() {
     let dir = util::temp_dir("session_kill").join("s");

@@ -503,6 +503,12 @@ pub struct LiveArgs {
     /// "Use my neutral face" (N) does — instead of the generated reference.
     #[arg(long, value_name = "SECONDS")]
     pub own_neutral_at: Option<f64>,
+    /// The own neutral face (N in the window, `--own-neutral-at`) is the mean of the face taken
+    /// and of its next crops, over this many frames the model runs on (1: the one face taken),
+    /// so that one frame's jitter does not become the reference.
+    #[arg(long, value_name = "N", default_value_t = crate::pipeline::DEFAULT_OWN_FRAMES,
+          value_parser = clap::value_parser!(u16).range(1..=300))]
+    pub own_neutral_frames: u16,
     /// Start a video again when it ends.
     #[arg(long = "loop")]
     pub looped: bool,

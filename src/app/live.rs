@@ -28,6 +28,7 @@ pub fn live_setup(args: &LiveArgs) -> LiveSetup {
             roi_side_px: args.track_crop,
             ..TrackConfig::default()
         },
+        own_frames: usize::from(args.own_neutral_frames),
     }
 }
 
@@ -105,6 +106,7 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
             lossless: !live_feed,
             notify: None,
             track: setup.track,
+            own_frames: setup.own_frames,
         },
     )?;
     let mut pipeline = started.pipeline;

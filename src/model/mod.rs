@@ -222,6 +222,15 @@ pub struct GcNetOutput {
     pub recon_reference: Option<Tensor>,
 }
 
+/// A reference given by its embedding (1×D, unit length) rather than an image: the person's own
+/// neutral face over several frames ([`GcNet::mean_embedding`]).
+#[derive(Debug)]
+pub struct ReferenceEmbedding {
+    pub direct: Tensor,
+    /// The mirror images' embedding, for test-time flip.
+    pub mirrored: Option<Tensor>,
+}
+
 pub struct GcNet {
     pub config: ModelConfig,
     pub generator: Generator,
@@ -271,18 +280,28 @@ impl GcNet {
     /// (generated or the person's own), without running the generator again, and the distance
     /// of their embeddings (N). Query and reference go through the shared encoder as one batch.
     pub fn logits_against(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
+        let (emb_query, emb_reference) = self.pair_embeddings(query, reference);
+        self.head(&emb_query, &emb_reference)
+    }
+
+    /// Unit-length embeddings of `query` and `reference` (N each), as one batch.
+    fn pair_embeddings(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
         let n = query.size()[0];
         let (both, _) = self
             .encoder
             .embed_t(&Tensor::cat(&[query, reference], 0), false);
-        let (emb_query, emb_reference) = (both.narrow(0, 0, n), both.narrow(0, n, n));
+        (both.narrow(0, 0, n), both.narrow(0, n, n))
+    }
+
+    /// Inference: class logits and embedding distance for a pair of embeddings.
+    fn head(&self, emb_query: &Tensor, emb_reference: &Tensor) -> (Tensor, Tensor) {
         let logits = self
             .classifier
-            .forward_t(&self.classifier_input(&emb_query, &emb_reference), false);
+            .forward_t(&self.classifier_input(emb_query, emb_reference), false);
         // f32 whatever the weights compute in (bf16 at inference on some CPUs).
         (
             logits.to_kind(tch::Kind::Float),
-            embedding_distance(&emb_query, &emb_reference),
+            embedding_distance(emb_query, emb_reference),
         )
     }
 
@@ -290,15 +309,66 @@ impl GcNet {
     /// averaged over the pair and its mirror image when the config asks for test-time flip
     /// (the mirror of the reference stands in for the reference of the mirror).
     pub fn eval_logits(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
-        if !self.config.flip_average {
-            return self.logits_against(query, reference);
-        }
+        self.eval_logits_own(query, reference, None)
+    }
+
+    /// [`GcNet::eval_logits`] where face `i` is compared with a reference given by its embedding
+    /// (`own`: the person's own neutral face over several frames) instead of `reference`'s row `i`.
+    pub fn eval_logits_own(
+        &self,
+        query: &Tensor,
+        reference: &Tensor,
+        own: Option<(i64, &ReferenceEmbedding)>,
+    ) -> (Tensor, Tensor) {
         let n = query.size()[0];
-        let both_q = Tensor::cat(&[query, &query.flip([3])], 0);
-        let both_r = Tensor::cat(&[reference, &reference.flip([3])], 0);
-        let (l, d) = self.logits_against(&both_q, &both_r);
+        let flip = self.config.flip_average;
+        let (q, r) = if flip {
+            (
+                Tensor::cat(&[query, &query.flip([3])], 0),
+                Tensor::cat(&[reference, &reference.flip([3])], 0),
+            )
+        } else {
+            (query.shallow_clone(), reference.shallow_clone())
+        };
+        let (emb_query, emb_reference) = self.pair_embeddings(&q, &r);
+        if let Some((i, own)) = own.filter(|(i, _)| (0..n).contains(i)) {
+            // In place: `emb_reference` is this call's own tensor.
+            let kind = emb_reference.kind();
+            emb_reference
+                .narrow(0, i, 1)
+                .copy_(&own.direct.to_kind(kind));
+            if flip {
+                let mirrored = own.mirrored.as_ref().unwrap_or(&own.direct);
+                emb_reference
+                    .narrow(0, n + i, 1)
+                    .copy_(&mirrored.to_kind(kind));
+            }
+        }
+        let (l, d) = self.head(&emb_query, &emb_reference);
+        if !flip {
+            return (l, d);
+        }
         let avg = |t: &Tensor| (t.narrow(0, 0, n) + t.narrow(0, n, n)) / 2.0;
         (avg(&l), avg(&d))
+    }
+
+    /// Several frames of one face (K×1×64×64) as one reference: the unit-length mean of their
+    /// embeddings (and of their mirror images' when the config asks for test-time flip). Frames
+    /// of a still face differ by a pixel of alignment and by camera noise; their mean embedding
+    /// is nearer the face's than any one frame's, where a mean image would be blurred.
+    pub fn mean_embedding(&self, faces: &Tensor) -> ReferenceEmbedding {
+        let mean = |x: &Tensor| {
+            let (e, _) = self.encoder.embed_t(x, false);
+            let m = e
+                .to_kind(tch::Kind::Float)
+                .mean_dim(0, true, tch::Kind::Float);
+            let norm = m.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-8);
+            m / norm
+        };
+        ReferenceEmbedding {
+            direct: mean(faces),
+            mirrored: self.config.flip_average.then(|| mean(&faces.flip([3]))),
+        }
     }
 
     /// The classifier's input for a pair of embeddings, as the config says.

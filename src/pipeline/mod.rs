@@ -3,7 +3,10 @@
 //! newest-wins channels (stale frames are dropped and counted); recorded sources can ask for
 //! every frame (`lossless`), where a full channel makes the reader wait instead.
 pub mod channel;
+mod own_reference;
 pub mod setup;
+
+pub use own_reference::{OwnNeutral, OwnReference, DEFAULT_OWN_FRAMES};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,32 +54,10 @@ fn stage_channel<T>(
 /// What the UI can ask of the running inference thread.
 #[derive(Debug, Clone)]
 pub enum Control {
-    /// Compare the tracked face with this neutral face instead of its generated reference;
-    /// `None` returns to the generated one.
+    /// Compare the tracked face with this neutral face instead of its generated reference (the
+    /// face is refined by averaging its track's crops on the model's next frames,
+    /// [`PipelineConfig::own_frames`] in all); `None` returns to the generated one.
     OwnReference(Option<OwnReference>),
-}
-
-/// The person's own neutral face, and the track of the face it was taken from, so that it
-/// follows that face from frame to frame (the tracker's id) and is not applied to anyone else.
-#[derive(Debug, Clone)]
-pub struct OwnReference {
-    pub face: AlignedFace,
-    pub track: u64,
-}
-
-impl OwnReference {
-    /// The face of a result as its person's own neutral reference, following its track.
-    pub fn of(face: &FaceResult) -> OwnReference {
-        OwnReference {
-            face: face.aligned.clone(),
-            track: face.detected.track,
-        }
-    }
-}
-
-/// The face that continues `own`: the one with its track id.
-fn track_own(own: &OwnReference, faces: &[(DetectedFace, AlignedFace)]) -> Option<usize> {
-    faces.iter().position(|(d, _)| d.track == own.track)
 }
 
 /// The predictions of the frame before (and the crops they were made on), kept for a frame whose
@@ -116,6 +97,8 @@ pub struct PipelineConfig {
     pub notify: Option<Notify>,
     /// How often the whole frame is searched; faces are tracked in between.
     pub track: TrackConfig,
+    /// How many of the model's frames of its track an own neutral face is averaged over.
+    pub own_frames: usize,
 }
 
 impl Default for PipelineConfig {
@@ -126,6 +109,7 @@ impl Default for PipelineConfig {
             lossless: false,
             notify: None,
             track: TrackConfig::default(),
+            own_frames: usize::from(DEFAULT_OWN_FRAMES),
         }
     }
 }
@@ -253,11 +237,12 @@ impl Pipeline {
         let stop_i = stop.clone();
         let err_m = err_tx.clone();
         let notify = config.notify.clone();
+        let own_frames = config.own_frames;
         handles.push(
             std::thread::Builder::new()
                 .name("inference".into())
                 .spawn(move || {
-                    let mut own: Option<OwnReference> = None;
+                    let mut own: Option<OwnNeutral> = None;
                     // The last frame's track ids and predictions, for frames whose faces were
                     // all held still.
                     let mut last: Option<HeldPredictions> = None;
@@ -266,7 +251,7 @@ impl Pipeline {
                             break;
                         }
                         while let Ok(Control::OwnReference(r)) = control_rx.try_recv() {
-                            own = r;
+                            own = r.map(|r| OwnNeutral::new(r, own_frames));
                             last = None;
                         }
                         let t0 = Instant::now();
@@ -282,11 +267,12 @@ impl Pipeline {
                             None => {
                                 let aligned: Vec<_> =
                                     ff.faces.iter().map(|(_, a)| a.clone()).collect();
-                                let own_for = own.as_ref().and_then(|o| {
-                                    track_own(o, &ff.faces).map(|i| (i, o.face.clone()))
-                                });
-                                let preds = match predictor
-                                    .predict(&aligned, own_for.as_ref().map(|(i, f)| (*i, f)))
+                                let own_for = match own.as_mut() {
+                                    Some(o) => o.reference_for(&ff.faces, &predictor),
+                                    None => Ok(None),
+                                };
+                                let preds = match own_for
+                                    .and_then(|own_for| predictor.predict(&aligned, own_for))
                                 {
                                     Ok(p) => p,
                                     Err(e) => {

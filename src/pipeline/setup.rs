@@ -19,6 +19,8 @@ pub struct LiveSetup {
     pub weights: PathBuf,
     pub camera: CameraRequest,
     pub track: TrackConfig,
+    /// How many of the model's frames an own neutral face is averaged over.
+    pub own_frames: usize,
 }
 
 /// A started pipeline and what it runs on.

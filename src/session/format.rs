@@ -63,6 +63,9 @@ pub struct FaceRecord {
     pub reference_png: String,
     /// Expression intensity 0–1 (absent in sessions recorded before it was written).
     pub intensity: Option<f32>,
+    /// With the own neutral face: every frame of it the model compared with, one below the other
+    /// in one PNG (absent before it was written: `reference_png` was then the one frame).
+    pub own_frames_png: Option<String>,
 }
 
 /// A row of `frames.csv`.
@@ -95,6 +98,7 @@ pub fn header() -> Vec<String> {
         "query_png",
         "reference_png",
         "intensity",
+        "own_frames_png",
     ] {
         h.push(s.into());
     }
@@ -119,6 +123,7 @@ impl FrameRow {
                 r.push(f.query_png.clone());
                 r.push(f.reference_png.clone());
                 r.push(f.intensity.map(|v| format!("{v:.4}")).unwrap_or_default());
+                r.push(f.own_frames_png.clone().unwrap_or_default());
             }
             None => r.extend(std::iter::repeat_n(String::new(), header().len() - 3)),
         }
@@ -126,42 +131,60 @@ impl FrameRow {
     }
 }
 
-/// Writes a face as a 16-bit grey PNG (the model's input, to 1/65535).
-pub fn save_face_png(face: &AlignedFace, path: &Path) -> image::ImageResult<()> {
-    let data: Vec<u16> = face
-        .pixels
+/// Writes faces one below the other as one 16-bit grey PNG (64 wide, 64 × their number high).
+pub fn save_faces_png(faces: &[AlignedFace], path: &Path) -> image::ImageResult<()> {
+    let data: Vec<u16> = faces
         .iter()
+        .flat_map(|f| &f.pixels)
         .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
         .collect();
     let img: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
-        image::ImageBuffer::from_raw(FACE_SIZE as u32, FACE_SIZE as u32, data).ok_or_else(
-            || {
+        image::ImageBuffer::from_raw(FACE_SIZE as u32, (FACE_SIZE * faces.len()) as u32, data)
+            .ok_or_else(|| {
                 image::ImageError::Parameter(image::error::ParameterError::from_kind(
                     image::error::ParameterErrorKind::DimensionMismatch,
                 ))
-            },
-        )?;
+            })?;
     img.save(path)
+}
+
+/// Writes a face as a 16-bit grey PNG (the model's input, to 1/65535).
+pub fn save_face_png(face: &AlignedFace, path: &Path) -> image::ImageResult<()> {
+    save_faces_png(std::slice::from_ref(face), path)
+}
+
+/// Reads the faces of a PNG written by [`save_faces_png`]: 64 wide, a multiple of 64 high.
+pub fn load_faces_png(path: &Path) -> Result<Vec<AlignedFace>, String> {
+    let img = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w != FACE_SIZE || h == 0 || h % FACE_SIZE != 0 {
+        return Err(format!(
+            "{}: {w}×{h}, expected {FACE_SIZE} wide and a multiple of {FACE_SIZE} high",
+            path.display(),
+        ));
+    }
+    let pixels: Vec<f32> = img
+        .to_luma16()
+        .pixels()
+        .map(|p| crate::face::align::quantize_16bit(p.0[0] as f32 / 65535.0))
+        .collect();
+    Ok(pixels
+        .chunks(FACE_SIZE * FACE_SIZE)
+        .map(|c| AlignedFace { pixels: c.to_vec() })
+        .collect())
 }
 
 /// Reads a face PNG written by [`save_face_png`] (or any 64×64 grey image).
 pub fn load_face_png(path: &Path) -> Result<AlignedFace, String> {
-    let img = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if img.width() as usize != FACE_SIZE || img.height() as usize != FACE_SIZE {
+    let mut faces = load_faces_png(path)?;
+    if faces.len() != 1 {
         return Err(format!(
-            "{}: {}×{}, expected {FACE_SIZE}×{FACE_SIZE}",
+            "{}: {} faces, expected one {FACE_SIZE}×{FACE_SIZE} image",
             path.display(),
-            img.width(),
-            img.height()
+            faces.len()
         ));
     }
-    let grey = img.to_luma16();
-    Ok(AlignedFace {
-        pixels: grey
-            .pixels()
-            .map(|p| crate::face::align::quantize_16bit(p.0[0] as f32 / 65535.0))
-            .collect(),
-    })
+    Ok(faces.remove(0))
 }
 
 /// Now, as RFC 3339 UTC.

@@ -121,6 +121,11 @@ fn parse_row(record: &csv::StringRecord) -> Result<FrameRow, String> {
                 "" => None,
                 _ => Some(num(at + 4, "intensity")? as f32),
             },
+            // Later still: absent with the generated reference and in older sessions.
+            own_frames_png: match field(at + 5) {
+                "" => None,
+                _ => Some(png(at + 5)?),
+            },
         })
     };
     Ok(FrameRow {
@@ -160,11 +165,11 @@ pub fn parse_frames(text: &str, path: &Path) -> Result<(Vec<FrameRow>, Vec<Strin
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    // Sessions recorded before the intensity column end one column earlier.
+    // Sessions recorded before the intensity and own-frames columns end one or two earlier.
     let found: Vec<&str> = header.iter().collect();
     let columns = found.len();
     let known = columns >= 1
-        && columns + 1 >= expected.len()
+        && columns + 2 >= expected.len()
         && columns <= expected.len()
         && found.iter().zip(&expected).all(|(a, b)| a == b);
     if !known {
@@ -246,6 +251,7 @@ mod tests {
                 query_png: "faces/000003_0.png".into(),
                 reference_png: "references/000003_0.png".into(),
                 intensity: Some(0.25),
+                own_frames_png: Some("references/own_000003_0.png".into()),
             }),
         };
         let empty = FrameRow {
@@ -271,15 +277,32 @@ mod tests {
         assert!(face.own_reference);
         assert_eq!(face.predicted, Expression::Sad);
         assert_eq!(face.intensity, Some(0.25));
+        assert_eq!(
+            face.own_frames_png.as_deref(),
+            Some("references/own_000003_0.png")
+        );
         assert!(rows[1].face.is_none());
     }
 
     #[test]
-    fn sessions_from_before_the_intensity_column_still_open() {
-        let old: String = sample_csv()
+    fn sessions_from_before_the_intensity_and_own_frames_columns_still_open() {
+        let drop_last = |text: &str| -> String {
+            text.lines()
+                .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap_or(l.len())]))
+                .collect()
+        };
+        let before_own_frames = drop_last(&sample_csv());
+        assert!(before_own_frames
             .lines()
-            .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap_or(l.len())]))
-            .collect();
+            .next()
+            .is_some_and(|h| h.ends_with("intensity")));
+        let (rows, _) = parse_frames(&before_own_frames, Path::new("f.csv")).expect("parses");
+        let face = rows[0].face.as_ref().expect("face");
+        assert_eq!(
+            (face.intensity, face.own_frames_png.as_deref()),
+            (Some(0.25), None)
+        );
+        let old = drop_last(&before_own_frames);
         assert!(old
             .lines()
             .next()

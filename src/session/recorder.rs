@@ -94,6 +94,8 @@ struct Writer {
     csv: csv::Writer<File>,
     record_frames: bool,
     frames: u64,
+    /// The own neutral face's frames last written, and where.
+    own_frames: Option<(std::sync::Arc<Vec<crate::face::AlignedFace>>, String)>,
 }
 
 impl Writer {
@@ -120,6 +122,26 @@ impl Writer {
                 let path = self.dir.join(rel);
                 format::save_face_png(face, &path).map_err(|e| err(&path, &e))?;
             }
+            // The own neutral face's frames: written once each time they change.
+            let own_frames_png = match &f.prediction.own_crops {
+                Some(crops) => {
+                    let written = self
+                        .own_frames
+                        .as_ref()
+                        .filter(|(c, _)| std::sync::Arc::ptr_eq(c, crops));
+                    match written {
+                        Some((_, rel)) => Some(rel.clone()),
+                        None => {
+                            let rel = format!("{}/own_{name}", format::REFERENCES_DIR);
+                            let path = self.dir.join(&rel);
+                            format::save_faces_png(crops, &path).map_err(|e| err(&path, &e))?;
+                            self.own_frames = Some((crops.clone(), rel.clone()));
+                            Some(rel)
+                        }
+                    }
+                }
+                None => None,
+            };
             rows.push(FrameRow {
                 frame: seq,
                 time_s: r.frame.time_s,
@@ -134,6 +156,7 @@ impl Writer {
                     query_png,
                     reference_png,
                     intensity: Some(f.prediction.intensity),
+                    own_frames_png,
                 }),
             });
         }
@@ -212,6 +235,7 @@ impl Recorder {
                     csv,
                     record_frames,
                     frames: 0,
+                    own_frames: None,
                 };
                 let mut stopped_by = None;
                 for item in rx.iter() {

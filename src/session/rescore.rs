@@ -24,20 +24,28 @@ pub fn rescore(session: &crate::session::Session, predictor: &Predictor) -> Resu
         same_as_recorded: 0,
         max_prob_change: 0.0,
     };
+    let mut own: Option<(String, crate::infer::OwnFace)> = None;
     for row in &session.rows {
         let Some(face) = &row.face else { continue };
         let query = format::load_face_png(&session.dir.join(&face.query_png))
             .map_err(anyhow::Error::msg)?;
-        let own = if face.own_reference {
-            Some(
-                format::load_face_png(&session.dir.join(&face.reference_png))
-                    .map_err(anyhow::Error::msg)?,
-            )
-        } else {
-            None
-        };
+        // The own neutral face's frames where they were recorded, else (older sessions) the one
+        // reference image; rows in a row share them.
+        if face.own_reference {
+            let file = face.own_frames_png.as_ref().unwrap_or(&face.reference_png);
+            if own.as_ref().is_none_or(|(f, _)| f != file) {
+                let path = session.dir.join(file);
+                let crops = match &face.own_frames_png {
+                    Some(_) => format::load_faces_png(&path),
+                    None => format::load_face_png(&path).map(|f| vec![f]),
+                }
+                .map_err(anyhow::Error::msg)?;
+                own = Some((file.clone(), predictor.own_face(crops)?));
+            }
+        }
+        let own_face = own.as_ref().filter(|_| face.own_reference);
         let pred = predictor
-            .predict(std::slice::from_ref(&query), own.as_ref().map(|o| (0, o)))?
+            .predict(std::slice::from_ref(&query), own_face.map(|(_, o)| (0, o)))?
             .into_iter()
             .next()
             .ok_or_else(|| anyhow::anyhow!("the model returned no prediction"))?;

@@ -23,6 +23,7 @@ impl LiveApp {
                         lossless: false,
                         notify: Some(Arc::new(move || notify_ctx.request_repaint())),
                         track: setup.track,
+                        own_frames: setup.own_frames,
                     },
                 )
                 .map_err(|e| format!("{e:#}"));
