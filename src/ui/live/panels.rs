@@ -140,14 +140,24 @@ impl LiveApp {
                     side,
                 )),
             );
-            let caption = if own {
-                "your neutral face"
-            } else {
-                "generated neutral"
-            };
+            // While the own face's frames are being taken, say so (the model already uses
+            // the ones it has).
+            let wanted = self.setup.own_frames;
+            let taken = self
+                .latest
+                .as_ref()
+                .and_then(|r| r.faces.get(self.selected))
+                .and_then(|f| f.prediction.own_crops.as_ref())
+                .map(|c| c.len());
+            let caption = reference_caption(own, taken, wanted);
             layout.insert(
                 "reference".into(),
-                px(views::face_tile_ui(ui, &self.reference_view, caption, side)),
+                px(views::face_tile_ui(
+                    ui,
+                    &self.reference_view,
+                    &caption,
+                    side,
+                )),
             );
             layout.insert(
                 "difference".into(),
@@ -171,7 +181,8 @@ impl LiveApp {
             if ui
                 .button(label)
                 .on_hover_text(
-                    "take the selected face, as it is now, as this person's neutral reference",
+                    "take the selected face, as it is now and over the next few frames, as this \
+                     person's neutral reference (hold still for a moment)",
                 )
                 .clicked()
             {
@@ -193,5 +204,32 @@ impl LiveApp {
         layout.insert("timeline".into(), px(plot));
         layout.insert("pixels_per_point".into(), serde_json::json!(ppp));
         serde_json::Value::Object(layout)
+    }
+}
+
+/// The reference tile's caption: the generated neutral face, or the person's own, which asks them
+/// to hold still while its frames are being taken (`taken` of `wanted`).
+fn reference_caption(own: bool, taken: Option<usize>, wanted: usize) -> String {
+    match (own, taken) {
+        (true, Some(n)) if n < wanted => format!("your neutral face: hold still ({n}/{wanted})"),
+        (true, _) => "your neutral face".to_string(),
+        (false, _) => "generated neutral".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod caption_tests {
+    use super::reference_caption;
+
+    #[test]
+    fn the_own_face_asks_to_hold_still_until_its_frames_are_taken() {
+        assert_eq!(reference_caption(false, None, 8), "generated neutral");
+        assert_eq!(
+            reference_caption(true, Some(3), 8),
+            "your neutral face: hold still (3/8)"
+        );
+        assert_eq!(reference_caption(true, Some(8), 8), "your neutral face");
+        // Sent but not yet reached the model: nothing taken to count yet.
+        assert_eq!(reference_caption(true, None, 8), "your neutral face");
     }
 }
