@@ -14,6 +14,37 @@ fn clip(name: &str) -> PathBuf {
     util::shared_dir().join("clips").join(name)
 }
 
+/// `dgcn live --headless` on the labelled clip, results thrown away, at most `frames` frames.
+fn headless_clip(frames: &str) -> Command {
+    let mut cmd = util::dgcn();
+    cmd.args([
+        "live",
+        "--headless",
+        "--out",
+        "/dev/null",
+        "--max-frames",
+        frames,
+    ])
+    .arg("--source")
+    .arg(clip("synth_tfeid_s01_expressions.mp4"));
+    cmd
+}
+
+/// `dgcn eval --session` with the recording's weights gives every face its recorded prediction;
+/// returns the report.
+fn assert_rescores_as_recorded(session: &dgcn::session::Session) -> String {
+    let rescored = util::run_ok(util::dgcn().args(["eval", "--session"]).arg(&session.dir));
+    let text = String::from_utf8_lossy(&rescored.stdout).into_owned();
+    let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
+    assert!(
+        text.contains(&format!(
+            "Same prediction as recorded: {faces} of {faces} faces"
+        )),
+        "{text}"
+    );
+    text
+}
+
 /// Every row's images exist and read back as 64×64 faces.
 fn assert_images_exist(session: &dgcn::session::Session) {
     for row in &session.rows {
@@ -58,17 +89,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_images_exist(&session);
 
     // A second recording never reuses the folder.
-    let again = util::dgcn()
-        .args([
-            "live",
-            "--headless",
-            "--out",
-            "/dev/null",
-            "--max-frames",
-            "2",
-            "--source",
-        ])
-        .arg(clip("synth_tfeid_s01_expressions.mp4"))
+    let again = headless_clip("2")
         .arg("--record")
         .arg(&dir)
         .output()
@@ -76,15 +97,7 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let rescored = util::run_ok(util::dgcn().args(["eval", "--session"]).arg(&dir));
-    let text = String::from_utf8_lossy(&rescored.stdout);
-    let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
-    assert!(
-        text.contains(&format!(
-            "Same prediction as recorded: {faces} of {faces} faces"
-        )),
-        "{text}"
-    );
+    let text = assert_rescores_as_recorded(&session);
     assert!(
         text.contains("Accuracy against the session's labels"),
         "{text}"
@@ -97,17 +110,8 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
 fn a_session_with_the_own_neutral_face_keeps_its_frames_and_rescores_to_the_same_predictions() {
     let dir = util::temp_dir("session_own").join("s1");
     util::run_ok(
-        util::dgcn()
-            .args([
-                "live",
-                "--headless",
-                "--out",
-                "/dev/null",
-                "--max-frames",
-                "60",
-            ])
-            .args(["--own-neutral-at", "0.2", "--source"])
-            .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        headless_clip("60")
+            .args(["--own-neutral-at", "0.2"])
             .arg("--record")
             .arg(&dir),
     );
@@ -152,15 +156,7 @@ fn a_session_with_the_own_neutral_face_keeps_its_frames_and_rescores_to_the_same
             .expect("reads");
         assert_eq!(shown, frames[0]);
     }
-    let rescored = util::run_ok(util::dgcn().args(["eval", "--session"]).arg(&dir));
-    let text = String::from_utf8_lossy(&rescored.stdout);
-    let faces = session.rows.iter().filter(|r| r.face.is_some()).count();
-    assert!(
-        text.contains(&format!(
-            "Same prediction as recorded: {faces} of {faces} faces"
-        )),
-        "{text}"
-    );
+    assert_rescores_as_recorded(&session);
 }
 
 #[test]
@@ -258,17 +254,7 @@ fn broken_sessions_give_a_clear_error() {
     let base = util::temp_dir("session_broken");
     let good = base.join("good");
     util::run_ok(
-        util::dgcn()
-            .args([
-                "live",
-                "--headless",
-                "--out",
-                "/dev/null",
-                "--max-frames",
-                "5",
-                "--source",
-            ])
-            .arg(clip("synth_tfeid_s01_expressions.mp4"))
+        headless_clip("5")
             .arg("--record")
             .arg(&good)
             .arg("--record-frames"),

@@ -97,20 +97,19 @@ mod tests {
         (detected, aligned)
     }
 
+    /// An own reference taken from a face of `track` whose pixels are all `value`.
+    fn own_from(track: u64, value: f32, frames: usize) -> OwnNeutral {
+        let (_, face) = face(track, value);
+        OwnNeutral::new(OwnReference { face, track }, frames)
+    }
+
     fn values(own: &OwnNeutral) -> Vec<f32> {
         own.crops.iter().map(|c| c.pixels[0]).collect()
     }
 
     #[test]
     fn the_reference_keeps_its_tracks_first_crops_only() {
-        let (_, first) = face(7, 0.2);
-        let mut own = OwnNeutral::new(
-            OwnReference {
-                face: first,
-                track: 7,
-            },
-            3,
-        );
+        let mut own = own_from(7, 0.2, 3);
         // Another person's face (track 9) is neither compared with it nor taken.
         assert_eq!(own.take_crop(&[face(9, 0.9), face(7, 0.4)]), Some(1));
         assert_eq!(own.take_crop(&[face(7, 0.6)]), Some(0));
@@ -121,14 +120,7 @@ mod tests {
 
     #[test]
     fn one_frame_keeps_the_face_it_was_taken_from() {
-        let (_, first) = face(3, 0.25);
-        let mut own = OwnNeutral::new(
-            OwnReference {
-                face: first,
-                track: 3,
-            },
-            1,
-        );
+        let mut own = own_from(3, 0.25, 1);
         assert_eq!(own.take_crop(&[face(3, 0.75)]), Some(0));
         assert_eq!(values(&own), [0.25]);
     }
