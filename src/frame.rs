@@ -68,7 +68,7 @@ impl FrameResult {
                 "label": f.prediction.label.name(),
                 "intensity": (f.prediction.intensity as f64 * 1e4).round() / 1e4,
                 // Compared with the person's own neutral face, not the generated reference.
-                "own_reference": f.prediction.own_reference,
+                "own_reference": f.prediction.own_reference(),
             })).collect::<Vec<_>>(),
             // The model did not run: the faces had not moved, the previous result stands.
             "held": self.model_held,

@@ -26,10 +26,8 @@ pub struct FacePrediction {
     pub reference: AlignedFace,
     /// The generator's neutral face for this query (equal to `reference` unless `own_reference`).
     pub generated: AlignedFace,
-    /// Whether `reference` is the person's own neutral face.
-    pub own_reference: bool,
-    /// With the own neutral face: every frame of it the model compares with (the first is
-    /// `reference`), for recording and re-scoring.
+    /// With the person's own neutral face as the reference: every frame of it the model compares
+    /// with (the first is `reference`), for recording and re-scoring. None: the generated one.
     pub own_crops: Option<Arc<Vec<AlignedFace>>>,
     /// How far the face is from its reference in the contrastive embedding, scaled to 0 (as
     /// neutral as the reference) … 1 (a typical expression or more).
@@ -49,6 +47,13 @@ impl OwnFace {
     pub fn shown(&self) -> &AlignedFace {
         // `Predictor::own_face` refuses an empty list.
         &self.crops[0]
+    }
+}
+
+impl FacePrediction {
+    /// Whether `reference` is the person's own neutral face.
+    pub fn own_reference(&self) -> bool {
+        self.own_crops.is_some()
     }
 }
 
@@ -173,7 +178,6 @@ impl Predictor {
                     label: Expression::from_index(best).unwrap_or(Expression::Neutral),
                     reference: face_at(&reference, i),
                     generated: face_at(&generated, i),
-                    own_reference,
                     own_crops: own
                         .filter(|_| own_reference)
                         .map(|(_, face)| face.crops.clone()),

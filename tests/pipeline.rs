@@ -217,7 +217,7 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
     let with_own = predictor
         .predict(queries, Some((0, &own_face)))
         .expect("predicts");
-    assert!(with_own[0].own_reference && !with_own[1].own_reference);
+    assert!(with_own[0].own_reference() && !with_own[1].own_reference());
     assert_eq!(with_own[0].reference, *own);
     // The generated reference is still there to show beside the own one.
     assert_eq!(with_own[0].generated, generated[0].generated);
@@ -289,7 +289,7 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
         .results
         .recv_timeout(Duration::from_secs(60))
         .expect("a result");
-    assert!(!first.faces[0].prediction.own_reference);
+    assert!(!first.faces[0].prediction.own_reference());
     pipeline
         .control
         .try_send(dgcn::pipeline::Control::OwnReference(Some(
@@ -301,7 +301,7 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
         .expect("control accepted");
     let rest: Vec<_> = pipeline.results.iter().collect();
     let last = rest.last().expect("more frames");
-    assert!(last.faces[0].prediction.own_reference);
+    assert!(last.faces[0].prediction.own_reference());
     assert_eq!(last.faces[0].prediction.reference, own);
     // The face sent is shown; the track's crops on the next frames joined it (up to the default
     // number of frames).
@@ -559,7 +559,7 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
         let p = predictor
             .predict(std::slice::from_ref(query), Some((0, own)))
             .expect("predicts");
-        assert!(p[0].own_reference);
+        assert!(p[0].own_reference());
         p[0].intensity as f64
     };
     let mut subjects: Vec<u32> = tfeid.samples.iter().filter_map(|s| s.subject).collect();

@@ -8,7 +8,8 @@ use crate::frame::FaceResult;
 use crate::infer::{OwnFace, Predictor};
 
 /// How many of the model's frames the own neutral face is averaged over unless told otherwise
-/// (about a third of a second at 25–30 frames per second when the model runs on every frame).
+/// (about a third of a second at 25–30 frames per second when the model runs on every frame;
+/// up to four times that when a still face's frames are held).
 pub const DEFAULT_OWN_FRAMES: u16 = 8;
 
 /// The person's own neutral face, and the track of the face it was taken from, so that it

@@ -152,7 +152,7 @@ impl Writer {
                     landmarks: f.detected.landmarks,
                     probs: f.prediction.probs,
                     predicted: f.prediction.label,
-                    own_reference: f.prediction.own_reference,
+                    own_reference: f.prediction.own_reference(),
                     query_png,
                     reference_png,
                     intensity: Some(f.prediction.intensity),
