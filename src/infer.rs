@@ -38,14 +38,14 @@ pub struct FacePrediction {
 /// (the first is the one shown) and their mean embedding ([`crate::model::GcNet::mean_embedding`]).
 #[derive(Debug)]
 pub struct OwnFace {
-    pub crops: Arc<Vec<AlignedFace>>,
+    /// Never empty ([`Predictor::own_face`] refuses an empty list).
+    crops: Arc<Vec<AlignedFace>>,
     embedding: ReferenceEmbedding,
 }
 
 impl OwnFace {
     /// The frame shown as the own reference.
     pub fn shown(&self) -> &AlignedFace {
-        // `Predictor::own_face` refuses an empty list.
         &self.crops[0]
     }
 }
