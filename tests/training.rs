@@ -479,7 +479,7 @@ fn neutral_subspace_teaches_the_generator_on_faces_without_pairs() {
 /// fitted and reads the neutral faces lower than the expressive ones.
 #[test]
 fn own_reference_scale_separates_neutral_from_expressive_tfeid_faces() {
-    use dgcn::learn::metrics::{fit_own_intensity_scale, own_reference_distances};
+    use dgcn::learn::intensity::{fit_own_intensity_scale, own_reference_distances};
     tch::set_num_threads(2);
     let tfeid = util::prepared(DatasetKind::Tfeid).truncated_per_class(30);
     let data = TrainData::from_sets(&[(&tfeid, (0..tfeid.len()).collect())]);
@@ -509,6 +509,116 @@ fn own_reference_scale_separates_neutral_from_expressive_tfeid_faces() {
         e > n + 0.3,
         "own-reference intensity: neutral {n:.3}, expressive {e:.3}"
     );
+}
+
+/// The share of (neutral, expressive) pairs in which the expressive face lies farther from its
+/// reference (ties count half): the area under the ROC curve of the distance.
+fn separation(neutral: &[f32], expressive: &[f32]) -> f64 {
+    let mut above = 0.0;
+    for e in expressive {
+        for n in neutral {
+            above += if e > n {
+                1.0
+            } else if e == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    above / (neutral.len() * expressive.len()).max(1) as f64
+}
+
+/// (neutral faces', expressive faces') distances to their generated references.
+fn distances_by_kind(net: &dgcn::model::GcNet, data: &TrainData) -> (Vec<f32>, Vec<f32>) {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let d = dgcn::learn::intensity::embedding_distances(net, data, &idx, Device::Cpu)
+        .expect("distances");
+    let (neutral, expressive): (Vec<_>, Vec<_>) = idx.iter().partition(|&&i| data.labels[i] == 0);
+    (
+        neutral.iter().map(|&&i| d[i]).collect(),
+        expressive.iter().map(|&&i| d[i]).collect(),
+    )
+}
+
+/// The intensity distance's weights (generated reference): fitted on the faces of 20 TFEID
+/// performers with the shipped network, they tell the other 9 performers' neutral faces from their
+/// expressive ones better than the plain Euclidean distance does, and `fit_intensity` sets them
+/// on the network and fits its scales on the weighted distance.
+#[test]
+fn intensity_weights_fitted_on_some_performers_separate_the_others_better_than_plain_distance() {
+    use dgcn::learn::intensity::{fit_intensity, fit_intensity_weights};
+    tch::set_num_threads(2);
+    let tfeid = util::prepared(DatasetKind::Tfeid);
+    let (fit, other): (Vec<usize>, Vec<usize>) =
+        (0..tfeid.len()).partition(|&i| tfeid.samples[i].subject.is_some_and(|s| s <= 20));
+    assert!(!fit.is_empty() && !other.is_empty());
+    let fit = TrainData::from_sets(&[(&tfeid, fit)]);
+    let other = TrainData::from_sets(&[(&tfeid, other)]);
+    let mut model = dgcn::model::weights::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        Device::Cpu,
+    )
+    .expect("shipped weights");
+    model.net.set_intensity_weights(None, Device::Cpu);
+    let (n, e) = distances_by_kind(&model.net, &other);
+    let plain = separation(&n, &e);
+    let weights = fit_intensity_weights(&model.net, &fit, Device::Cpu, 8000)
+        .expect("fits")
+        .expect("both kinds of face");
+    assert_eq!(
+        weights.values().len() as i64,
+        model.net.config.embedding_len()
+    );
+    let calibration = fit_intensity(&mut model.net, &fit, Device::Cpu).expect("fits");
+    assert_eq!(
+        calibration.weights.as_ref(),
+        Some(&weights),
+        "deterministic"
+    );
+    let (n, e) = distances_by_kind(&model.net, &other);
+    let weighted = separation(&n, &e);
+    let scale = calibration.generated.expect("a scale");
+    let mean =
+        |d: &[f32]| d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len() as f64;
+    eprintln!(
+        "TFEID performers 21–29, neutral vs expressive: AUC {plain:.3} plain, {weighted:.3} \
+         weighted; intensity {:.3} / {:.3}",
+        mean(&n),
+        mean(&e)
+    );
+    assert!(
+        weighted > plain + 0.03,
+        "AUC {plain:.3} plain, {weighted:.3} weighted"
+    );
+    assert!(
+        mean(&e) > mean(&n) + 0.3,
+        "{:.3} / {:.3}",
+        mean(&n),
+        mean(&e)
+    );
+}
+
+/// The shipped weights' intensity (weights and scale fitted on FER+ Valid, never on TFEID) reads
+/// TFEID's neutral faces low and its expressive faces high against the generated reference.
+#[test]
+fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
+    tch::set_num_threads(2);
+    let tfeid = util::prepared(DatasetKind::Tfeid);
+    let data = TrainData::from_sets(&[(&tfeid, (0..tfeid.len()).collect())]);
+    let model = dgcn::model::weights::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        Device::Cpu,
+    )
+    .expect("shipped weights");
+    assert!(model.net.intensity_weights.is_some());
+    let scale = model.sidecar.intensity_scale_for(false);
+    let (n, e) = distances_by_kind(&model.net, &data);
+    let mean =
+        |d: &[f32]| d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len() as f64;
+    let (n, e) = (mean(&n), mean(&e));
+    eprintln!("shipped intensity on TFEID: neutral {n:.3}, expressive {e:.3}");
+    assert!(n < 0.2 && e > 0.5, "neutral {n:.3}, expressive {e:.3}");
 }
 
 /// `--reference-mouth`: training fits the reference's mouth subspace on the training data's

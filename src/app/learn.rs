@@ -13,10 +13,11 @@ use crate::device::device_name;
 
 use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
-use crate::learn::metrics::{evaluate, fidelity, fit_intensity_scales, DatasetReport};
+use crate::learn::intensity::fit_intensity;
+use crate::learn::metrics::{evaluate, fidelity, DatasetReport};
 use crate::learn::pool::TrainData;
 use crate::learn::train::{train, TrainConfig};
-use crate::model::{ClassifierInput, IntensityScales, ModelConfig};
+use crate::model::{ClassifierInput, IntensityCalibration, ModelConfig};
 
 /// The training configuration from the flags. With `init`, the model variant is the one of
 /// those weights (their sidecar), whatever the flags say.
@@ -352,28 +353,28 @@ fn calibration_on(
     )?))
 }
 
-/// Both intensity scales of `net`, each on faces it was not trained on where there are such faces
-/// (`val`: on its training faces the generator is closer to the true neutral than it will be on a
-/// new person's face), else on its training faces `data`. The own-reference scale needs faces
-/// with another neutral photo of the same person (TFEID's): without held-out performers in `val`
-/// it is fitted on the training performers.
-fn intensity_scales(
-    net: &crate::model::GcNet,
+/// How `net`'s intensity is read (the distance's weights and both scales, set on `net`), fitted
+/// on faces it was not trained on where there are such faces (`val`: on its training faces the
+/// generator is closer to the true neutral than it will be on a new person's face), else on its
+/// training faces `data`. The own-reference scale needs faces with another neutral photo of the
+/// same person (TFEID's): without held-out performers in `val` it is fitted on the training
+/// performers, on the distance weighted as fitted on `val`.
+fn fit_intensity_on(
+    net: &mut crate::model::GcNet,
     data: &TrainData,
     val: &TrainData,
     device: Device,
-) -> Result<IntensityScales> {
-    use crate::learn::metrics::{fit_intensity_scale, fit_own_intensity_scale};
-    // Each scale on the training faces only where the validation faces could not give it.
-    let generated = match fit_intensity_scale(net, val, device, 8000)? {
-        Some(s) => Some(s),
-        None => fit_intensity_scale(net, data, device, 8000)?,
-    };
-    let own = match fit_own_intensity_scale(net, val, device)? {
+) -> Result<IntensityCalibration> {
+    use crate::learn::intensity::{fit_intensity, fit_own_intensity_scale};
+    let on_val = fit_intensity(net, val, device)?;
+    if on_val.generated.is_none() {
+        return Ok(fit_intensity(net, data, device)?);
+    }
+    let own = match on_val.own {
         Some(s) => Some(s),
         None => fit_own_intensity_scale(net, data, device)?,
     };
-    Ok(IntensityScales { generated, own })
+    Ok(IntensityCalibration { own, ..on_val })
 }
 
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
@@ -390,20 +391,20 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let val = TrainData::from_sets(&val_parts);
     let c = calibration_on(&model.net, &data, &val, device, args.logit_adjustment)?
         .context("no validation data to calibrate on")?;
-    // The intensity scale from faces the network was not trained on: on its training faces the
-    // generator is closer to the true neutral than it will be on a new person's face.
-    let intensity = intensity_scales(&model.net, &data, &val, device)?;
+    let intensity = fit_intensity_on(&mut model.net, &data, &val, device)?;
     crate::model::weights::write_calibration(
         &args.weights,
         c.temperature,
         args.logit_adjustment.then(|| c.class_bias.clone()),
         serde_json::to_value(&c)?,
-        intensity,
+        intensity.clone(),
         args.flip,
     )?;
     println!(
-        "intensity scale (validation faces): {:?}; for the own neutral face as reference: {:?}",
-        intensity.generated, intensity.own
+        "intensity: {} weights; scale (validation faces): {:?}; for the own neutral face as reference: {:?}",
+        intensity.weights.as_ref().map_or(0, |w| w.values().len()),
+        intensity.generated,
+        intensity.own
     );
     println!("{}", serde_json::to_string_pretty(&c)?);
     println!(
@@ -425,7 +426,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let data = TrainData::from_sets(&train_parts);
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
-    let trained = train(
+    let mut trained = train(
         &data,
         Some(&val),
         &cfg,
@@ -435,7 +436,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         args.init.as_deref(),
     )?;
     // The epoch the weights are from: the kept one with --keep-best, else the last.
-    let last = trained.final_metrics();
+    let last = trained.final_metrics().cloned();
     // Logit adjustment and temperature scaling on the validation data: rare expressions get
     // predicted, and the bars show probabilities that mean what they say.
     let calibrated = calibration_on(&trained.net, &data, &val, device, args.logit_adjustment)?;
@@ -446,7 +447,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .map(|c| c.class_bias.clone());
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
-    let intensity = intensity_scales(&trained.net, &data, &val, device)?;
+    let intensity = fit_intensity_on(&mut trained.net, &data, &val, device)?;
     let intensity_scale = intensity.generated;
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
@@ -463,7 +464,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             None,
             &held,
             device,
-            intensity,
+            &intensity,
         )?)
     };
     tracing::info!(
@@ -487,10 +488,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "device": device_name(device),
     });
     let metrics = serde_json::json!({
-        "validation_accuracy": last.and_then(|m| m.val_acc),
-        "validation_mean_recall": last.and_then(|m| m.val_mean_recall),
-        "train_accuracy": last.map(|m| m.train_acc),
-        "epoch": last.map(|m| m.epoch),
+        "validation_accuracy": last.as_ref().and_then(|m| m.val_acc),
+        "validation_mean_recall": last.as_ref().and_then(|m| m.val_mean_recall),
+        "train_accuracy": last.as_ref().map(|m| m.train_acc),
+        "epoch": last.as_ref().map(|m| m.epoch),
         "validation": validation_description(&val_parts, held_performers.as_deref()),
         "calibration": calibration,
         "held_out_tfeid_reference_fidelity": held_fidelity,
@@ -503,7 +504,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             training,
             metrics,
             temperature,
-            intensity,
+            intensity: intensity.clone(),
         },
     )?;
     crate::model::weights::write_calibration(
@@ -618,11 +619,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 c,
                 set.hit_rate(),
             );
-            let scales = IntensityScales {
+            let scales = IntensityCalibration {
+                weights: model.sidecar.intensity_weights.clone(),
                 generated: model.sidecar.intensity_scale,
                 own: model.sidecar.own_intensity_scale,
             };
-            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
+            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, &scales)?)
                 .filter(|f| f.pairs > 0);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;
@@ -645,7 +647,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     .context("--cross-dataset needs both tfeid and ckplus48 in the data folder")?;
                 let train_data = TrainData::from_sets(&[(extra, (0..extra.len()).collect())]);
                 let test_data = TrainData::from_sets(&[(set, (0..set.len()).collect())]);
-                let trained = train(&train_data, None, &cfg, device, None, false, init)?;
+                let mut trained = train(&train_data, None, &cfg, device, None, false, init)?;
                 let c = evaluate(&trained.net, &test_data, device, 256)?;
                 let mut r = DatasetReport::new(
                     set.kind.name(),
@@ -656,8 +658,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                let scales = fit_intensity_scales(&trained.net, &train_data, device)?;
-                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
+                let scales = fit_intensity(&mut trained.net, &train_data, device)?;
+                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, &scales)?)
                     .filter(|f| f.pairs > 0);
                 r
             } else {

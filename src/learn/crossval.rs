@@ -2,9 +2,8 @@
 //! from scratch or fine-tuned from given weights, and is tested on people it never saw.
 use tch::Device;
 
-use super::metrics::{
-    evaluate, fidelity, fit_intensity_scales, Confusion, DatasetReport, Fidelity,
-};
+use super::intensity::fit_intensity;
+use super::metrics::{evaluate, fidelity, Confusion, DatasetReport, Fidelity};
 use super::pool::TrainData;
 use super::train::{train, TrainConfig};
 use crate::data::{folds::subject_folds, PreparedSet};
@@ -56,13 +55,13 @@ pub fn cross_validate(
             test = test_data.len(),
             "cross-validation fold"
         );
-        let trained = train(&data, None, cfg, device, None, false, init)?;
+        let mut trained = train(&data, None, cfg, device, None, false, init)?;
         let c = evaluate(&trained.net, &test_data, device, 256)?;
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
-        let scales = fit_intensity_scales(&trained.net, &data, device)?;
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
+        let scales = fit_intensity(&mut trained.net, &data, device)?;
+        fid.merge(&fidelity(&trained.net, judge, &test_data, device, &scales)?);
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),

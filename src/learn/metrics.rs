@@ -5,10 +5,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, TchError, Tensor};
 
+use super::intensity::{embedding_distances, own_reference_distances};
 use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::losses::ssim;
-use crate::model::{tensor_values, GcNet, IntensityScale, IntensityScales};
+use crate::model::{tensor_values, GcNet, IntensityCalibration, IntensityScale};
 
 /// Rows: true class; columns: predicted class (model order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -344,149 +345,6 @@ impl Fidelity {
     }
 }
 
-/// Embedding distance between each face and its generated reference, in batches.
-pub fn embedding_distances(
-    net: &GcNet,
-    data: &TrainData,
-    idx: &[usize],
-    device: Device,
-) -> Result<Vec<f32>, TchError> {
-    let mut out = Vec::with_capacity(idx.len());
-    for chunk in idx.chunks(256) {
-        let x = data.batch(chunk, device);
-        let d = tch::no_grad(|| {
-            let g = net.generator.forward_t(&x, false);
-            net.logits_against(&x, &g).1
-        });
-        out.extend(tensor_values::<f32>(&d)?);
-    }
-    Ok(out)
-}
-
-/// The `q`-quantile (0 to 1) of `sorted` (ascending): the value at that rank.
-fn quantile(sorted: &[f32], q: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = (last as f64 * q.clamp(0.0, 1.0)).round() as usize;
-    Some(sorted[rank] as f64)
-}
-
-/// Where the fitted intensity scale puts its 0: this quantile of the neutral faces' embedding
-/// distances (1 is the expressive faces' median). The median, measured against the alternatives
-/// (2026-11-29): the 90th percentile lies above the expressive median on FER+ Valid (0.395 vs 0.378
-/// with `46247867…`), so no scale could be fitted; the 75th percentile lowered the mean intensity
-/// of never-seen TFEID performers' neutral faces only from 0.197 to 0.182 while their expressive
-/// faces fell from 0.432 to 0.324 (TFEID CV folds 1–3, the same fold networks): less separation.
-pub const NEUTRAL_QUANTILE: f64 = 0.5;
-
-/// The intensity scale of a network on `data`: the neutral faces' median distance
-/// ([`NEUTRAL_QUANTILE`]) maps to 0, the expressive faces' median to 1. At most `cap` faces are used (evenly
-/// spaced). `None` without both kinds of face, or when that median is not above the neutral end.
-pub fn fit_intensity_scale(
-    net: &GcNet,
-    data: &TrainData,
-    device: Device,
-    cap: usize,
-) -> Result<Option<IntensityScale>, TchError> {
-    let step = data.len().div_ceil(cap.max(1)).max(1);
-    let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
-    let d = embedding_distances(net, data, &idx, device)?;
-    let is_neutral = |i: usize| data.labels[i] == Expression::Neutral.index() as i64;
-    let (neutral, expressive): (Vec<_>, Vec<_>) =
-        idx.iter().zip(&d).partition(|(i, _)| is_neutral(**i));
-    let values = |v: Vec<(&usize, &f32)>| v.into_iter().map(|(_, d)| *d).collect::<Vec<f32>>();
-    Ok(scale_from_distances(
-        values(neutral),
-        values(expressive),
-        "generated",
-    ))
-}
-
-/// The scale that maps the neutral distances' [`NEUTRAL_QUANTILE`] to 0 and the expressive ones'
-/// median to 1; `None` without both or when that median is not above the neutral end.
-fn scale_from_distances(
-    mut neutral: Vec<f32>,
-    mut expressive: Vec<f32>,
-    reference: &str,
-) -> Option<IntensityScale> {
-    neutral.sort_by(f32::total_cmp);
-    expressive.sort_by(f32::total_cmp);
-    let q = |v: &[f32]| [0.25, 0.5, 0.75, 0.9].map(|p| quantile(v, p));
-    tracing::debug!(
-        reference,
-        neutral = ?q(&neutral),
-        expressive = ?q(&expressive),
-        "embedding distances, quartiles and 90th percentile"
-    );
-    let neutral = quantile(&neutral, NEUTRAL_QUANTILE)?;
-    let expressive = quantile(&expressive, 0.5)?;
-    (expressive > neutral).then_some(IntensityScale {
-        neutral,
-        expressive,
-    })
-}
-
-/// Embedding distances of faces against a neutral photo of the same person, another photo than
-/// the face itself — what the live app measures once a person has given their own neutral face
-/// as the reference (the window's N key): (the neutral faces', the expressive faces'). Each face
-/// is paired with the first of its person's other neutral photos; faces without one are left out.
-pub fn own_reference_distances(
-    net: &GcNet,
-    data: &TrainData,
-    device: Device,
-) -> Result<(Vec<f32>, Vec<f32>), TchError> {
-    let pairs: Vec<(usize, usize)> = (0..data.len())
-        .filter_map(|i| {
-            data.neutral_of[i]
-                .iter()
-                .find(|&&j| j != i)
-                .map(|&j| (i, j))
-        })
-        .collect();
-    let neutral = Expression::Neutral.index() as i64;
-    let (mut calm, mut expressive) = (Vec::new(), Vec::new());
-    for chunk in pairs.chunks(256) {
-        let (queries, references): (Vec<usize>, Vec<usize>) = chunk.iter().copied().unzip();
-        let d = tch::no_grad(|| {
-            let x = data.batch(&queries, device);
-            let r = data.batch(&references, device);
-            net.logits_against(&x, &r).1
-        });
-        for (&i, d) in queries.iter().zip(tensor_values::<f32>(&d)?) {
-            if data.labels[i] == neutral {
-                calm.push(d);
-            } else {
-                expressive.push(d);
-            }
-        }
-    }
-    Ok((calm, expressive))
-}
-
-/// The intensity scale for the person's own neutral face as the reference, fitted on the faces of
-/// `data` that have another neutral photo of the same person (TFEID's), as
-/// [`fit_intensity_scale`] does for the generated reference. `None` without such faces.
-pub fn fit_own_intensity_scale(
-    net: &GcNet,
-    data: &TrainData,
-    device: Device,
-) -> Result<Option<IntensityScale>, TchError> {
-    let (neutral, expressive) = own_reference_distances(net, data, device)?;
-    Ok(scale_from_distances(neutral, expressive, "own"))
-}
-
-/// Both intensity scales of `net` fitted on `data` (see [`fit_intensity_scale`] and
-/// [`fit_own_intensity_scale`]).
-pub fn fit_intensity_scales(
-    net: &GcNet,
-    data: &TrainData,
-    device: Device,
-) -> Result<IntensityScales, TchError> {
-    Ok(IntensityScales {
-        generated: fit_intensity_scale(net, data, device, 8000)?,
-        own: fit_own_intensity_scale(net, data, device)?,
-    })
-}
-
 /// Reference fidelity of `net`'s generator on `data` (the true neutral of each expressive face
 /// is every neutral photo of the same person), judged by `judge` (or `net` itself), with
 /// intensities on `scales` (the generated reference's; the own reference's where there is one).
@@ -495,7 +353,7 @@ pub fn fidelity(
     judge: Option<(&GcNet, &str)>,
     data: &TrainData,
     device: Device,
-    scales: IntensityScales,
+    scales: &IntensityCalibration,
 ) -> Result<Fidelity, TchError> {
     let scale = scales.generated.unwrap_or(IntensityScale::FROM_MARGIN);
     let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));
@@ -676,16 +534,6 @@ impl DatasetReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_are_read_off_the_sorted_values() {
-        let v: Vec<f32> = (0..=8).map(|i| i as f32).collect();
-        assert_eq!(quantile(&v, 0.75), Some(6.0));
-        assert_eq!(quantile(&v, 0.5), Some(4.0));
-        assert_eq!(quantile(&v, 1.0), Some(8.0));
-        assert_eq!(quantile(&[0.25, 0.75], 0.5), Some(0.75));
-        assert_eq!(quantile(&[], 0.5), None);
-    }
 
     #[test]
     fn predictions_that_do_not_match_the_labels_are_an_error() {

@@ -1,8 +1,10 @@
 //! Learning: the face pool (`pool`), two-step training (`train`), metrics on a trained network
-//! — accuracy, calibration, reference fidelity, intensity — (`metrics`) and subject-independent
+//! — accuracy, calibration, reference fidelity, intensity — (`metrics`), fitting how intensity
+//! is read (`intensity`: the distance's weights and scales) and subject-independent
 //! cross-validation (`crossval`); the neutral-face subspace that teaches the generator from faces
-//! without a neutral partner (`subspace`). Imports run one way: pool ← metrics ← train ← crossval.
+//! without a neutral partner (`subspace`). Imports run one way: pool ← intensity ← metrics ← train ← crossval.
 pub mod crossval;
+pub mod intensity;
 pub mod metrics;
 pub mod pool;
 pub mod train;

@@ -7,6 +7,7 @@
 //! (training only) ReconstructionDecoder(e) ≈ input, for L_Recon.
 pub mod blocks;
 pub mod deepen;
+pub mod intensity;
 pub mod losses;
 pub mod standardize;
 pub mod subspace;
@@ -20,6 +21,8 @@ pub use blocks::{
     Classifier, ContrastiveEncoder, EncoderLayout, Generator, ReconstructionDecoder,
     DEFAULT_DROPOUT,
 };
+
+pub use intensity::{IntensityCalibration, IntensityScale, IntensityWeights};
 
 use crate::labels::NUM_CLASSES;
 
@@ -237,6 +240,9 @@ pub struct GcNet {
     pub encoder: ContrastiveEncoder,
     pub reconstruction: Option<ReconstructionDecoder>,
     pub classifier: Classifier,
+    /// The intensity distance's weights (D, f32, on the network's device; see [`intensity`]):
+    /// set from the sidecar when weights load, or by fitting; None: the Euclidean distance.
+    pub intensity_weights: Option<Tensor>,
 }
 
 impl GcNet {
@@ -264,7 +270,23 @@ impl GcNet {
                 config.hidden,
                 NUM_CLASSES as i64,
             ),
+            intensity_weights: None,
         }
+    }
+
+    /// Reads intensities with `weights` from now on (None: the Euclidean distance).
+    pub fn set_intensity_weights(
+        &mut self,
+        weights: Option<&IntensityWeights>,
+        device: tch::Device,
+    ) {
+        self.intensity_weights = weights.map(|w| w.tensor(device));
+    }
+
+    /// |e_q − e_r| of each face and its reference (N×D, f32): what the intensity weights weigh.
+    pub fn contrast_of(&self, query: &Tensor, reference: &Tensor) -> Tensor {
+        let (emb_query, emb_reference) = self.pair_embeddings(query, reference);
+        (emb_query - emb_reference).abs().to_kind(tch::Kind::Float)
     }
 
     /// Folds every batch norm of the generator and the contrastive encoder into the convolution
@@ -293,7 +315,7 @@ impl GcNet {
         (both.narrow(0, 0, n), both.narrow(0, n, n))
     }
 
-    /// Inference: class logits and embedding distance for a pair of embeddings.
+    /// Inference: class logits and intensity distance for a pair of embeddings.
     fn head(&self, emb_query: &Tensor, emb_reference: &Tensor) -> (Tensor, Tensor) {
         let logits = self
             .classifier
@@ -301,7 +323,11 @@ impl GcNet {
         // f32 whatever the weights compute in (bf16 at inference on some CPUs).
         (
             logits.to_kind(tch::Kind::Float),
-            embedding_distance(emb_query, emb_reference),
+            intensity::intensity_distance(
+                emb_query,
+                emb_reference,
+                self.intensity_weights.as_ref(),
+            ),
         )
     }
 
@@ -461,48 +487,6 @@ pub fn tensor_values<T: tch::kind::Element + Copy>(t: &Tensor) -> Result<Vec<T>,
     Vec::<T>::try_from(&t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)
 }
 
-/// Euclidean distance of the unit embeddings of query and reference, per face (N): what L_Contr
-/// pulls to 0 for a neutral face and pushes beyond its margin for an expressive one, hence the
-/// expression's intensity before scaling.
-pub fn embedding_distance(e_q: &Tensor, e_r: &Tensor) -> Tensor {
-    (e_q - e_r)
-        .square()
-        .sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
-        .sqrt()
-}
-
-/// Maps an embedding distance to an intensity in [0, 1]: `neutral` (the typical distance of a
-/// neutral face) gives 0, `expressive` (that of an expressive one) gives 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct IntensityScale {
-    pub neutral: f64,
-    pub expressive: f64,
-}
-
-impl IntensityScale {
-    /// Without a fitted scale: L_Contr's own ends, 0 for a neutral pair and its margin (0.5) for
-    /// an expressive one.
-    pub const FROM_MARGIN: IntensityScale = IntensityScale {
-        neutral: 0.0,
-        expressive: 0.5,
-    };
-
-    pub fn intensity(&self, distance: f64) -> f64 {
-        let span = (self.expressive - self.neutral).max(1e-6);
-        ((distance - self.neutral) / span).clamp(0.0, 1.0)
-    }
-}
-
-/// A network's intensity scales: against its generated reference, and against the person's own
-/// neutral face (the window's "Use my neutral face"), whose distances run higher — two photos of
-/// one neutral face differ in pose and light, which a generated reference from the same frame
-/// does not.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct IntensityScales {
-    pub generated: Option<IntensityScale>,
-    pub own: Option<IntensityScale>,
-}
-
 /// Element-wise distance of two unit embeddings, rescaled by √D so that its entries are O(1)
 /// whatever the embedding length.
 pub fn contrastive_representation(e_q: &Tensor, e_r: &Tensor) -> Tensor {
@@ -630,25 +614,6 @@ mod tests {
         let out = net.forward_t(&x, None, true);
         assert_eq!(out.emb_query.size(), [2, 48 * 64]);
         assert!(out.recon_query.is_none());
-    }
-
-    #[test]
-    fn intensity_maps_neutral_to_zero_and_expressive_to_one() {
-        let s = IntensityScale {
-            neutral: 0.2,
-            expressive: 0.6,
-        };
-        assert_eq!(s.intensity(0.1), 0.0);
-        assert_eq!(s.intensity(0.2), 0.0);
-        assert!((s.intensity(0.4) - 0.5).abs() < 1e-12);
-        assert_eq!(s.intensity(0.6), 1.0);
-        assert_eq!(s.intensity(1.5), 1.0);
-        // A degenerate scale does not divide by zero.
-        let flat = IntensityScale {
-            neutral: 0.3,
-            expressive: 0.3,
-        };
-        assert!(flat.intensity(0.31).is_finite());
     }
 
     #[test]

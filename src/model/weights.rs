@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device};
 
-use super::{GcNet, IntensityScale, IntensityScales, ModelConfig};
+use super::{GcNet, IntensityCalibration, IntensityScale, IntensityWeights, ModelConfig};
 use crate::face::FACE_SIZE;
 use crate::labels::class_names;
 
@@ -57,6 +57,11 @@ pub struct Sidecar {
     /// validation data): rare expressions are not drowned by frequent ones. None: no adjustment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_bias: Option<Vec<f64>>,
+    /// The intensity distance's weights, one per embedding element (see
+    /// [`crate::model::intensity`]); absent in weights written before they were fitted: the
+    /// Euclidean distance is used then. Last, being long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intensity_weights: Option<IntensityWeights>,
 }
 
 impl Sidecar {
@@ -91,13 +96,18 @@ pub fn write_calibration(
     temperature: f64,
     class_bias: Option<Vec<f64>>,
     calibration: serde_json::Value,
-    intensity: IntensityScales,
+    intensity: IntensityCalibration,
     flip_average: bool,
 ) -> Result<Sidecar, WeightsError> {
     let mut side = read_sidecar(weights)?;
     side.model.flip_average = flip_average;
     side.temperature = temperature;
     side.class_bias = class_bias;
+    // New scales go with the distance they were fitted on: the weights they were measured with
+    // replace the old ones, or are dropped when the scales were fitted on the Euclidean distance.
+    if intensity.generated.is_some() || intensity.own.is_some() {
+        side.intensity_weights = intensity.weights;
+    }
     side.intensity_scale = intensity.generated.or(side.intensity_scale);
     side.own_intensity_scale = intensity.own.or(side.own_intensity_scale);
     if let serde_json::Value::Object(m) = &mut side.metrics {
@@ -157,7 +167,7 @@ pub struct SidecarInfo {
     pub training: serde_json::Value,
     pub metrics: serde_json::Value,
     pub temperature: f64,
-    pub intensity: IntensityScales,
+    pub intensity: IntensityCalibration,
 }
 
 pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, WeightsError> {
@@ -186,6 +196,7 @@ pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, We
         intensity_scale: info.intensity.generated,
         own_intensity_scale: info.intensity.own,
         class_bias: None,
+        intensity_weights: info.intensity.weights,
     };
     let json = serde_json::to_string_pretty(&sidecar).map_err(|e| werr(e.to_string()))?;
     let side = sidecar_path(path);
@@ -234,6 +245,12 @@ pub fn read_sidecar(weights: &Path) -> Result<Sidecar, WeightsError> {
             });
         }
     }
+    if let Some(w) = &sidecar.intensity_weights {
+        let len = sidecar.model.embedding_len();
+        if let Err(reason) = IntensityWeights::new(w.values().to_vec(), len) {
+            return Err(WeightsError::Sidecar { path, reason });
+        }
+    }
     if !(sidecar.temperature.is_finite() && sidecar.temperature > 0.0) {
         return Err(WeightsError::Sidecar {
             path,
@@ -249,7 +266,8 @@ pub fn load(path: &Path, device: Device) -> Result<LoadedModel, WeightsError> {
     }
     let sidecar = read_sidecar(path)?;
     let mut vs = VarStore::new(device);
-    let net = GcNet::new(&vs.root(), sidecar.model);
+    let mut net = GcNet::new(&vs.root(), sidecar.model);
+    net.set_intensity_weights(sidecar.intensity_weights.as_ref(), device);
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vs.load(path)));
     match loaded {
         Ok(Ok(())) => {}
@@ -296,7 +314,14 @@ mod tests {
                 training: serde_json::json!({}),
                 metrics: serde_json::json!({}),
                 temperature: 1.5,
-                intensity: IntensityScales {
+                intensity: IntensityCalibration {
+                    weights: Some(
+                        IntensityWeights::new(
+                            vec![0.5; cfg.embedding_len() as usize],
+                            cfg.embedding_len(),
+                        )
+                        .expect("weights"),
+                    ),
                     generated: Some(IntensityScale {
                         neutral: 0.1,
                         expressive: 0.6,
@@ -313,11 +338,13 @@ mod tests {
         let read = read_sidecar(&path).expect("sidecar");
         assert_eq!(read.intensity_scale, side.intensity_scale);
         assert_eq!(read.own_intensity_scale, side.own_intensity_scale);
+        assert_eq!(read.intensity_weights, side.intensity_weights);
         assert_eq!(read.intensity_scale_for(true).neutral, 0.5);
         assert_eq!(read.intensity_scale_for(false).neutral, 0.1);
         assert_eq!(side.sha256, sha256_file(&path).expect("hash"));
         let loaded = load(&path, Device::Cpu).expect("loaded");
         assert_eq!(loaded.sidecar.model, cfg);
+        assert!(loaded.net.intensity_weights.is_some());
         let a = vs.variables();
         let b = loaded.vs.variables();
         for (k, v) in &a {
@@ -344,6 +371,22 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("hidden -1"), "{err}");
+        // Intensity weights of the wrong length or sign are refused with what was expected.
+        let mut side: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        side["intensity_weights"] = serde_json::json!([0.5, 0.5]);
+        std::fs::write(&side_path, side.to_string()).expect("write");
+        let err = read_sidecar(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("2 intensity weights"), "{err}");
+        side["intensity_weights"] = serde_json::json!(vec![-0.5; cfg.embedding_len() as usize]);
+        std::fs::write(&side_path, side.to_string()).expect("write");
+        let err = read_sidecar(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("non-negative"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
