@@ -233,7 +233,9 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
         .sum();
     assert!(moved > 1e-3, "probabilities did not change ({moved})");
     // One frame's mean embedding is that frame's embedding: the same as the image itself as the
-    // reference (the network run on query and image as one batch), to the rounding of bf16.
+    // reference (the network run on query and image as one batch), to the rounding of bf16. The
+    // probabilities are the mean of those against the own face and against the generated one;
+    // the intensity is read against the own face.
     let side = dgcn::face::FACE_SIZE as i64;
     let image =
         |f: &dgcn::face::AlignedFace| tch::Tensor::from_slice(&f.pixels).view([1, 1, side, side]);
@@ -243,7 +245,7 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
             .net
             .eval_logits(&image(&queries[0]), &image(own))
     });
-    let probs = Vec::<f32>::try_from(
+    let against_own = Vec::<f32>::try_from(
         predictor
             .model
             .sidecar
@@ -251,6 +253,11 @@ fn an_own_neutral_face_replaces_the_generated_reference_of_one_face_only() {
             .flatten(0, -1),
     )
     .expect("probabilities");
+    let probs: Vec<f32> = against_own
+        .iter()
+        .zip(&generated[0].probs)
+        .map(|(o, g)| (o + g) / 2.0)
+        .collect();
     let intensity = predictor
         .model
         .sidecar
@@ -555,12 +562,13 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(17);
     let tfeid = util::prepared(DatasetKind::Tfeid);
     let predictor = shipped_predictor();
-    let intensity = |query: &dgcn::face::AlignedFace, own: &dgcn::infer::OwnFace| {
+    // (intensity, label right) of a face against an own face.
+    let with_own = |query: &(Expression, dgcn::face::AlignedFace), own: &dgcn::infer::OwnFace| {
         let p = predictor
-            .predict(std::slice::from_ref(query), Some((0, own)))
+            .predict(std::slice::from_ref(&query.1), Some((0, own)))
             .expect("predicts");
         assert!(p[0].own_reference());
-        p[0].intensity as f64
+        (p[0].intensity as f64, p[0].label == query.0)
     };
     let mut subjects: Vec<u32> = tfeid.samples.iter().filter_map(|s| s.subject).collect();
     subjects.sort_unstable();
@@ -568,6 +576,8 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
     // [one frame, eight frames] → intensities of other neutral photos, of expressive photos.
     let mut neutral = [Vec::new(), Vec::new()];
     let mut expressive = [Vec::new(), Vec::new()];
+    // Labels right with the eight-frame own face, and with the generated reference alone.
+    let (mut right_own, mut right_generated, mut faces) = (0, 0, 0);
     for subject in subjects {
         let of = |neutral: bool| -> Vec<usize> {
             (0..tfeid.len())
@@ -580,16 +590,38 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
             continue;
         }
         let frames = jittered(tfeid.face(neutrals[0]), 8, &mut rng);
-        let queries = jittered(tfeid.face(neutrals[1]), 4, &mut rng);
+        let queries: Vec<_> = jittered(tfeid.face(neutrals[1]), 4, &mut rng)
+            .into_iter()
+            .map(|f| (Expression::Neutral, f))
+            .collect();
         let shown: Vec<_> = expressions
             .iter()
-            .flat_map(|&e| jittered(tfeid.face(e), 1, &mut rng))
+            .flat_map(|&e| {
+                let label = tfeid.samples[e].label;
+                jittered(tfeid.face(e), 1, &mut rng)
+                    .into_iter()
+                    .map(move |f| (label, f))
+            })
             .collect();
         for (slot, k) in [1usize, 8].into_iter().enumerate() {
             let own = predictor.own_face(frames[..k].to_vec()).expect("own face");
             assert_eq!(*own.shown(), frames[0]);
-            neutral[slot].extend(queries.iter().map(|q| intensity(q, &own)));
-            expressive[slot].extend(shown.iter().map(|q| intensity(q, &own)));
+            let (n, e): (Vec<_>, Vec<_>) = (
+                queries.iter().map(|q| with_own(q, &own)).collect(),
+                shown.iter().map(|q| with_own(q, &own)).collect(),
+            );
+            if k == 8 {
+                right_own += n.iter().chain(&e).filter(|(_, right)| *right).count();
+                faces += n.len() + e.len();
+            }
+            neutral[slot].extend(n.into_iter().map(|(i, _)| i));
+            expressive[slot].extend(e.into_iter().map(|(i, _)| i));
+        }
+        for (truth, face) in queries.iter().chain(&shown) {
+            let p = predictor
+                .predict(std::slice::from_ref(face), None)
+                .expect("predicts");
+            right_generated += (p[0].label == *truth) as usize;
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -597,9 +629,16 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
     let (e1, e8) = (mean(&expressive[0]), mean(&expressive[1]));
     eprintln!(
         "own neutral face, {} other neutral / {} expressive crops: 1 frame {n1:.3} / {e1:.3}, \
-         8 frames {n8:.3} / {e8:.3}",
+         8 frames {n8:.3} / {e8:.3}; labels right {right_own} of {faces} with the own face, \
+         {right_generated} with the generated reference alone",
         neutral[0].len(),
         expressive[0].len()
+    );
+    // The own face must not cost labels: the classifier, trained with generated references,
+    // averages both comparisons (with the own face's alone: 1,033 against 1,075, 2026-11-30).
+    assert!(
+        right_own + 5 >= right_generated,
+        "labels right: {right_own} with the own face, {right_generated} without"
     );
     assert!(neutral[0].len() >= 40, "{} neutral crops", neutral[0].len());
     assert!(

@@ -225,6 +225,15 @@ pub struct GcNetOutput {
     pub recon_reference: Option<Tensor>,
 }
 
+/// What [`GcNet::compare`] gives: class logits (N×8, f32) and intensity distances (N) of each
+/// face against its reference, and, when an own reference was given, face `i`'s logits (1×8) and
+/// distance (1) against it.
+pub struct Comparison {
+    pub logits: Tensor,
+    pub distance: Tensor,
+    pub own: Option<(Tensor, Tensor)>,
+}
+
 /// A reference given by its embedding (1×D, unit length) rather than an image: the person's own
 /// neutral face over several frames ([`GcNet::mean_embedding`]).
 #[derive(Debug)]
@@ -331,21 +340,22 @@ impl GcNet {
         )
     }
 
-    /// Inference: class logits of `query` against `reference` and their embedding distance,
+    /// Inference: class logits of `query` against `reference` and their intensity distance,
     /// averaged over the pair and its mirror image when the config asks for test-time flip
     /// (the mirror of the reference stands in for the reference of the mirror).
     pub fn eval_logits(&self, query: &Tensor, reference: &Tensor) -> (Tensor, Tensor) {
-        self.eval_logits_own(query, reference, None)
+        let c = self.compare(query, reference, None);
+        (c.logits, c.distance)
     }
 
-    /// [`GcNet::eval_logits`] where face `i` is compared with a reference given by its embedding
-    /// (`own`: the person's own neutral face over several frames) instead of `reference`'s row `i`.
-    pub fn eval_logits_own(
+    /// [`GcNet::eval_logits`], and face `i` also compared with a reference given by its embedding
+    /// (`own`: the person's own neutral face over several frames), from the same embeddings.
+    pub fn compare(
         &self,
         query: &Tensor,
         reference: &Tensor,
         own: Option<(i64, &ReferenceEmbedding)>,
-    ) -> (Tensor, Tensor) {
+    ) -> Comparison {
         let n = query.size()[0];
         let flip = self.config.flip_average;
         let (q, r) = if flip {
@@ -357,25 +367,32 @@ impl GcNet {
             (query.shallow_clone(), reference.shallow_clone())
         };
         let (emb_query, emb_reference) = self.pair_embeddings(&q, &r);
-        if let Some((i, own)) = own.filter(|(i, _)| (0..n).contains(i)) {
-            // In place: `emb_reference` is this call's own tensor.
+        let own = own.filter(|(i, _)| (0..n).contains(i)).map(|(i, own)| {
             let kind = emb_reference.kind();
-            emb_reference
-                .narrow(0, i, 1)
-                .copy_(&own.direct.to_kind(kind));
+            let mut rows = vec![emb_query.narrow(0, i, 1)];
+            let mut refs = vec![own.direct.to_kind(kind)];
             if flip {
-                let mirrored = own.mirrored.as_ref().unwrap_or(&own.direct);
-                emb_reference
-                    .narrow(0, n + i, 1)
-                    .copy_(&mirrored.to_kind(kind));
+                rows.push(emb_query.narrow(0, n + i, 1));
+                refs.push(own.mirrored.as_ref().unwrap_or(&own.direct).to_kind(kind));
             }
-        }
-        let (l, d) = self.head(&emb_query, &emb_reference);
+            let (l, d) = self.head(&Tensor::cat(&rows, 0), &Tensor::cat(&refs, 0));
+            let mean = |t: &Tensor| t.mean_dim(0, true, tch::Kind::Float);
+            (mean(&l), mean(&d.unsqueeze(1)).squeeze_dim(1))
+        });
+        let (logits, distance) = self.head(&emb_query, &emb_reference);
         if !flip {
-            return (l, d);
+            return Comparison {
+                logits,
+                distance,
+                own,
+            };
         }
         let avg = |t: &Tensor| (t.narrow(0, 0, n) + t.narrow(0, n, n)) / 2.0;
-        (avg(&l), avg(&d))
+        Comparison {
+            logits: avg(&logits),
+            distance: avg(&distance),
+            own,
+        }
     }
 
     /// Several frames of one face (K×1×64×64) as one reference: the unit-length mean of their
