@@ -7,8 +7,8 @@
 //! element alike, and many of them move whenever the reference differs from the query in ways
 //! that are not expression — the generator's smoothing of a sharp face above all: with the weights
 //! shipped on 2026-11-30 it read the held-out TFEID performers' neutral faces as 0.78 and their
-//! expressive ones as 0.89, where the fitted weights read 0.12 and 0.59. Weights written before
-//! the weights were fitted have none, and the Euclidean distance is used, as L_Contr sees it.
+//! expressive ones as 0.89, where the fitted weights read 0.12 and 0.60. A sidecar written before
+//! the intensity weights existed has none, and the Euclidean distance is used, as L_Contr sees it.
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
