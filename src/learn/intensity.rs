@@ -27,6 +27,12 @@ pub fn embedding_distances(
     Ok(out)
 }
 
+/// At most `cap` of the indices `0..len`, evenly spaced.
+fn evenly_spaced(len: usize, cap: usize) -> Vec<usize> {
+    let step = len.div_ceil(cap.max(1)).max(1);
+    (0..len).step_by(step).collect()
+}
+
 /// The `q`-quantile (0 to 1) of `sorted` (ascending): the value at that rank.
 fn quantile(sorted: &[f32], q: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;
@@ -43,16 +49,16 @@ fn quantile(sorted: &[f32], q: f64) -> Option<f64> {
 pub const NEUTRAL_QUANTILE: f64 = 0.5;
 
 /// The intensity scale of a network on `data`: the neutral faces' median distance
-/// ([`NEUTRAL_QUANTILE`]) maps to 0, the expressive faces' median to 1. At most `cap` faces are used (evenly
-/// spaced). `None` without both kinds of face, or when that median is not above the neutral end.
+/// ([`NEUTRAL_QUANTILE`]) maps to 0, the expressive faces' median to 1. At most `cap` faces are
+/// used (evenly spaced). `None` without both kinds of face, or when that median is not above the
+/// neutral end.
 pub fn fit_intensity_scale(
     net: &GcNet,
     data: &TrainData,
     device: Device,
     cap: usize,
 ) -> Result<Option<IntensityScale>, TchError> {
-    let step = data.len().div_ceil(cap.max(1)).max(1);
-    let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
+    let idx = evenly_spaced(data.len(), cap);
     let d = embedding_distances(net, data, &idx, device)?;
     let is_neutral = |i: usize| data.labels[i] == Expression::Neutral.index() as i64;
     let (neutral, expressive): (Vec<_>, Vec<_>) =
@@ -153,16 +159,15 @@ const FIT_LR: f64 = 0.05;
 /// Measured 2026-11-30 with the shipped weights, fitted on FER+ Valid (and the scale too): on
 /// the three held-out TFEID performers (never in the fit) the area under the ROC curve of
 /// neutral against expressive faces rose from 0.76 (Euclidean) to 0.88 and the mean intensities
-/// went from 0.78 / 0.89 to 0.12 / 0.60 (`dgcn eval --held-out 3`). A weight per channel or per position (96 or 64 of them
-/// instead of 6,144) did not separate them (AUC 0.78 / 0.76).
+/// went from 0.78 / 0.89 to 0.12 / 0.60 (`dgcn eval --held-out 3`). A weight per channel or per
+/// position (96 or 64 of them instead of 6,144) did not separate them (AUC 0.78 / 0.76).
 pub fn fit_intensity_weights(
     net: &GcNet,
     data: &TrainData,
     device: Device,
     cap: usize,
 ) -> Result<Option<IntensityWeights>, TchError> {
-    let step = data.len().div_ceil(cap.max(1)).max(1);
-    let idx: Vec<usize> = (0..data.len()).step_by(step).collect();
+    let idx = evenly_spaced(data.len(), cap);
     let neutral = Expression::Neutral.index() as i64;
     let expressive: Vec<f32> = idx
         .iter()
@@ -240,6 +245,13 @@ pub fn fit_intensity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_cap_indices_evenly_spaced() {
+        assert_eq!(evenly_spaced(10, 5), vec![0, 2, 4, 6, 8]);
+        assert_eq!(evenly_spaced(3, 8000), vec![0, 1, 2]);
+        assert_eq!(evenly_spaced(0, 5), Vec::<usize>::new());
+    }
 
     #[test]
     fn quantiles_are_read_off_the_sorted_values() {

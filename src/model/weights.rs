@@ -373,19 +373,17 @@ mod tests {
         assert!(err.contains("hidden -1"), "{err}");
         // Intensity weights of the wrong length or sign are refused with what was expected.
         let mut side: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        side["intensity_weights"] = serde_json::json!([0.5, 0.5]);
-        std::fs::write(&side_path, side.to_string()).expect("write");
-        let err = read_sidecar(&path)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let mut refusal = |weights: serde_json::Value| {
+            side["intensity_weights"] = weights;
+            std::fs::write(&side_path, side.to_string()).expect("write");
+            read_sidecar(&path)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let err = refusal(serde_json::json!([0.5, 0.5]));
         assert!(err.contains("2 intensity weights"), "{err}");
-        side["intensity_weights"] = serde_json::json!(vec![-0.5; cfg.embedding_len() as usize]);
-        std::fs::write(&side_path, side.to_string()).expect("write");
-        let err = read_sidecar(&path)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = refusal(serde_json::json!(vec![-0.5; cfg.embedding_len() as usize]));
         assert!(err.contains("non-negative"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
