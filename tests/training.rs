@@ -578,7 +578,7 @@ fn intensity_weights_fitted_on_some_performers_separate_the_others_better_than_p
     );
     let (n, e) = distances_by_kind(&model.net, &other);
     let weighted = separation(&n, &e);
-    let scale = calibration.generated.expect("a scale");
+    let scale = calibration.scales.generated.expect("a scale");
     let mean =
         |d: &[f32]| d.iter().map(|&d| scale.intensity(d as f64)).sum::<f64>() / d.len() as f64;
     eprintln!(

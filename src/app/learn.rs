@@ -366,15 +366,14 @@ fn fit_intensity_on(
     device: Device,
 ) -> Result<IntensityCalibration> {
     use crate::learn::intensity::{fit_intensity, fit_own_intensity_scale};
-    let on_val = fit_intensity(net, val, device)?;
-    if on_val.generated.is_none() {
+    let mut on_val = fit_intensity(net, val, device)?;
+    if on_val.scales.generated.is_none() {
         return Ok(fit_intensity(net, data, device)?);
     }
-    let own = match on_val.own {
-        Some(s) => Some(s),
-        None => fit_own_intensity_scale(net, data, device)?,
-    };
-    Ok(IntensityCalibration { own, ..on_val })
+    if on_val.scales.own.is_none() {
+        on_val.scales.own = fit_own_intensity_scale(net, data, device)?;
+    }
+    Ok(on_val)
 }
 
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
@@ -403,8 +402,8 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     println!(
         "intensity: {} weights; scale (validation faces): {:?}; for the own neutral face as reference: {:?}",
         intensity.weights.as_ref().map_or(0, |w| w.values().len()),
-        intensity.generated,
-        intensity.own
+        intensity.scales.generated,
+        intensity.scales.own
     );
     println!("{}", serde_json::to_string_pretty(&c)?);
     println!(
@@ -448,7 +447,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let calibration = serde_json::to_value(&calibrated)?;
     tracing::info!(temperature, %calibration, "calibrated on validation data");
     let intensity = fit_intensity_on(&mut trained.net, &data, &val, device)?;
-    let intensity_scale = intensity.generated;
+    let intensity_scale = intensity.scales.generated;
     // The generator on the held-out TFEID performers.
     let held_tfeid: Vec<(&PreparedSet, Vec<usize>)> = val_parts
         .iter()
@@ -464,7 +463,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             None,
             &held,
             device,
-            &intensity,
+            intensity.scales,
         )?)
     };
     tracing::info!(
@@ -619,12 +618,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 c,
                 set.hit_rate(),
             );
-            let scales = IntensityCalibration {
-                weights: model.sidecar.intensity_weights.clone(),
-                generated: model.sidecar.intensity_scale,
-                own: model.sidecar.own_intensity_scale,
-            };
-            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, &scales)?)
+            let scales = model.sidecar.intensity_scales();
+            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
                 .filter(|f| f.pairs > 0);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;
@@ -658,8 +653,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                let scales = fit_intensity(&mut trained.net, &train_data, device)?;
-                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, &scales)?)
+                let scales = fit_intensity(&mut trained.net, &train_data, device)?.scales;
+                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
                     .filter(|f| f.pairs > 0);
                 r
             } else {

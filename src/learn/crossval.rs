@@ -60,8 +60,8 @@ pub fn cross_validate(
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
-        let scales = fit_intensity(&mut trained.net, &data, device)?;
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, &scales)?);
+        let scales = fit_intensity(&mut trained.net, &data, device)?.scales;
+        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),

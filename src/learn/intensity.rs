@@ -6,7 +6,9 @@ use tch::{nn, Device, TchError, Tensor};
 
 use super::pool::TrainData;
 use crate::labels::Expression;
-use crate::model::{tensor_values, GcNet, IntensityCalibration, IntensityScale, IntensityWeights};
+use crate::model::{
+    tensor_values, GcNet, IntensityCalibration, IntensityScale, IntensityScales, IntensityWeights,
+};
 
 /// Intensity distance between each face and its generated reference, in batches.
 pub fn embedding_distances(
@@ -237,8 +239,10 @@ pub fn fit_intensity(
     net.set_intensity_weights(weights.as_ref(), device);
     Ok(IntensityCalibration {
         weights,
-        generated: fit_intensity_scale(net, data, device, 8000)?,
-        own: fit_own_intensity_scale(net, data, device)?,
+        scales: IntensityScales {
+            generated: fit_intensity_scale(net, data, device, 8000)?,
+            own: fit_own_intensity_scale(net, data, device)?,
+        },
     })
 }
 

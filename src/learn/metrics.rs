@@ -9,7 +9,7 @@ use super::intensity::{embedding_distances, own_reference_distances};
 use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::losses::ssim;
-use crate::model::{tensor_values, GcNet, IntensityCalibration, IntensityScale};
+use crate::model::{tensor_values, GcNet, IntensityScale, IntensityScales};
 
 /// Rows: true class; columns: predicted class (model order).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -353,7 +353,7 @@ pub fn fidelity(
     judge: Option<(&GcNet, &str)>,
     data: &TrainData,
     device: Device,
-    scales: &IntensityCalibration,
+    scales: IntensityScales,
 ) -> Result<Fidelity, TchError> {
     let scale = scales.generated.unwrap_or(IntensityScale::FROM_MARGIN);
     let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));

@@ -37,8 +37,16 @@ pub fn intensity_distance(e_q: &Tensor, e_r: &Tensor, weights: Option<&Tensor>) 
 pub struct IntensityWeights(Vec<f32>);
 
 impl IntensityWeights {
-    /// Checks what a sidecar or a fit gives: `len` finite, non-negative numbers, not all zero.
+    /// Weights from a fit, checked as [`IntensityWeights::check`] does.
     pub fn new(values: Vec<f32>, len: i64) -> Result<IntensityWeights, String> {
+        let weights = IntensityWeights(values);
+        weights.check(len)?;
+        Ok(weights)
+    }
+
+    /// What a sidecar or a fit must give: `len` finite, non-negative numbers, not all zero.
+    pub fn check(&self, len: i64) -> Result<(), String> {
+        let values = &self.0;
         if values.len() as i64 != len {
             return Err(format!(
                 "{} intensity weights (expected one per embedding element, {len})",
@@ -50,7 +58,7 @@ impl IntensityWeights {
                 "intensity weights: expected finite non-negative numbers, not all 0".into(),
             );
         }
-        Ok(IntensityWeights(values))
+        Ok(())
     }
 
     pub fn values(&self) -> &[f32] {
@@ -84,15 +92,22 @@ impl IntensityScale {
     }
 }
 
-/// How a network's intensity is read: the distance's weights, and its scales against the
-/// generated reference and against the person's own neutral face (the window's "Use my neutral
-/// face"), whose distances run higher — two photos of one neutral face differ in pose and light,
-/// which a generated reference from the same frame does not.
+/// A network's intensity scales: against its generated reference, and against the person's own
+/// neutral face (the window's "Use my neutral face"), whose distances run higher — two photos of
+/// one neutral face differ in pose and light, which a generated reference from the same frame
+/// does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IntensityScales {
+    pub generated: Option<IntensityScale>,
+    pub own: Option<IntensityScale>,
+}
+
+/// How a network's intensity is read: the distance's weights (which the network carries once
+/// set, [`crate::model::GcNet::set_intensity_weights`]) and the scales fitted on that distance.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IntensityCalibration {
     pub weights: Option<IntensityWeights>,
-    pub generated: Option<IntensityScale>,
-    pub own: Option<IntensityScale>,
+    pub scales: IntensityScales,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub use blocks::{
     DEFAULT_DROPOUT,
 };
 
-pub use intensity::{IntensityCalibration, IntensityScale, IntensityWeights};
+pub use intensity::{IntensityCalibration, IntensityScale, IntensityScales, IntensityWeights};
 
 use crate::labels::NUM_CLASSES;
 
@@ -377,7 +377,7 @@ impl GcNet {
             }
             let (l, d) = self.head(&Tensor::cat(&rows, 0), &Tensor::cat(&refs, 0));
             let mean = |t: &Tensor| t.mean_dim(0, true, tch::Kind::Float);
-            (mean(&l), mean(&d.unsqueeze(1)).squeeze_dim(1))
+            (mean(&l), mean(&d))
         });
         let (logits, distance) = self.head(&emb_query, &emb_reference);
         if !flip {

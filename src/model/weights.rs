@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{nn::VarStore, Device};
 
-use super::{GcNet, IntensityCalibration, IntensityScale, IntensityWeights, ModelConfig};
+use super::{
+    GcNet, IntensityCalibration, IntensityScale, IntensityScales, IntensityWeights, ModelConfig,
+};
 use crate::face::FACE_SIZE;
 use crate::labels::class_names;
 
@@ -65,6 +67,14 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// The intensity scales the sidecar holds.
+    pub fn intensity_scales(&self) -> IntensityScales {
+        IntensityScales {
+            generated: self.intensity_scale,
+            own: self.own_intensity_scale,
+        }
+    }
+
     /// The scale for a face's intensity: `own` when its reference is the person's own neutral face.
     pub fn intensity_scale_for(&self, own: bool) -> IntensityScale {
         let own = if own { self.own_intensity_scale } else { None };
@@ -105,11 +115,12 @@ pub fn write_calibration(
     side.class_bias = class_bias;
     // New scales go with the distance they were fitted on: the weights they were measured with
     // replace the old ones, or are dropped when the scales were fitted on the Euclidean distance.
-    if intensity.generated.is_some() || intensity.own.is_some() {
+    let scales = intensity.scales;
+    if scales.generated.is_some() || scales.own.is_some() {
         side.intensity_weights = intensity.weights;
     }
-    side.intensity_scale = intensity.generated.or(side.intensity_scale);
-    side.own_intensity_scale = intensity.own.or(side.own_intensity_scale);
+    side.intensity_scale = scales.generated.or(side.intensity_scale);
+    side.own_intensity_scale = scales.own.or(side.own_intensity_scale);
     if let serde_json::Value::Object(m) = &mut side.metrics {
         m.insert("calibration".into(), calibration);
     }
@@ -193,8 +204,8 @@ pub fn save(vs: &VarStore, path: &Path, info: SidecarInfo) -> Result<Sidecar, We
         caveat: RESEARCH_CAVEAT.into(),
         sha256: sha256_file(path).map_err(|e| werr(e.to_string()))?,
         temperature: info.temperature,
-        intensity_scale: info.intensity.generated,
-        own_intensity_scale: info.intensity.own,
+        intensity_scale: info.intensity.scales.generated,
+        own_intensity_scale: info.intensity.scales.own,
         class_bias: None,
         intensity_weights: info.intensity.weights,
     };
@@ -246,8 +257,7 @@ pub fn read_sidecar(weights: &Path) -> Result<Sidecar, WeightsError> {
         }
     }
     if let Some(w) = &sidecar.intensity_weights {
-        let len = sidecar.model.embedding_len();
-        if let Err(reason) = IntensityWeights::new(w.values().to_vec(), len) {
+        if let Err(reason) = w.check(sidecar.model.embedding_len()) {
             return Err(WeightsError::Sidecar { path, reason });
         }
     }
@@ -322,14 +332,16 @@ mod tests {
                         )
                         .expect("weights"),
                     ),
-                    generated: Some(IntensityScale {
-                        neutral: 0.1,
-                        expressive: 0.6,
-                    }),
-                    own: Some(IntensityScale {
-                        neutral: 0.5,
-                        expressive: 0.9,
-                    }),
+                    scales: IntensityScales {
+                        generated: Some(IntensityScale {
+                            neutral: 0.1,
+                            expressive: 0.6,
+                        }),
+                        own: Some(IntensityScale {
+                            neutral: 0.5,
+                            expressive: 0.9,
+                        }),
+                    },
                 },
             },
         )
