@@ -267,6 +267,15 @@ pub struct ModelTrainArgs {
     /// (its epoch is logged; a resumed run only compares the epochs it ran).
     #[arg(long)]
     pub keep_best: bool,
+    /// Step 2: random erasing of the classifier's query: each face has a rectangle (2–25 % of its
+    /// area, aspect 1:3 to 3:1) replaced by noise with this probability (0: off), so that a hand,
+    /// glasses or a shadow over part of the face does not decide its class.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub erase: f64,
+    /// Step 2: mixup on half the batches: two faces blended with a weight drawn from
+    /// Beta(ALPHA, ALPHA), their targets alike (0: off; e.g. 0.2).
+    #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
+    pub mixup: f64,
 }
 
 /// `DATASET=N` of `--repeat`.
@@ -405,6 +414,15 @@ pub struct EvalArgs {
     /// lab dataset (from --init when given) and test on all of this one.
     #[arg(long)]
     pub cross_dataset: bool,
+    /// In cross-validation and cross-dataset rows, also train every fold and row on these
+    /// datasets' training splits (in-the-wild faces: none of TFEID's or CK+'s people), e.g.
+    /// `ferplus`, so that a fold keeps what the in-the-wild data teaches (neutral among it).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub add_datasets: Vec<DatasetKind>,
+    /// With --add-datasets: at most N training faces per class of each added dataset (the first
+    /// N in the dataset's order), to keep a fold's epoch short.
+    #[arg(long, value_name = "N")]
+    pub add_per_class: Option<usize>,
     /// Weights of the network that judges whether generated references look neutral: one trained
     /// on real faces that did not guide the generator (default: each fold's network itself).
     #[arg(long)]

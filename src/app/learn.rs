@@ -98,6 +98,16 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.dropout
     );
     anyhow::ensure!(
+        (0.0..=1.0).contains(&m.erase),
+        "--erase {}: expected a probability from 0 to 1",
+        m.erase
+    );
+    anyhow::ensure!(
+        m.mixup >= 0.0 && m.mixup.is_finite(),
+        "--mixup {}: expected a Beta parameter ≥ 0 (0: off), e.g. 0.2",
+        m.mixup
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance
@@ -131,6 +141,8 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         keep_best: m.keep_best,
         dropout: m.dropout,
         degrade: !m.no_degrade,
+        erase: m.erase,
+        mixup: m.mixup,
         ..TrainConfig::default()
     })
 }
@@ -518,6 +530,49 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `eval --add-datasets`: the training split of each added dataset (capped by
+/// --add-per-class), trained on by every fold and cross-dataset row.
+fn added_training_sets(args: &EvalArgs) -> Result<Vec<PreparedSet>> {
+    if let Some(k) = args
+        .add_datasets
+        .iter()
+        .find(|k| matches!(k, DatasetKind::Tfeid | DatasetKind::Ckplus48))
+    {
+        anyhow::bail!(
+            "--add-datasets {}: the lab datasets are already added to each other's folds; add \
+             in-the-wild datasets (ferplus, fer2013)",
+            k.name()
+        );
+    }
+    let sets = prepare_all(&args.add_datasets, &args.data, &args.common)?;
+    Ok(sets
+        .into_iter()
+        .map(|set| {
+            let set = match args.add_per_class {
+                Some(n) => set.truncated_per_class(n),
+                None => set,
+            };
+            set.subset(&set.split_indices(Split::Train))
+        })
+        .collect())
+}
+
+/// How a report names the sets added to a fold's training: "ckplus48, ferplus (training split,
+/// ≤ 500 per class)".
+fn added_names(sets: &[&PreparedSet], per_class: Option<usize>) -> String {
+    if sets.is_empty() {
+        return "nothing".to_string();
+    }
+    sets.iter()
+        .map(|s| match (s.kind, per_class) {
+            (DatasetKind::Tfeid | DatasetKind::Ckplus48, _) => s.kind.name().to_string(),
+            (_, Some(n)) => format!("{} (training split, ≤ {n} per class)", s.kind.name()),
+            (_, None) => format!("{} (training split)", s.kind.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Path, SHA-256 and training command of weights a run started from (`--init`,
 /// `--generator-from`): the path alone does not say which weights, since a run may overwrite
 /// the very file it started from.
@@ -547,6 +602,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let mut reports = Vec::new();
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
+    let added = added_training_sets(args)?;
     let mut predictor: Option<Predictor> = None;
     if let (Some(j), Some(g)) = (&args.judge, &cfg.neutrality_guide) {
         anyhow::ensure!(
@@ -635,12 +691,19 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 Some(k) if available(k, &args.data) => prepare_all(&[k], &args.data, &args.common)?,
                 _ => Vec::new(),
             };
-            let other_name = extras.first().map(|e| e.kind.name()).unwrap_or("nothing");
+            let extra_refs: Vec<&PreparedSet> = extras.iter().chain(added.iter()).collect();
+            let other_name = added_names(&extra_refs, args.add_per_class);
             if args.cross_dataset {
-                let extra = extras
-                    .first()
-                    .context("--cross-dataset needs both tfeid and ckplus48 in the data folder")?;
-                let train_data = TrainData::from_sets(&[(extra, (0..extra.len()).collect())]);
+                anyhow::ensure!(
+                    !extra_refs.is_empty(),
+                    "--cross-dataset needs the other lab dataset (tfeid, ckplus48) in the data \
+                     folder or --add-datasets"
+                );
+                let parts: Vec<(&PreparedSet, Vec<usize>)> = extra_refs
+                    .iter()
+                    .map(|e| (*e, (0..e.len()).collect()))
+                    .collect();
+                let train_data = TrainData::from_sets(&parts);
                 let test_data = TrainData::from_sets(&[(set, (0..set.len()).collect())]);
                 let mut trained = train(&train_data, None, &cfg, device, None, false, init)?;
                 let c = evaluate(&trained.net, &test_data, device, 256)?;
@@ -658,7 +721,6 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     .filter(|f| f.pairs > 0);
                 r
             } else {
-                let extra_refs: Vec<&PreparedSet> = extras.iter().collect();
                 let cv = crate::learn::crossval::CrossValidation {
                     folds: args.folds,
                     run: fold_range(args.folds, args.from_fold, args.only_folds)?,

@@ -116,6 +116,12 @@ pub struct TrainConfig {
     /// Blur and sensor noise on half the classifier's queries each in step 2 (`degrade`).
     #[serde(default = "default_true")]
     pub degrade: bool,
+    /// Step 2: probability of random erasing per query (`erase`); 0: off.
+    #[serde(default)]
+    pub erase: f64,
+    /// Step 2: Beta(α, α) of mixup on half the batches (`mixup`); 0: off.
+    #[serde(default)]
+    pub mixup: f64,
 }
 
 fn default_subspace_regions() -> Vec<FaceRegion> {
@@ -166,6 +172,8 @@ impl Default for TrainConfig {
             keep_best: false,
             dropout: default_dropout(),
             degrade: true,
+            erase: 0.0,
+            mixup: 0.0,
         }
     }
 }
@@ -261,6 +269,56 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
 /// Camera degradations for a query the classifier sees: a Gaussian blur of random width
 /// (σ 0–1.2 px, as from focus or a small face scaled up) and sensor noise (σ 0–0.04), each on
 /// half of the faces.
+/// Random erasing (Zhong et al. 2020): each face, with probability `p`, has one rectangle of
+/// 2–25 % of its area and aspect 1:3 to 3:1 replaced by uniform noise.
+fn erase(x: &Tensor, p: f64, rng: &mut impl Rng) -> Tensor {
+    let n = x.size()[0];
+    let side = FACE_SIZE;
+    let mut mask = vec![0f32; n as usize * side * side];
+    for face in mask.chunks_mut(side * side) {
+        if !rng.gen_bool(p) {
+            continue;
+        }
+        let area = rng.gen_range(0.02f32..0.25) * (side * side) as f32;
+        let aspect = rng.gen_range((1.0f32 / 3.0).ln()..3.0f32.ln()).exp();
+        let h = ((area * aspect).sqrt().round() as usize).clamp(1, side);
+        let w = ((area / aspect).sqrt().round() as usize).clamp(1, side);
+        let (top, left) = (rng.gen_range(0..=side - h), rng.gen_range(0..=side - w));
+        for row in face[top * side..(top + h) * side].chunks_mut(side) {
+            row[left..left + w].fill(1.0);
+        }
+    }
+    let mask = Tensor::from_slice(&mask)
+        .view([n, 1, side as i64, side as i64])
+        .to_device(x.device());
+    let noise = Tensor::rand_like(x);
+    x * (1.0 - &mask) + noise * mask
+}
+
+/// A draw from Beta(α, α) (Jöhnk's method, from `rng` so that a run repeats with its seed).
+fn beta_symmetric(alpha: f64, rng: &mut impl Rng) -> f64 {
+    loop {
+        let x = rng.gen::<f64>().powf(1.0 / alpha);
+        let y = rng.gen::<f64>().powf(1.0 / alpha);
+        if x + y <= 1.0 && x + y > 0.0 {
+            return x / (x + y);
+        }
+    }
+}
+
+/// Mixup (Zhang et al. 2018): each face blended with another face of the batch, `lam` of its own;
+/// returns the blended faces and the permutation that chose the partners.
+fn mixup(query: &Tensor, lam: f64, rng: &mut impl Rng) -> (Tensor, Vec<i64>) {
+    let n = query.size()[0];
+    let mut perm: Vec<i64> = (0..n).collect();
+    perm.shuffle(rng);
+    let idx = Tensor::from_slice(&perm).to_device(query.device());
+    (
+        query * lam + query.index_select(0, &idx) * (1.0 - lam),
+        perm,
+    )
+}
+
 fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
     let n = x.size()[0];
     let device = x.device();
@@ -753,6 +811,9 @@ pub fn training_batch(
         if step == 2 && cfg.degrade {
             query = degrade(&query, rng);
         }
+        if step == 2 && cfg.erase > 0.0 {
+            query = erase(&query, cfg.erase, rng);
+        }
     }
     (query, neutral, Tensor::from_slice(&has).to_device(device))
 }
@@ -852,7 +913,19 @@ fn run_epoch(
             )
         } else {
             let labels = data.labels_of(idx, device);
-            let targets = data.targets_of(idx, device);
+            let mut targets = data.targets_of(idx, device);
+            let mut is_neutral = labels
+                .eq(Expression::Neutral.index() as i64)
+                .to_kind(Kind::Float);
+            let mut query = query;
+            if cfg.mixup > 0.0 && rng.gen_bool(0.5) {
+                let lam = beta_symmetric(cfg.mixup, rng);
+                let (mixed, perm) = mixup(&query, lam, rng);
+                let perm = Tensor::from_slice(&perm).to_device(device);
+                query = mixed;
+                targets = &targets * lam + targets.index_select(0, &perm) * (1.0 - lam);
+                is_neutral = &is_neutral * lam + is_neutral.index_select(0, &perm) * (1.0 - lam);
+            }
             let out = if hold_generator {
                 let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
                 net.forward_with_generated(&query, generated, None, true)
@@ -872,9 +945,6 @@ fn run_epoch(
                 l_gen = losses::generation_loss(&out.generated, &neutral, &has);
                 loss += &l_gen * cfg.lambda_gen;
             }
-            let is_neutral = labels
-                .eq(Expression::Neutral.index() as i64)
-                .to_kind(Kind::Float);
             let mut l_contr = zero();
             if cfg.model.use_contrastive {
                 l_contr = losses::contrastive_loss(
@@ -1060,6 +1130,79 @@ pub fn tensor_to_luma(t: &Tensor) -> Result<image::GrayImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erase_replaces_one_rectangle_per_chosen_face_and_nothing_else() {
+        tch::manual_seed(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let side = FACE_SIZE as i64;
+        // Faces of exactly 2.0: noise is in [0, 1), so every changed pixel is an erased one.
+        let x = Tensor::full([64, 1, side, side], 2.0, (Kind::Float, Device::Cpu));
+        let out = erase(&x, 0.5, &mut rng);
+        let changed = out.ne(2.0).to_kind(Kind::Float);
+        let per_face = Vec::<f64>::try_from(changed.sum_dim_intlist(
+            [1i64, 2, 3].as_slice(),
+            false,
+            Kind::Double,
+        ))
+        .expect("areas");
+        let erased: Vec<f64> = per_face.iter().copied().filter(|a| *a > 0.0).collect();
+        // About half the faces, each 2–25 % of 4,096 pixels (rounding of the sides aside).
+        assert!(
+            (20..=44).contains(&erased.len()),
+            "{} faces erased",
+            erased.len()
+        );
+        assert!(
+            erased.iter().all(|a| (60.0..=1200.0).contains(a)),
+            "{erased:?}"
+        );
+        // One rectangle: its pixel count is the product of its row and column extents.
+        for f in 0..64 {
+            let m = changed.get(f).get(0);
+            let rows = m
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                .gt(0.0)
+                .sum(Kind::Double);
+            let cols = m
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Double)
+                .gt(0.0)
+                .sum(Kind::Double);
+            let area = m.sum(Kind::Double).double_value(&[]);
+            assert_eq!(
+                area,
+                rows.double_value(&[]) * cols.double_value(&[]),
+                "face {f}"
+            );
+        }
+        assert!(erase(&x, 0.0, &mut rng).equal(&x));
+    }
+
+    #[test]
+    fn beta_draws_have_the_right_mean_and_spread() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let draws: Vec<f64> = (0..20_000).map(|_| beta_symmetric(0.2, &mut rng)).collect();
+        assert!(draws.iter().all(|d| (0.0..=1.0).contains(d)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        // Beta(0.2, 0.2): mean 1/2, variance 1 / (4 (2α + 1)) = 0.1786: mostly near 0 or 1.
+        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
+        assert!((var - 0.1786).abs() < 0.01, "variance {var}");
+    }
+
+    #[test]
+    fn mixup_blends_each_face_with_its_partner() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let x = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([4, 1, 1, 1]);
+        let (mixed, perm) = mixup(&x, 0.75, &mut rng);
+        let mut sorted = perm.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3]);
+        for (i, &j) in perm.iter().enumerate() {
+            let want = 0.75 * i as f64 + 0.25 * j as f64;
+            assert!((mixed.double_value(&[i as i64, 0, 0, 0]) - want).abs() < 1e-6);
+        }
+    }
 
     #[test]
     fn weight_average_follows_the_weights_and_swaps_them() {
