@@ -641,8 +641,10 @@ fn an_own_neutral_face_over_several_frames_reads_another_neutral_photo_lower() {
         "labels right: {right_own} with the own face, {right_generated} without"
     );
     assert!(neutral[0].len() >= 40, "{} neutral crops", neutral[0].len());
+    // A share, not a fixed step: each network's intensity scale is its own (measured: 0.173 vs
+    // 0.282 with `e8185605…`, 0.136 vs 0.235 with `860e60da…`, both about 40 % lower).
     assert!(
-        n8 < n1 - 0.1,
+        n8 < 0.75 * n1,
         "eight frames {n8:.3} vs one frame {n1:.3} on other neutral photos"
     );
     assert!(
