@@ -2,7 +2,7 @@
 mod util;
 
 use dgcn::data::DatasetKind;
-use dgcn::learn::{train, TrainConfig, TrainData};
+use dgcn::learn::{metrics::evaluate, train, TrainConfig, TrainData};
 use dgcn::model::ModelConfig;
 use tch::Device;
 
@@ -619,6 +619,48 @@ fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
     let (n, e) = (mean(&n), mean(&e));
     eprintln!("shipped intensity on TFEID: neutral {n:.3}, expressive {e:.3}");
     assert!(n < 0.2 && e > 0.5, "neutral {n:.3}, expressive {e:.3}");
+}
+
+/// The own-reference recognition of `eval`: every TFEID face with another neutral photo of its
+/// performer is scored three ways; against the generated reference it agrees with `evaluate` on
+/// the same faces, and the own face (another photo of the same person) is a real reference: the
+/// shipped weights, which trained on these performers, label most faces right against it.
+#[test]
+fn own_reference_recognition_scores_the_faces_with_another_neutral_photo() {
+    tch::set_num_threads(2);
+    let tfeid = util::prepared(DatasetKind::Tfeid);
+    let data = TrainData::from_sets(&[(&tfeid, (0..tfeid.len()).collect())]);
+    let model = dgcn::model::weights::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
+        Device::Cpu,
+    )
+    .expect("shipped weights");
+    let own = dgcn::learn::metrics::own_reference_recognition(
+        &model.net,
+        &data,
+        Device::Cpu,
+        model.sidecar.temperature,
+    )
+    .expect("scores")
+    .expect("TFEID has neutral pairs");
+    // Faces with another neutral photo of their performer: all but the performers with one.
+    let with_pair: Vec<usize> = (0..data.len())
+        .filter(|&i| data.neutral_of[i].iter().any(|&j| j != i))
+        .collect();
+    assert_eq!(own.averaged.total() as usize, with_pair.len());
+    assert!(with_pair.len() > 1200, "{} faces", with_pair.len());
+    let same = TrainData::from_sets(&[(&tfeid, with_pair)]);
+    let generated = evaluate(&model.net, &same, Device::Cpu, 256).expect("evaluates");
+    assert_eq!(generated.matrix, own.generated.matrix);
+    let (avg, alone) = (own.averaged.accuracy(), own.own_alone.accuracy());
+    eprintln!(
+        "TFEID, shipped weights: generated {:.4}, averaged {avg:.4}, own alone {alone:.4}",
+        generated.accuracy()
+    );
+    assert!(
+        alone > 0.8 && avg > 0.8,
+        "averaged {avg:.3}, own alone {alone:.3}"
+    );
 }
 
 /// `--reference-mouth`: training fits the reference's mouth subspace on the training data's

@@ -677,6 +677,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             let scales = model.sidecar.intensity_scales();
             r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
                 .filter(|f| f.pairs > 0);
+            r.own_reference = crate::learn::metrics::own_reference_recognition(
+                &model.net,
+                &test_data,
+                device,
+                model.sidecar.temperature,
+            )?;
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;
             let grid = args.out.join("held_out_grid.png");

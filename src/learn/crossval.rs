@@ -3,7 +3,10 @@
 use tch::Device;
 
 use super::intensity::fit_intensity;
-use super::metrics::{evaluate, fidelity, Confusion, DatasetReport, Fidelity};
+use super::metrics::{
+    evaluate, fidelity, own_reference_recognition, Confusion, DatasetReport, Fidelity,
+    OwnReferenceRecognition,
+};
 use super::pool::TrainData;
 use super::train::{train, TrainConfig};
 use crate::data::{folds::subject_folds, PreparedSet};
@@ -40,6 +43,7 @@ pub fn cross_validate(
     let mut total = Confusion::default();
     let mut fold_acc = Vec::new();
     let mut fid = Fidelity::default();
+    let mut own: Option<OwnReferenceRecognition> = None;
     for fold in cv.run.start..cv.run.end.min(k) {
         let test: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] == fold).collect();
         let train_idx: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] != fold).collect();
@@ -60,6 +64,10 @@ pub fn cross_validate(
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
+        // A fold network has no fitted temperature: the raw softmax is averaged.
+        if let Some(o) = own_reference_recognition(&trained.net, &test_data, device, 1.0)? {
+            own.get_or_insert_with(Default::default).merge(&o);
+        }
         let scales = fit_intensity(&mut trained.net, &data, device)?.scales;
         fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
     }
@@ -71,6 +79,7 @@ pub fn cross_validate(
     );
     report.fold_accuracy = fold_acc;
     report.fidelity = (fid.pairs > 0).then_some(fid);
+    report.own_reference = own;
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -252,6 +252,80 @@ pub fn evaluate(
     confusion_of(&logits(net, data, device, batch), &data.all_labels())
 }
 
+/// Recognition with the person's own neutral face as the reference (another neutral photo of
+/// the same person, as the window's N key gives it), on the faces that have one: labels from the
+/// generated reference alone (the same faces, for comparison), from the mean of the probabilities
+/// of both comparisons (what the app shows), and from the own face alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OwnReferenceRecognition {
+    pub generated: Confusion,
+    pub averaged: Confusion,
+    pub own_alone: Confusion,
+}
+
+impl OwnReferenceRecognition {
+    pub fn merge(&mut self, o: &OwnReferenceRecognition) {
+        self.generated.merge(&o.generated);
+        self.averaged.merge(&o.averaged);
+        self.own_alone.merge(&o.own_alone);
+    }
+
+    pub fn markdown(&self) -> String {
+        format!(
+            "With the person's own neutral face as the reference (another neutral photo of the same person; {} faces that have one): accuracy {:.2} % with the probabilities of both comparisons averaged (as the app does), {:.2} % against the own face alone, {:.2} % against the generated reference alone (mean recall {:.2} / {:.2} / {:.2} %).\n",
+            self.averaged.total(),
+            self.averaged.accuracy() * 100.0,
+            self.own_alone.accuracy() * 100.0,
+            self.generated.accuracy() * 100.0,
+            self.averaged.mean_recall() * 100.0,
+            self.own_alone.mean_recall() * 100.0,
+            self.generated.mean_recall() * 100.0,
+        )
+    }
+}
+
+/// [`OwnReferenceRecognition`] of `net` on the faces of `data` that have another neutral photo of
+/// their person (the first one is the reference); probabilities at `temperature`. `None` when no
+/// face has one.
+pub fn own_reference_recognition(
+    net: &GcNet,
+    data: &TrainData,
+    device: Device,
+    temperature: f64,
+) -> Result<Option<OwnReferenceRecognition>, TchError> {
+    let pairs: Vec<(usize, usize)> = (0..data.len())
+        .filter_map(|i| {
+            data.neutral_of[i]
+                .iter()
+                .find(|&&j| j != i)
+                .map(|&j| (i, j))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut out = OwnReferenceRecognition::default();
+    for chunk in pairs.chunks(256) {
+        let (queries, references): (Vec<usize>, Vec<usize>) = chunk.iter().copied().unzip();
+        let (generated, own) = tch::no_grad(|| {
+            let x = data.batch(&queries, device);
+            let own = data.batch(&references, device);
+            let g = net.generator.forward_t(&x, false);
+            (net.eval_logits(&x, &g).0, net.eval_logits(&x, &own).0)
+        });
+        let probs = |l: &Tensor| (l / temperature).softmax(-1, Kind::Float);
+        let averaged = (probs(&generated) + probs(&own)) / 2.0;
+        let labels = data.labels_of(&queries, Device::Cpu);
+        out.generated
+            .merge(&confusion_of(&generated.to_device(Device::Cpu), &labels)?);
+        out.averaged
+            .merge(&confusion_of(&averaged.to_device(Device::Cpu), &labels)?);
+        out.own_alone
+            .merge(&confusion_of(&own.to_device(Device::Cpu), &labels)?);
+    }
+    Ok(Some(out))
+}
+
 /// Reference fidelity on held-out identities (expressive faces that have a true neutral), what
 /// the generator does to faces that are neutral already, and the intensity it gives both.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -443,6 +517,9 @@ pub struct DatasetReport {
     pub confusion: Confusion,
     pub fold_accuracy: Vec<f64>,
     pub fidelity: Option<Fidelity>,
+    /// Recognition with each person's own neutral face as the reference, where the data has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_reference: Option<OwnReferenceRecognition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
     pub detector_hit_rate: f64,
@@ -478,6 +555,7 @@ impl DatasetReport {
             confusion,
             fold_accuracy: Vec::new(),
             fidelity: None,
+            own_reference: None,
             calibration: None,
             detector_hit_rate: hit_rate,
             seconds: 0.0,
@@ -507,6 +585,10 @@ impl DatasetReport {
             self.confusion.mean_recall() * 100.0
         );
         s += &self.confusion.markdown_table();
+        if let Some(o) = &self.own_reference {
+            s += "\n";
+            s += &o.markdown();
+        }
         if let Some(c) = &self.calibration {
             s += &format!(
                 "\nExpected calibration error (15 bins): {:.4} with the raw softmax, {:.4} with the weights' temperature T = {:.2}.\n",
