@@ -599,10 +599,12 @@ fn intensity_weights_fitted_on_some_performers_separate_the_others_better_than_p
     );
 }
 
-/// The shipped weights' intensity (weights and scale fitted on FER+ Valid, never on TFEID) reads
-/// TFEID's neutral faces low and its expressive faces high against the generated reference.
-#[test]
-fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
+/// All of TFEID (the prepared set and one pool of it) and the shipped weights, on 2 threads.
+fn tfeid_and_shipped_weights() -> (
+    dgcn::data::PreparedSet,
+    TrainData,
+    dgcn::model::weights::LoadedModel,
+) {
     tch::set_num_threads(2);
     let tfeid = util::prepared(DatasetKind::Tfeid);
     let data = TrainData::from_sets(&[(&tfeid, (0..tfeid.len()).collect())]);
@@ -611,6 +613,14 @@ fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
         Device::Cpu,
     )
     .expect("shipped weights");
+    (tfeid, data, model)
+}
+
+/// The shipped weights' intensity (weights and scale fitted on FER+ Valid, never on TFEID) reads
+/// TFEID's neutral faces low and its expressive faces high against the generated reference.
+#[test]
+fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
+    let (_, data, model) = tfeid_and_shipped_weights();
     assert!(model.net.intensity_weights.is_some());
     let scale = model.sidecar.intensity_scale_for(false);
     let (n, e) = distances_by_kind(&model.net, &data);
@@ -627,14 +637,7 @@ fn shipped_intensity_reads_tfeid_neutral_faces_low_and_expressive_faces_high() {
 /// shipped weights, which trained on these performers, label most faces right against it.
 #[test]
 fn own_reference_recognition_scores_the_faces_with_another_neutral_photo() {
-    tch::set_num_threads(2);
-    let tfeid = util::prepared(DatasetKind::Tfeid);
-    let data = TrainData::from_sets(&[(&tfeid, (0..tfeid.len()).collect())]);
-    let model = dgcn::model::weights::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors"),
-        Device::Cpu,
-    )
-    .expect("shipped weights");
+    let (tfeid, data, model) = tfeid_and_shipped_weights();
     let own = dgcn::learn::metrics::own_reference_recognition(
         &model.net,
         &data,

@@ -97,6 +97,19 @@ fn scale_from_distances(
     })
 }
 
+/// Each face of `data` that has another neutral photo of its person, paired with the first such
+/// photo: (face, its own neutral reference).
+pub fn own_reference_pairs(data: &TrainData) -> Vec<(usize, usize)> {
+    (0..data.len())
+        .filter_map(|i| {
+            data.neutral_of[i]
+                .iter()
+                .find(|&&j| j != i)
+                .map(|&j| (i, j))
+        })
+        .collect()
+}
+
 /// Embedding distances of faces against a neutral photo of the same person, another photo than
 /// the face itself — what the live app measures once a person has given their own neutral face
 /// as the reference (the window's N key): (the neutral faces', the expressive faces'). Each face
@@ -106,14 +119,7 @@ pub fn own_reference_distances(
     data: &TrainData,
     device: Device,
 ) -> Result<(Vec<f32>, Vec<f32>), TchError> {
-    let pairs: Vec<(usize, usize)> = (0..data.len())
-        .filter_map(|i| {
-            data.neutral_of[i]
-                .iter()
-                .find(|&&j| j != i)
-                .map(|&j| (i, j))
-        })
-        .collect();
+    let pairs = own_reference_pairs(data);
     let neutral = Expression::Neutral.index() as i64;
     let (mut calm, mut expressive) = (Vec::new(), Vec::new());
     for chunk in pairs.chunks(256) {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::intensity::{embedding_distances, own_reference_distances};
+use super::intensity::{embedding_distances, own_reference_distances, own_reference_pairs};
 use super::pool::TrainData;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::model::losses::ssim;
@@ -293,14 +293,7 @@ pub fn own_reference_recognition(
     device: Device,
     temperature: f64,
 ) -> Result<Option<OwnReferenceRecognition>, TchError> {
-    let pairs: Vec<(usize, usize)> = (0..data.len())
-        .filter_map(|i| {
-            data.neutral_of[i]
-                .iter()
-                .find(|&&j| j != i)
-                .map(|&j| (i, j))
-        })
-        .collect();
+    let pairs = own_reference_pairs(data);
     if pairs.is_empty() {
         return Ok(None);
     }
