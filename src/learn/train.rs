@@ -1133,7 +1133,6 @@ mod tests {
 
     #[test]
     fn erase_replaces_one_rectangle_per_chosen_face_and_nothing_else() {
-        tch::manual_seed(3);
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let side = FACE_SIZE as i64;
         // Faces of exactly 2.0: noise is in [0, 1), so every changed pixel is an erased one.

@@ -549,8 +549,14 @@ mod tests {
         let h = tch::no_grad(|| h);
         let diff = (&feat - &h).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "feature maps differ by {diff}");
-        for (a, b) in idx.iter().zip(&idx_ref) {
-            assert!(a.equal(b));
+        // Where a pooling window holds a tie or a near-tie (ReLU's zeros; values a rounding apart,
+        // which the two layouts round differently), either position is its maximum: the indices
+        // must pick the same values, not necessarily the same positions.
+        for ((a, b), map) in idx.iter().zip(&idx_ref).zip(&before) {
+            let flat = map.contiguous().flatten(2, 3);
+            let picked = |i: &Tensor| flat.gather(2, &i.flatten(2, 3), false);
+            let diff = (picked(a) - picked(b)).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "pooled positions' values differ by {diff}");
         }
     }
 
