@@ -244,3 +244,145 @@ fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(sha256 aééééééééééééééé)"), "{text}");
 }
+
+/// `eval --add-datasets ferplus --add-per-class N`: every fold also trains on the added set's
+/// training faces, at most N per class (here 200 real FER+ training images, detected and aligned
+/// as any data folder is), and the report says so; a lab dataset cannot be added.
+#[test]
+fn eval_adds_the_capped_training_faces_of_an_added_dataset_to_every_fold() {
+    use std::cell::Cell;
+    let dir = util::temp_dir("add-datasets");
+    let data = dir.join("data");
+    let fer = data.join("ferplus/FER2013Train");
+    std::fs::create_dir_all(&fer).expect("mkdir");
+    for kind in [DatasetKind::Tfeid, DatasetKind::Ckplus48] {
+        let real = dgcn::data::locate(kind, &util::data_dir());
+        std::os::unix::fs::symlink(&real, data.join(real.file_name().expect("name")))
+            .expect("link");
+    }
+    // The first 200 training images of FER+ and their rows of label.csv.
+    let taken = Cell::new(0usize);
+    let files = dgcn::data::source::read_files(
+        &dgcn::data::locate(DatasetKind::Ferplus, &util::data_dir()),
+        |p| {
+            if p.ends_with("FER2013Train/label.csv") {
+                return true;
+            }
+            let keep = p.contains("FER2013Train/") && p.ends_with(".png") && taken.get() < 200;
+            taken.set(taken.get() + keep as usize);
+            keep
+        },
+    )
+    .expect("FER+ archive");
+    let mut names = std::collections::HashSet::new();
+    let mut csv = Vec::new();
+    for (path, bytes) in &files {
+        if path.ends_with("label.csv") {
+            csv = bytes.clone();
+        } else {
+            let name = path.rsplit('/').next().expect("name").to_string();
+            std::fs::write(fer.join(&name), bytes).expect("write");
+            names.insert(name);
+        }
+    }
+    let rows: Vec<&str> = std::str::from_utf8(&csv)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| names.contains(l.split(',').next().unwrap_or("")))
+        .collect();
+    std::fs::write(fer.join("label.csv"), rows.join("\n")).expect("write");
+    // What the cap leaves: at most 3 faces per class among those with a majority label.
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| format!("ferplus/FER2013Train/{n}"))
+        .collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let csvs = [(
+        "ferplus/FER2013Train/label.csv".to_string(),
+        rows.join("\n").into_bytes(),
+    )]
+    .into_iter()
+    .collect();
+    let mut per_class = std::collections::HashMap::new();
+    for s in DatasetKind::Ferplus.samples(&refs, &csvs) {
+        *per_class.entry(s.label).or_insert(0usize) += 1;
+    }
+    let added: usize = per_class.values().map(|&n| n.min(3)).sum();
+    assert!(added >= 12, "{per_class:?}");
+
+    let fold_train = |extra: &[&str]| -> (usize, String) {
+        let out_dir = dir.join(format!("eval{}", extra.len()));
+        let out = dgcn()
+            .env("DGCN_LOG", "info")
+            .args([
+                "eval",
+                "--datasets",
+                "tfeid",
+                "--only-folds",
+                "1",
+                "--gen-epochs",
+                "1",
+            ])
+            .args([
+                "--epochs",
+                "1",
+                "--max-per-class",
+                "10",
+                "--no-reconstruction",
+            ])
+            .args(extra)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(util::cache_dir())
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .expect("runs");
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        // The log without its colours (ESC [ … m).
+        let mut plain = String::new();
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                chars.by_ref().find(|&c| c == 'm');
+            } else {
+                plain.push(c);
+            }
+        }
+        let train = plain
+            .lines()
+            .find(|l| l.contains("cross-validation fold"))
+            .and_then(|l| l.split("train=").nth(1))
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no fold line in {plain}"));
+        let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report");
+        (train, report)
+    };
+    let (without, _) = fold_train(&[]);
+    let (with, report) = fold_train(&["--add-datasets", "ferplus", "--add-per-class", "3"]);
+    assert_eq!(with, without + added, "fold training faces");
+    assert!(
+        report.contains("with ckplus48, ferplus (training split, ≤ 3 per class) added to training"),
+        "{report}"
+    );
+    let out = dgcn()
+        .args([
+            "eval",
+            "--datasets",
+            "ckplus48",
+            "--add-datasets",
+            "tfeid",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--add-datasets tfeid"), "{err}");
+}
