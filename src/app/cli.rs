@@ -276,6 +276,11 @@ pub struct ModelTrainArgs {
     /// Beta(ALPHA, ALPHA), their targets alike (0: off; e.g. 0.2).
     #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
     pub mixup: f64,
+    /// Step 2: compare this share of the faces that have another neutral photo of their person
+    /// (TFEID) with that photo instead of their generated reference, so that the classifier also
+    /// learns from real neutral references, as the window's "Use my neutral face" gives (0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub own_reference_share: f64,
 }
 
 /// `DATASET=N` of `--repeat`.

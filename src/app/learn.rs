@@ -108,6 +108,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.mixup
     );
     anyhow::ensure!(
+        (0.0..=1.0).contains(&m.own_reference_share),
+        "--own-reference-share {}: expected a share from 0 to 1",
+        m.own_reference_share
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance
@@ -143,6 +148,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         degrade: !m.no_degrade,
         erase: m.erase,
         mixup: m.mixup,
+        own_reference_share: m.own_reference_share,
         ..TrainConfig::default()
     })
 }

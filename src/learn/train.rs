@@ -122,6 +122,11 @@ pub struct TrainConfig {
     /// Step 2: Beta(α, α) of mixup on half the batches (`mixup`); 0: off.
     #[serde(default)]
     pub mixup: f64,
+    /// Step 2: the share of faces that have another neutral photo of their person compared with
+    /// that photo instead of G(x) (`own_partners`), as the window's "Use my neutral face" does at
+    /// run time; 0: off.
+    #[serde(default)]
+    pub own_reference_share: f64,
 }
 
 fn default_subspace_regions() -> Vec<FaceRegion> {
@@ -174,6 +179,7 @@ impl Default for TrainConfig {
             degrade: true,
             erase: 0.0,
             mixup: 0.0,
+            own_reference_share: 0.0,
         }
     }
 }
@@ -269,6 +275,53 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
 /// Camera degradations for a query the classifier sees: a Gaussian blur of random width
 /// (σ 0–1.2 px, as from focus or a small face scaled up) and sensor noise (σ 0–0.04), each on
 /// half of the faces.
+/// For each face of `idx`, another neutral photo of its person (never the face itself), drawn at
+/// random; `None` where its person has none.
+fn own_partners(data: &TrainData, idx: &[usize], rng: &mut impl Rng) -> Vec<Option<usize>> {
+    idx.iter()
+        .map(|&i| {
+            let others: Vec<usize> = data.neutral_of[i]
+                .iter()
+                .copied()
+                .filter(|&j| j != i)
+                .collect();
+            others.choose(rng).copied()
+        })
+        .collect()
+}
+
+/// The references of a step-2 batch with `share` of the faces that have another neutral photo of
+/// their person compared with it (moved, scaled and lit on its own, as a second photo of a face
+/// differs) instead of their generated reference `generated`.
+fn with_own_references(
+    data: &TrainData,
+    idx: &[usize],
+    generated: &Tensor,
+    share: f64,
+    rng: &mut impl Rng,
+) -> Tensor {
+    let partners = own_partners(data, idx, rng);
+    let chosen: Vec<f32> = partners
+        .iter()
+        .map(|p| (p.is_some() && rng.gen_bool(share)) as u8 as f32)
+        .collect();
+    let rows: Vec<usize> = partners
+        .iter()
+        .zip(idx)
+        .map(|(p, &i)| p.unwrap_or(i))
+        .collect();
+    let device = generated.device();
+    let photos = data.batch(&rows, device);
+    let (photos, _) = augment(&photos, &photos, rng);
+    let use_own = Tensor::from_slice(&chosen)
+        .to_device(device)
+        .view([-1, 1, 1, 1])
+        .gt(0.5);
+    photos
+        .to_kind(generated.kind())
+        .where_self(&use_own, generated)
+}
+
 /// Random erasing (Zhong et al. 2020): each face, with probability `p`, has one rectangle of
 /// 2–25 % of its area and aspect 1:3 to 3:1 replaced by uniform noise.
 fn erase(x: &Tensor, p: f64, rng: &mut impl Rng) -> Tensor {
@@ -928,7 +981,10 @@ fn run_epoch(
             }
             let out = if hold_generator {
                 let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
-                net.forward_with_generated(&query, generated, None, true)
+                let own = (cfg.own_reference_share > 0.0).then(|| {
+                    with_own_references(data, idx, &generated, cfg.own_reference_share, rng)
+                });
+                net.forward_with_generated(&query, generated, own.as_ref(), true)
             } else {
                 net.forward_t(&query, None, true)
             };
@@ -1175,6 +1231,67 @@ mod tests {
             );
         }
         assert!(erase(&x, 0.0, &mut rng).equal(&x));
+    }
+
+    /// Two performers: A with two neutral photos and a happy one, B with one neutral photo and a
+    /// happy one.
+    fn two_performers() -> TrainData {
+        use crate::data::{DatasetKind, PreparedSet, SampleInfo, Split};
+        let faces: Vec<u8> = (0..5u8)
+            .flat_map(|i| std::iter::repeat_n(30 * i + 100, FACE_SIZE * FACE_SIZE))
+            .collect();
+        let sample = |subject: u32, label: Expression| SampleInfo {
+            path: String::new(),
+            label,
+            subject: Some(subject),
+            split: Split::Train,
+            votes: None,
+        };
+        let set = PreparedSet {
+            kind: DatasetKind::Tfeid,
+            samples: vec![
+                sample(1, Expression::Neutral),
+                sample(1, Expression::Neutral),
+                sample(1, Expression::Happy),
+                sample(2, Expression::Neutral),
+                sample(2, Expression::Happy),
+            ],
+            faces,
+            detected: vec![true; 5],
+            unreadable: Vec::new(),
+        };
+        TrainData::from_sets(&[(&set, (0..5).collect())])
+    }
+
+    #[test]
+    fn own_partners_are_other_neutral_photos_of_the_same_person() {
+        let data = two_performers();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..20 {
+            let p = own_partners(&data, &[0, 1, 2, 3, 4], &mut rng);
+            assert_eq!(p[0], Some(1));
+            assert_eq!(p[1], Some(0));
+            assert!(matches!(p[2], Some(0 | 1)));
+            assert_eq!(p[3], None, "B's one neutral photo has no other");
+            assert_eq!(p[4], Some(3));
+        }
+        // Share 1: every face with a partner is compared with a photo of that partner (its grey
+        // level, moved and lit on its own), the others keep their generated reference.
+        let generated = Tensor::full([5, 1, 64, 64], -1.0, (Kind::Float, Device::Cpu));
+        let refs = with_own_references(&data, &[0, 1, 2, 3, 4], &generated, 1.0, &mut rng);
+        let mean = |i: i64| refs.get(i).mean(Kind::Float).double_value(&[]);
+        assert_eq!(mean(3), -1.0);
+        for i in [0, 1, 2, 4] {
+            assert!(mean(i) >= 0.0, "face {i}: {}", mean(i));
+        }
+        assert!(
+            (mean(4) - 190.0 / 255.0).abs() < 0.2,
+            "B's neutral photo: {}",
+            mean(4)
+        );
+        // Share 0: all generated.
+        let refs = with_own_references(&data, &[0, 1, 2, 3, 4], &generated, 0.0, &mut rng);
+        assert!(refs.equal(&generated));
     }
 
     #[test]
