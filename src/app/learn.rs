@@ -113,6 +113,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.own_reference_share
     );
     anyhow::ensure!(
+        m.own_reference_share == 0.0 || !(m.paper || m.generator_in_step2),
+        "--own-reference-share acts on the step with the generator held; it cannot be combined \
+         with --generator-in-step2 or --paper"
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.class_balance),
         "--class-balance {}: expected 0 to 1",
         m.class_balance

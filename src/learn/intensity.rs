@@ -101,12 +101,7 @@ fn scale_from_distances(
 /// photo: (face, its own neutral reference).
 pub fn own_reference_pairs(data: &TrainData) -> Vec<(usize, usize)> {
     (0..data.len())
-        .filter_map(|i| {
-            data.neutral_of[i]
-                .iter()
-                .find(|&&j| j != i)
-                .map(|&j| (i, j))
-        })
+        .filter_map(|i| data.other_neutrals(i).next().map(|j| (i, j)))
         .collect()
 }
 

@@ -120,6 +120,12 @@ impl TrainData {
             .collect()
     }
 
+    /// The neutral photos of sample `i`'s person other than `i` itself: what the person's own
+    /// neutral face is for `i` (the window's "Use my neutral face").
+    pub fn other_neutrals(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.neutral_of[i].iter().copied().filter(move |&j| j != i)
+    }
+
     /// Expressive faces with a neutral face of the same person: what teaches G to neutralise.
     pub fn expressive_pairs(&self) -> Vec<usize> {
         (0..self.len())

@@ -272,19 +272,12 @@ fn augment(query: &Tensor, target: &Tensor, rng: &mut impl Rng) -> (Tensor, Tens
     (jitter(warp(query)), jitter(warp(target)))
 }
 
-/// Camera degradations for a query the classifier sees: a Gaussian blur of random width
-/// (σ 0–1.2 px, as from focus or a small face scaled up) and sensor noise (σ 0–0.04), each on
-/// half of the faces.
 /// For each face of `idx`, another neutral photo of its person (never the face itself), drawn at
 /// random; `None` where its person has none.
 fn own_partners(data: &TrainData, idx: &[usize], rng: &mut impl Rng) -> Vec<Option<usize>> {
     idx.iter()
         .map(|&i| {
-            let others: Vec<usize> = data.neutral_of[i]
-                .iter()
-                .copied()
-                .filter(|&j| j != i)
-                .collect();
+            let others: Vec<usize> = data.other_neutrals(i).collect();
             others.choose(rng).copied()
         })
         .collect()
@@ -360,18 +353,19 @@ fn beta_symmetric(alpha: f64, rng: &mut impl Rng) -> f64 {
 }
 
 /// Mixup (Zhang et al. 2018): each face blended with another face of the batch, `lam` of its own;
-/// returns the blended faces and the permutation that chose the partners.
-fn mixup(query: &Tensor, lam: f64, rng: &mut impl Rng) -> (Tensor, Vec<i64>) {
+/// returns the blended faces and the permutation that chose the partners (on the faces' device,
+/// to blend their targets alike).
+fn mixup(query: &Tensor, lam: f64, rng: &mut impl Rng) -> (Tensor, Tensor) {
     let n = query.size()[0];
     let mut perm: Vec<i64> = (0..n).collect();
     perm.shuffle(rng);
     let idx = Tensor::from_slice(&perm).to_device(query.device());
-    (
-        query * lam + query.index_select(0, &idx) * (1.0 - lam),
-        perm,
-    )
+    (query * lam + query.index_select(0, &idx) * (1.0 - lam), idx)
 }
 
+/// Camera degradations for a query the classifier sees: a Gaussian blur of random width
+/// (σ 0–1.2 px, as from focus or a small face scaled up) and sensor noise (σ 0–0.04), each on
+/// half of the faces.
 fn degrade(x: &Tensor, rng: &mut impl Rng) -> Tensor {
     let n = x.size()[0];
     let device = x.device();
@@ -974,7 +968,6 @@ fn run_epoch(
             if cfg.mixup > 0.0 && rng.gen_bool(0.5) {
                 let lam = beta_symmetric(cfg.mixup, rng);
                 let (mixed, perm) = mixup(&query, lam, rng);
-                let perm = Tensor::from_slice(&perm).to_device(device);
                 query = mixed;
                 targets = &targets * lam + targets.index_select(0, &perm) * (1.0 - lam);
                 is_neutral = &is_neutral * lam + is_neutral.index_select(0, &perm) * (1.0 - lam);
@@ -1311,6 +1304,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let x = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([4, 1, 1, 1]);
         let (mixed, perm) = mixup(&x, 0.75, &mut rng);
+        let perm = Vec::<i64>::try_from(&perm).expect("indices");
         let mut sorted = perm.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
