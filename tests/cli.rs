@@ -245,30 +245,25 @@ fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
     assert!(text.contains("(sha256 aééééééééééééééé)"), "{text}");
 }
 
-/// `eval --add-datasets ferplus --add-per-class N`: every fold also trains on the added set's
-/// training faces, at most N per class (here 200 real FER+ training images, detected and aligned
-/// as any data folder is), and the report says so; a lab dataset cannot be added.
-#[test]
-fn eval_adds_the_capped_training_faces_of_an_added_dataset_to_every_fold() {
+/// The first `n` images of a FER+ split (e.g. "FER2013Train") and their rows of its label.csv,
+/// written to `data/ferplus/<split>` as a user's copy would be; returns the images' names and
+/// the rows.
+fn copy_ferplus_split(
+    data: &std::path::Path,
+    split: &str,
+    n: usize,
+) -> (std::collections::HashSet<String>, Vec<String>) {
     use std::cell::Cell;
-    let dir = util::temp_dir("add-datasets");
-    let data = dir.join("data");
-    let fer = data.join("ferplus/FER2013Train");
-    std::fs::create_dir_all(&fer).expect("mkdir");
-    for kind in [DatasetKind::Tfeid, DatasetKind::Ckplus48] {
-        let real = dgcn::data::locate(kind, &util::data_dir());
-        std::os::unix::fs::symlink(&real, data.join(real.file_name().expect("name")))
-            .expect("link");
-    }
-    // The first 200 training images of FER+ and their rows of label.csv.
+    let to = data.join("ferplus").join(split);
+    std::fs::create_dir_all(&to).expect("mkdir");
     let taken = Cell::new(0usize);
     let files = dgcn::data::source::read_files(
         &dgcn::data::locate(DatasetKind::Ferplus, &util::data_dir()),
         |p| {
-            if p.ends_with("FER2013Train/label.csv") {
+            if p.ends_with(&format!("{split}/label.csv")) {
                 return true;
             }
-            let keep = p.contains("FER2013Train/") && p.ends_with(".png") && taken.get() < 200;
+            let keep = p.contains(&format!("{split}/")) && p.ends_with(".png") && taken.get() < n;
             taken.set(taken.get() + keep as usize);
             keep
         },
@@ -281,16 +276,37 @@ fn eval_adds_the_capped_training_faces_of_an_added_dataset_to_every_fold() {
             csv = bytes.clone();
         } else {
             let name = path.rsplit('/').next().expect("name").to_string();
-            std::fs::write(fer.join(&name), bytes).expect("write");
+            std::fs::write(to.join(&name), bytes).expect("write");
             names.insert(name);
         }
     }
-    let rows: Vec<&str> = std::str::from_utf8(&csv)
+    let rows: Vec<String> = std::str::from_utf8(&csv)
         .expect("utf-8")
         .lines()
         .filter(|l| names.contains(l.split(',').next().unwrap_or("")))
+        .map(str::to_string)
         .collect();
-    std::fs::write(fer.join("label.csv"), rows.join("\n")).expect("write");
+    std::fs::write(to.join("label.csv"), rows.join("\n")).expect("write");
+    (names, rows)
+}
+
+/// `eval --add-datasets ferplus --add-per-class N`: every fold also trains on the added set's
+/// training faces, at most N per class (here 200 real FER+ training images, detected and aligned
+/// as any data folder is), and the report says so; a lab dataset cannot be added.
+/// `eval --intensity-on-valid` fits each fold's intensity on FER+ Valid (here 150 of its images),
+/// which no fold trains on, and says so; without FER+ in the data it stops with one line.
+#[test]
+fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
+    let dir = util::temp_dir("add-datasets");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for kind in [DatasetKind::Tfeid, DatasetKind::Ckplus48] {
+        let real = dgcn::data::locate(kind, &util::data_dir());
+        std::os::unix::fs::symlink(&real, data.join(real.file_name().expect("name")))
+            .expect("link");
+    }
+    let (names, rows) = copy_ferplus_split(&data, "FER2013Train", 200);
+    copy_ferplus_split(&data, "FER2013Valid", 150);
     // What the cap leaves: at most 3 faces per class among those with a majority label.
     let paths: Vec<String> = names
         .iter()
@@ -369,6 +385,32 @@ fn eval_adds_the_capped_training_faces_of_an_added_dataset_to_every_fold() {
         report.contains("with ckplus48, ferplus (training split, ≤ 3 per class) added to training"),
         "{report}"
     );
+    let (on_valid, report) = fold_train(&["--intensity-on-valid"]);
+    assert_eq!(on_valid, without, "FER+ Valid is not trained on");
+    assert!(
+        report.contains("added to training; each fold's intensity fitted on FER+ Valid"),
+        "{report}"
+    );
+    let lab_only = dir.join("lab-only");
+    std::fs::create_dir_all(&lab_only).expect("mkdir");
+    let real = dgcn::data::locate(DatasetKind::Tfeid, &util::data_dir());
+    std::os::unix::fs::symlink(&real, lab_only.join(real.file_name().expect("name")))
+        .expect("link");
+    let out = dgcn()
+        .args([
+            "eval",
+            "--datasets",
+            "tfeid",
+            "--intensity-on-valid",
+            "--data",
+        ])
+        .arg(&lab_only)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--intensity-on-valid needs FER+"), "{err}");
     let out = dgcn()
         .args([
             "eval",

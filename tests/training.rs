@@ -666,6 +666,57 @@ fn own_reference_recognition_scores_the_faces_with_another_neutral_photo() {
     );
 }
 
+/// The fidelity report's scale: every TFEID neutral photo with another of its performer is
+/// compared with those (one sitting), and such a photo is far closer to them than the performer's
+/// expressive faces are; the report says so in a line of its own.
+#[test]
+fn fidelity_measures_neutral_photos_against_the_same_persons_others() {
+    let (tfeid, _, model) = tfeid_and_shipped_weights();
+    // Four performers keep it short.
+    let mut performers: Vec<u32> = tfeid.samples.iter().filter_map(|s| s.subject).collect();
+    performers.sort_unstable();
+    performers.dedup();
+    let idx: Vec<usize> = (0..tfeid.len())
+        .filter(|&i| {
+            tfeid.samples[i]
+                .subject
+                .is_some_and(|p| performers[..4].contains(&p))
+        })
+        .collect();
+    let data = TrainData::from_sets(&[(&tfeid, idx)]);
+    let f = dgcn::learn::metrics::fidelity(
+        &model.net,
+        None,
+        &data,
+        Device::Cpu,
+        model.sidecar.intensity_scales(),
+    )
+    .expect("fidelity");
+    let with_other = (0..data.len())
+        .filter(|&i| data.labels[i] == 0 && data.other_neutrals(i).next().is_some())
+        .count();
+    assert_eq!(f.neutral_pairs, with_other);
+    assert!(with_other >= 8, "{with_other} neutral photos with another");
+    eprintln!(
+        "neutral vs other neutral: SSIM {:.3}, L1 {:.4}; expressive vs neutral: SSIM {:.3}",
+        f.ssim_neutral_pairs, f.l1_neutral_pairs, f.ssim_query
+    );
+    assert!(f.ssim_neutral_pairs < 1.0 && f.l1_neutral_pairs > 0.0);
+    assert!(
+        f.ssim_neutral_pairs > f.ssim_query + 0.2 && f.l1_neutral_pairs < f.l1_query,
+        "neutral pairs SSIM {:.3} / L1 {:.4}, expressive SSIM {:.3} / L1 {:.4}",
+        f.ssim_neutral_pairs,
+        f.l1_neutral_pairs,
+        f.ssim_query,
+        f.l1_query
+    );
+    let report = dgcn::learn::metrics::DatasetReport {
+        fidelity: Some(f),
+        ..dgcn::learn::metrics::DatasetReport::new("tfeid", "test".into(), Default::default(), 1.0)
+    };
+    assert!(report.markdown().contains("For scale, each of"));
+}
+
 /// `--reference-mouth`: training fits the reference's mouth subspace on the training data's
 /// neutral faces and the weights keep it; on TFEID's open-mouth faces (surprise, happy) the
 /// reference's mouth region ends nearer the performer's neutral photo than the face's own mouth

@@ -428,6 +428,12 @@ pub struct EvalArgs {
     /// N in the dataset's order), to keep a fold's epoch short.
     #[arg(long, value_name = "N")]
     pub add_per_class: Option<usize>,
+    /// Fit each fold and cross-dataset network's intensity (the distance's weights and its
+    /// scale) on FER+ Valid, faces none of them trained on, as `dgcn calibrate` does for the
+    /// shipped weights, instead of on the network's own training faces (the own-reference scale
+    /// still on the training performers' neutral pairs). Needs FER+ in the data.
+    #[arg(long)]
+    pub intensity_on_valid: bool,
     /// Weights of the network that judges whether generated references look neutral: one trained
     /// on real faces that did not guide the generator (default: each fold's network itself).
     #[arg(long)]

@@ -13,11 +13,11 @@ use crate::device::device_name;
 
 use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
-use crate::learn::intensity::fit_intensity;
+use crate::learn::intensity::{fit_intensity, fit_intensity_on};
 use crate::learn::metrics::{evaluate, fidelity, DatasetReport};
 use crate::learn::pool::TrainData;
 use crate::learn::train::{train, TrainConfig};
-use crate::model::{ClassifierInput, IntensityCalibration, ModelConfig};
+use crate::model::{ClassifierInput, ModelConfig};
 
 /// The training configuration from the flags. With `init`, the model variant is the one of
 /// those weights (their sidecar), whatever the flags say.
@@ -376,29 +376,6 @@ fn calibration_on(
     )?))
 }
 
-/// How `net`'s intensity is read (the distance's weights and both scales, set on `net`), fitted
-/// on faces it was not trained on where there are such faces (`val`: on its training faces the
-/// generator is closer to the true neutral than it will be on a new person's face), else on its
-/// training faces `data`. The own-reference scale needs faces with another neutral photo of the
-/// same person (TFEID's): without held-out performers in `val` it is fitted on the training
-/// performers, on the distance weighted as fitted on `val`.
-fn fit_intensity_on(
-    net: &mut crate::model::GcNet,
-    data: &TrainData,
-    val: &TrainData,
-    device: Device,
-) -> Result<IntensityCalibration> {
-    use crate::learn::intensity::{fit_intensity, fit_own_intensity_scale};
-    let mut on_val = fit_intensity(net, val, device)?;
-    if on_val.scales.generated.is_none() {
-        return Ok(fit_intensity(net, data, device)?);
-    }
-    if on_val.scales.own.is_none() {
-        on_val.scales.own = fit_own_intensity_scale(net, data, device)?;
-    }
-    Ok(on_val)
-}
-
 /// `dgcn calibrate`: refits the temperature (and, asked for, a logit adjustment) and the
 /// intensity scale of existing weights on the validation data of `dgcn train` and rewrites their
 /// sidecar.
@@ -568,6 +545,30 @@ fn added_training_sets(args: &EvalArgs) -> Result<Vec<PreparedSet>> {
         .collect())
 }
 
+/// `eval --intensity-on-valid`: FER+ Valid, on which each fold or cross-dataset network's
+/// intensity is fitted as `dgcn calibrate` fits the shipped weights' (faces none of them trained
+/// on), instead of on the network's own training faces.
+fn intensity_faces(args: &EvalArgs) -> Result<Option<TrainData>> {
+    if !args.intensity_on_valid {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        available(DatasetKind::Ferplus, &args.data),
+        "--intensity-on-valid needs FER+ (its validation split) in the data folder or pack"
+    );
+    let sets = prepare_all(&[DatasetKind::Ferplus], &args.data, &args.common)?;
+    let parts: Vec<(&PreparedSet, Vec<usize>)> = sets
+        .iter()
+        .map(|s| (s, s.split_indices(Split::Valid)))
+        .collect();
+    let faces = TrainData::from_sets(&parts);
+    anyhow::ensure!(
+        !faces.is_empty(),
+        "--intensity-on-valid: FER+ has no validation faces"
+    );
+    Ok(Some(faces))
+}
+
 /// How a report names the sets added to a fold's training: "ckplus48, ferplus (training split,
 /// ≤ 500 per class)".
 fn added_names(sets: &[&PreparedSet], per_class: Option<usize>) -> String {
@@ -614,6 +615,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
     let added = added_training_sets(args)?;
+    let intensity_faces = intensity_faces(args)?;
     let mut predictor: Option<Predictor> = None;
     if let (Some(j), Some(g)) = (&args.judge, &cfg.neutrality_guide) {
         anyhow::ensure!(
@@ -733,9 +735,16 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     c,
                     set.hit_rate(),
                 );
-                let scales = fit_intensity(&mut trained.net, &train_data, device)?.scales;
+                let scales = match &intensity_faces {
+                    Some(v) => fit_intensity_on(&mut trained.net, &train_data, v, device)?,
+                    None => fit_intensity(&mut trained.net, &train_data, device)?,
+                }
+                .scales;
                 r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
                     .filter(|f| f.pairs > 0);
+                if intensity_faces.is_some() {
+                    r.protocol += "; intensity fitted on FER+ Valid";
+                }
                 r
             } else {
                 let cv = crate::learn::crossval::CrossValidation {
@@ -743,6 +752,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     run: fold_range(args.folds, args.from_fold, args.only_folds)?,
                     init,
                     judge,
+                    intensity_faces: intensity_faces.as_ref(),
                 };
                 let mut r = cross_validate(set, &extra_refs, &cfg, device, &cv)?;
                 if cv.run != (0..args.folds) {
@@ -757,6 +767,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     "; each fold {start}, {}+{} epochs, width {}, with {other_name} added to training",
                     cfg.gen_epochs, cfg.epochs, cfg.model.width
                 );
+                if intensity_faces.is_some() {
+                    r.protocol += "; each fold's intensity fitted on FER+ Valid";
+                }
                 r
             }
         } else {

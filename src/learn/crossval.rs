@@ -2,7 +2,7 @@
 //! from scratch or fine-tuned from given weights, and is tested on people it never saw.
 use tch::Device;
 
-use super::intensity::fit_intensity;
+use super::intensity::{fit_intensity, fit_intensity_on};
 use super::metrics::{
     evaluate, fidelity, own_reference_recognition, Confusion, DatasetReport, Fidelity,
     OwnReferenceRecognition,
@@ -23,6 +23,9 @@ pub struct CrossValidation<'a> {
     pub init: Option<&'a std::path::Path>,
     /// The network that judges whether references look neutral (each fold's own when `None`).
     pub judge: Option<(&'a GcNet, &'a str)>,
+    /// Faces no fold network trained on (FER+ Valid) to fit each fold's intensity on, as the
+    /// shipped weights' is fitted; `None`: each fold's own training faces.
+    pub intensity_faces: Option<&'a TrainData>,
 }
 
 /// Subject-independent k-fold cross-validation on `primary`: each fold trains a fresh network
@@ -68,7 +71,11 @@ pub fn cross_validate(
         if let Some(o) = own_reference_recognition(&trained.net, &test_data, device, 1.0)? {
             own.get_or_insert_with(Default::default).merge(&o);
         }
-        let scales = fit_intensity(&mut trained.net, &data, device)?.scales;
+        let scales = match cv.intensity_faces {
+            Some(v) => fit_intensity_on(&mut trained.net, &data, v, device)?,
+            None => fit_intensity(&mut trained.net, &data, device)?,
+        }
+        .scales;
         fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
     }
     let mut report = DatasetReport::new(

@@ -247,6 +247,28 @@ pub fn fit_intensity(
     })
 }
 
+/// How `net`'s intensity is read (the distance's weights and both scales, set on `net`), fitted
+/// on faces it was not trained on where there are such faces (`val`: on its training faces the
+/// generator is closer to the true neutral than it will be on a new person's face), else on its
+/// training faces `data`. The own-reference scale needs faces with another neutral photo of the
+/// same person (TFEID's): without held-out performers in `val` it is fitted on the training
+/// performers, on the distance weighted as fitted on `val`.
+pub fn fit_intensity_on(
+    net: &mut GcNet,
+    data: &TrainData,
+    val: &TrainData,
+    device: Device,
+) -> Result<IntensityCalibration, TchError> {
+    let mut on_val = fit_intensity(net, val, device)?;
+    if on_val.scales.generated.is_none() {
+        return fit_intensity(net, data, device);
+    }
+    if on_val.scales.own.is_none() {
+        on_val.scales.own = fit_own_intensity_scale(net, data, device)?;
+    }
+    Ok(on_val)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

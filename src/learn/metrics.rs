@@ -343,6 +343,15 @@ pub struct Fidelity {
     pub neutral_inputs: usize,
     #[serde(default)]
     pub ssim_neutral_identity: f64,
+    /// For scale: each neutral photo against the same person's other neutral photos, how many
+    /// such photos, their mean SSIM and L1 (TFEID took a performer's neutral photos at one
+    /// sitting: what a reference that were the person's neutral face would score, framing aside).
+    #[serde(default)]
+    pub neutral_pairs: usize,
+    #[serde(default)]
+    pub ssim_neutral_pairs: f64,
+    #[serde(default)]
+    pub l1_neutral_pairs: f64,
     /// Mean intensity on the neutral and on the expressive faces.
     #[serde(default)]
     pub intensity_neutral: f64,
@@ -397,6 +406,11 @@ impl Fidelity {
         let v = |a: f64, b: f64| (a * self.neutral_inputs as f64 + b * o.neutral_inputs as f64) / m;
         self.ssim_neutral_identity = v(self.ssim_neutral_identity, o.ssim_neutral_identity);
         self.intensity_neutral = v(self.intensity_neutral, o.intensity_neutral);
+        let p = (self.neutral_pairs + o.neutral_pairs).max(1) as f64;
+        let u = |a: f64, b: f64| (a * self.neutral_pairs as f64 + b * o.neutral_pairs as f64) / p;
+        self.ssim_neutral_pairs = u(self.ssim_neutral_pairs, o.ssim_neutral_pairs);
+        self.l1_neutral_pairs = u(self.l1_neutral_pairs, o.l1_neutral_pairs);
+        self.neutral_pairs += o.neutral_pairs;
         self.own_reference = match (self.own_reference, o.own_reference) {
             (Some(mut a), Some(b)) => {
                 a.merge(&b);
@@ -482,6 +496,22 @@ pub fn fidelity(
         f.neutral_inputs = neutrals.len();
         f.ssim_neutral_identity = ssim(&g, &x).mean(Kind::Float).double_value(&[]);
         f.intensity_neutral = mean_intensity(&neutrals)?;
+        let (mut ss, mut sl, mut photos) = (0.0, 0.0, 0usize);
+        for &i in &neutrals {
+            let others: Vec<usize> = data.other_neutrals(i).collect();
+            if others.is_empty() {
+                continue;
+            }
+            let n = data.batch(&others, device);
+            let shape = [others.len() as i64, 1, 64, 64];
+            let xs = data.batch(&[i], device).expand(shape, false);
+            ss += ssim(&xs, &n).mean(Kind::Float).double_value(&[]);
+            sl += (&xs - &n).abs().mean(Kind::Float).double_value(&[]);
+            photos += 1;
+        }
+        f.neutral_pairs = photos;
+        f.ssim_neutral_pairs = ss / photos.max(1) as f64;
+        f.l1_neutral_pairs = sl / photos.max(1) as f64;
     }
     if let Some(own) = scales.own {
         let (neutral, expressive) = own_reference_distances(net, data, device)?;
@@ -595,6 +625,12 @@ impl DatasetReport {
                 f.judge, f.reference_called_neutral * 100.0, f.query_called_neutral * 100.0, f.neutral_inputs, f.ssim_neutral_identity,
                 f.intensity_neutral, f.intensity_expressive
             );
+            if f.neutral_pairs > 0 {
+                s += &format!(
+                    "For scale, each of {} neutral photos against the same person's other neutral photos: SSIM {:.3}, L1 {:.4}.\n",
+                    f.neutral_pairs, f.ssim_neutral_pairs, f.l1_neutral_pairs
+                );
+            }
             if let Some(o) = &f.own_reference {
                 s += &format!(
                     "With the person's own neutral face as the reference (another neutral photo of the same person, own scale): mean intensity {:.3} on {} neutral faces, {:.3} on {} expressive ones.\n",
