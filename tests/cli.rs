@@ -294,7 +294,8 @@ fn copy_ferplus_split(
 /// training faces, at most N per class (here 200 real FER+ training images, detected and aligned
 /// as any data folder is), and the report says so; a lab dataset cannot be added.
 /// `eval --intensity-on-valid` fits each fold's intensity on FER+ Valid (here 150 of its images),
-/// which no fold trains on, and says so; without FER+ in the data it stops with one line.
+/// which no fold trains on, and says so; without FER+ in the data it stops with one line. Each
+/// run writes every scored face to predictions_tfeid.csv.
 #[test]
 fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
     let dir = util::temp_dir("add-datasets");
@@ -376,6 +377,26 @@ fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no fold line in {plain}"));
         let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report");
+        // Every face of the fold, scored, beside the report: as many as the report counts, and
+        // right as often as its accuracy says.
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join("report.json")).expect("report.json"),
+        )
+        .expect("JSON");
+        let csv = std::fs::read_to_string(out_dir.join("predictions_tfeid.csv")).expect("csv");
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("path,subject,fold,label,predicted,neutral,happy,surprise,sad,angry,disgust,fear,contempt")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(Some(rows.len() as u64), json[0]["samples"].as_u64());
+        assert!(rows
+            .iter()
+            .all(|r| r.len() == 13 && r[2] == "1" && r[0].ends_with(".jpg")));
+        let right = rows.iter().filter(|r| r[3] == r[4]).count() as f64 / rows.len() as f64;
+        let accuracy = json[0]["accuracy"].as_f64().expect("accuracy");
+        assert!((right - accuracy).abs() < 1e-9, "{right} vs {accuracy}");
         (train, report)
     };
     let (without, _) = fold_train(&[]);

@@ -14,7 +14,9 @@ use crate::device::device_name;
 use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
 use crate::learn::intensity::{fit_intensity, fit_intensity_on};
-use crate::learn::metrics::{evaluate, fidelity, DatasetReport};
+use crate::learn::metrics::{
+    face_predictions, fidelity, write_predictions_csv, DatasetReport, FacePrediction,
+};
 use crate::learn::pool::TrainData;
 use crate::learn::train::{train, TrainConfig};
 use crate::model::{ClassifierInput, ModelConfig};
@@ -670,8 +672,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             model.prepare_for_inference(args.common.precision.kind_on(device));
             let (idx, _, performers) = held_out_performers(set, n, args.holdout_seed);
             anyhow::ensure!(!idx.is_empty(), "tfeid: no held-out performers");
-            let test_data = TrainData::from_sets(&[(set, idx)]);
-            let c = evaluate(&model.net, &test_data, device, 256)?;
+            let test_data = TrainData::from_sets(&[(set, idx.clone())]);
+            let (c, predictions) = scored(&model.net, &test_data, set, &idx, device)?;
             let mut r = DatasetReport::new(
                 set.kind.name(),
                 format!(
@@ -687,6 +689,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 c,
                 set.hit_rate(),
             );
+            r.predictions = predictions;
             let scales = model.sidecar.intensity_scales();
             r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
                 .filter(|f| f.pairs > 0);
@@ -723,9 +726,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     .map(|e| (*e, (0..e.len()).collect()))
                     .collect();
                 let train_data = TrainData::from_sets(&parts);
-                let test_data = TrainData::from_sets(&[(set, (0..set.len()).collect())]);
+                let all: Vec<usize> = (0..set.len()).collect();
+                let test_data = TrainData::from_sets(&[(set, all.clone())]);
                 let mut trained = train(&train_data, None, &cfg, device, None, false, init)?;
-                let c = evaluate(&trained.net, &test_data, device, 256)?;
+                let (c, predictions) = scored(&trained.net, &test_data, set, &all, device)?;
                 let mut r = DatasetReport::new(
                     set.kind.name(),
                     format!(
@@ -742,6 +746,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 .scales;
                 r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
                     .filter(|f| f.pairs > 0);
+                r.predictions = predictions;
                 if intensity_faces.is_some() {
                     r.protocol += "; intensity fitted on FER+ Valid";
                 }
@@ -789,12 +794,13 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 set.kind.name(),
                 args.split
             );
-            let data = TrainData::from_sets(&[(set, split)]);
+            let data = TrainData::from_sets(&[(set, split.clone())]);
             // As the app sees them: the weights' logit adjustment and temperature applied.
             let logits = crate::learn::metrics::logits(&p.model.net, &data, device, 256);
             let labels = data.all_labels();
             let adjusted = p.model.sidecar.adjusted_logits(&logits);
             let c = crate::learn::metrics::confusion_of(&adjusted, &labels)?;
+            let predictions = face_predictions(&adjusted, set, &split, None)?;
             let split_name = match args.split {
                 Split::Test => "official test split",
                 Split::Valid => "official validation split",
@@ -821,6 +827,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     &adjusted, &labels, 1.0, 15,
                 )?,
             });
+            r.predictions = predictions;
             if p.model.sidecar.class_bias.is_some() {
                 let raw = crate::learn::metrics::confusion_of(&logits, &labels)?;
                 r.protocol += &format!(
@@ -898,8 +905,26 @@ fn write_clip_grid(
     Ok(faces.len())
 }
 
+/// The confusion of `net` on `data` (the faces `idx` of `set`) and each face's prediction.
+fn scored(
+    net: &crate::model::GcNet,
+    data: &TrainData,
+    set: &PreparedSet,
+    idx: &[usize],
+    device: Device,
+) -> Result<(crate::learn::metrics::Confusion, Vec<FacePrediction>)> {
+    let logits = crate::learn::metrics::logits(net, data, device, 256);
+    let c = crate::learn::metrics::confusion_of(&logits, &data.all_labels())?;
+    Ok((c, face_predictions(&logits, set, idx, None)?))
+}
+
 fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for r in reports.iter().filter(|r| !r.predictions.is_empty()) {
+        let path = out.join(format!("predictions_{}.csv", r.dataset));
+        write_predictions_csv(&path, &r.predictions)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     std::fs::write(
         out.join("report.json"),
         serde_json::to_string_pretty(reports)?,

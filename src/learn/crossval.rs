@@ -4,8 +4,8 @@ use tch::Device;
 
 use super::intensity::{fit_intensity, fit_intensity_on};
 use super::metrics::{
-    evaluate, fidelity, own_reference_recognition, Confusion, DatasetReport, Fidelity,
-    OwnReferenceRecognition,
+    confusion_of, face_predictions, fidelity, logits, own_reference_recognition, Confusion,
+    DatasetReport, Fidelity, OwnReferenceRecognition,
 };
 use super::pool::TrainData;
 use super::train::{train, TrainConfig};
@@ -47,6 +47,7 @@ pub fn cross_validate(
     let mut fold_acc = Vec::new();
     let mut fid = Fidelity::default();
     let mut own: Option<OwnReferenceRecognition> = None;
+    let mut predictions = Vec::new();
     for fold in cv.run.start..cv.run.end.min(k) {
         let test: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] == fold).collect();
         let train_idx: Vec<usize> = (0..primary.len()).filter(|&i| fold_of[i] != fold).collect();
@@ -55,7 +56,7 @@ pub fn cross_validate(
             parts.push((*e, (0..e.len()).collect()));
         }
         let data = TrainData::from_sets(&parts);
-        let test_data = TrainData::from_sets(&[(primary, test)]);
+        let test_data = TrainData::from_sets(&[(primary, test.clone())]);
         tracing::info!(
             fold,
             train = data.len(),
@@ -63,7 +64,9 @@ pub fn cross_validate(
             "cross-validation fold"
         );
         let mut trained = train(&data, None, cfg, device, None, false, init)?;
-        let c = evaluate(&trained.net, &test_data, device, 256)?;
+        let scored = logits(&trained.net, &test_data, device, 256);
+        let c = confusion_of(&scored, &test_data.all_labels())?;
+        predictions.extend(face_predictions(&scored, primary, &test, Some(fold))?);
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);
@@ -88,5 +91,6 @@ pub fn cross_validate(
     report.fidelity = (fid.pairs > 0).then_some(fid);
     report.own_reference = own;
     report.seconds = t0.elapsed().as_secs_f64();
+    report.predictions = predictions;
     Ok(report)
 }

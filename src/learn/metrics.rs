@@ -547,6 +547,81 @@ pub struct DatasetReport {
     pub calibration: Option<Calibration>,
     pub detector_hit_rate: f64,
     pub seconds: f64,
+    /// Every scored face (written by `eval` beside the report as `predictions_<dataset>.csv`).
+    #[serde(skip)]
+    pub predictions: Vec<FacePrediction>,
+}
+
+/// One scored face of an evaluation: which image, whose, in which fold, its label and the
+/// probabilities of the network that scored it (the fold's network in cross-validation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FacePrediction {
+    pub path: String,
+    pub subject: Option<u32>,
+    pub fold: Option<usize>,
+    pub label: Expression,
+    pub probs: [f32; NUM_CLASSES],
+}
+
+impl FacePrediction {
+    pub fn predicted(&self) -> Expression {
+        let best = (0..NUM_CLASSES)
+            .max_by(|&a, &b| self.probs[a].total_cmp(&self.probs[b]))
+            .unwrap_or(0);
+        Expression::ALL[best]
+    }
+}
+
+/// The faces `idx` of `set`, scored by `logits` (one row per face, in `idx` order).
+pub fn face_predictions(
+    logits: &Tensor,
+    set: &crate::data::PreparedSet,
+    idx: &[usize],
+    fold: Option<usize>,
+) -> Result<Vec<FacePrediction>, TchError> {
+    let probs = logits.f_softmax(1, Kind::Float)?;
+    let values = tensor_values::<f32>(&probs)?;
+    Ok(idx
+        .iter()
+        .zip(values.chunks_exact(NUM_CLASSES))
+        .map(|(&i, p)| {
+            let s = &set.samples[i];
+            let mut probs = [0.0; NUM_CLASSES];
+            probs.copy_from_slice(p);
+            FacePrediction {
+                path: s.path.clone(),
+                subject: s.subject,
+                fold,
+                label: s.label,
+                probs,
+            }
+        })
+        .collect())
+}
+
+/// Writes `predictions` as CSV: path, subject, fold, label, predicted, then one probability per
+/// expression.
+pub fn write_predictions_csv(
+    path: &std::path::Path,
+    predictions: &[FacePrediction],
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header = vec!["path", "subject", "fold", "label", "predicted"];
+    header.extend(Expression::ALL.iter().map(|e| e.name()));
+    w.write_record(&header)?;
+    for p in predictions {
+        let mut row = vec![
+            p.path.clone(),
+            p.subject.map(|s| s.to_string()).unwrap_or_default(),
+            p.fold.map(|f| (f + 1).to_string()).unwrap_or_default(),
+            p.label.name().to_string(),
+            p.predicted().name().to_string(),
+        ];
+        row.extend(p.probs.iter().map(|v| format!("{v:.6}")));
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// Expected calibration error (15 equal-width confidence bins) before and after the weights'
@@ -582,6 +657,7 @@ impl DatasetReport {
             calibration: None,
             detector_hit_rate: hit_rate,
             seconds: 0.0,
+            predictions: Vec::new(),
         }
     }
 
