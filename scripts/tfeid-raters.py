@@ -9,14 +9,20 @@
 #   mkdir /tmp/raters && cd /tmp/raters
 #   tar xzf ../path/to/shared/data/tfeid.tar.gz voting.xls
 #   python3 /path/to/dgcn/scripts/tfeid-raters.py voting.xls     # needs xlrd (pip install xlrd)
+#   python3 /path/to/dgcn/scripts/tfeid-raters.py voting.xls predictions_tfeid.csv
+#
+# With a `dgcn eval --out DIR` predictions file for TFEID (cross-validation or cross-dataset), it
+# also splits the network's accuracy by whether the raters' top choice is the posed expression.
 #
 # Measured 2026-11-30 on ../shared/data (README → Results, TFEID and clip rows): the raters' top
 # choice is the posed expression on 78.4 % of the 1,154 expressive photos (happy 100 %, surprise
-# 91.8, angry 88.5, sad 84.3, disgust 72.7, fear 16.6 %); performer 01, the clip's, 56 % (second
+# 91.8, angry 88.5, sad 84.3, disgust 72.7, fear 16.6 %), a single rater's on 65.8 % (the mean
+# share of votes for the posed expression); performer 01, the clip's, 56 % (second
 # lowest of 29). Of the clip's six expression photos (found by matching its aligned frames to
 # performer 01's photos) the raters read angry as disgust (0.66 against 0.26) and fear as
 # surprise (0.64 against 0.07); surprise and sad lead only weakly (0.36 and 0.17, each below the
 # photo's "peace", 0.42 and 0.64).
+import csv
 import sys
 from collections import Counter, defaultdict
 
@@ -61,6 +67,7 @@ n = sum(total.values())
 print(f"expressive photos: {n}; raters' top choice = posed label: "
       f"{100 * sum(agree.values()) / n:.1f} %")
 print(f"  ... and above the 'peace' column too: {100 * sum(with_calm.values()) / n:.1f} %")
+print(f"  a single rater's choice = posed label (mean share): {100 * sum(share.values()) / n:.1f} %")
 for e in EXPRESSIONS:
     print(f"  {e:9s} {agree[e]:3d}/{total[e]:3d} = {100 * agree[e] / total[e]:5.1f} %   "
           f"mean share {share[e] / total[e]:.2f}   "
@@ -77,3 +84,31 @@ for name in CLIP:
     top = max(votes, key=votes.get)
     print(f"  {name} {POSED[name[4]]:9s} top {top:9s} "
           + " ".join(f"{e} {votes[e]:.2f}" for e in EXPRESSIONS) + f"  peace {peace:.2f}")
+
+if len(sys.argv) > 2:
+    seen = Counter()
+    right = Counter()
+    called = defaultdict(Counter)
+    for row in csv.DictReader(open(sys.argv[2])):
+        name = row["path"].rsplit("/", 1)[-1][:7]
+        if name not in rows:
+            continue
+        posed = row["label"]
+        votes, _ = rows[name]
+        if posed == "neutral":
+            group = "neutral"
+        elif max(votes, key=votes.get) == posed:
+            group = "raters agree"
+        else:
+            group = "raters disagree"
+        seen[group] += 1
+        right[group] += row["predicted"] == posed
+        if group == "raters disagree":
+            called[max(votes, key=votes.get)][row["predicted"]] += 1
+    total = sum(seen.values())
+    print(f"{sys.argv[2]}: {total} TFEID faces, accuracy {100 * sum(right.values()) / total:.2f} %")
+    for g in ["neutral", "raters agree", "raters disagree"]:
+        if seen[g]:
+            print(f"  {g:16s} {right[g]:4d}/{seen[g]:4d} = {100 * right[g] / seen[g]:5.1f} %")
+    for top, c in sorted(called.items()):
+        print(f"  raters said {top}: the network said " + ", ".join(f"{k} {n}" for k, n in c.most_common()))

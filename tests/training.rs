@@ -668,7 +668,8 @@ fn own_reference_recognition_scores_the_faces_with_another_neutral_photo() {
 
 /// The fidelity report's scale: every TFEID neutral photo with another of its performer is
 /// compared with those (one sitting), and such a photo is far closer to them than the performer's
-/// expressive faces are; the report says so in a line of its own.
+/// expressive faces are; photos of one expression at two sittings lie between; the report says
+/// both.
 #[test]
 fn fidelity_measures_neutral_photos_against_the_same_persons_others() {
     let (tfeid, _, model) = tfeid_and_shipped_weights();
@@ -683,6 +684,7 @@ fn fidelity_measures_neutral_photos_against_the_same_persons_others() {
                 .is_some_and(|p| performers[..4].contains(&p))
         })
         .collect();
+    let idx_copy = idx.clone();
     let data = TrainData::from_sets(&[(&tfeid, idx)]);
     let f = dgcn::learn::metrics::fidelity(
         &model.net,
@@ -710,11 +712,30 @@ fn fidelity_measures_neutral_photos_against_the_same_persons_others() {
         f.ssim_query,
         f.l1_query
     );
+    // The sitting scale: the same expression at two sittings lies between the two.
+    let f = f.with_sitting_scale(&tfeid, &idx_copy);
+    eprintln!(
+        "same expression, two sittings: {} pairs, SSIM {:.3}",
+        f.sitting_pairs, f.ssim_other_sitting
+    );
+    assert!(f.sitting_pairs >= 50, "{} pairs", f.sitting_pairs);
+    assert!(
+        f.ssim_other_sitting > f.ssim_query && f.ssim_other_sitting < f.ssim_neutral_pairs,
+        "{:.3} not between {:.3} and {:.3}",
+        f.ssim_other_sitting,
+        f.ssim_query,
+        f.ssim_neutral_pairs
+    );
     let report = dgcn::learn::metrics::DatasetReport {
         fidelity: Some(f),
         ..dgcn::learn::metrics::DatasetReport::new("tfeid", "test".into(), Default::default(), 1.0)
     };
-    assert!(report.markdown().contains("For scale, each of"));
+    let md = report.markdown();
+    assert!(md.contains("For scale, each of"), "{md}");
+    assert!(
+        md.contains("The same expression of the same performer at two sittings"),
+        "{md}"
+    );
 }
 
 /// `--reference-mouth`: training fits the reference's mouth subspace on the training data's

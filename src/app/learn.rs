@@ -691,8 +691,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             );
             r.predictions = predictions;
             let scales = model.sidecar.intensity_scales();
-            r.fidelity = Some(fidelity(&model.net, judge, &test_data, device, scales)?)
-                .filter(|f| f.pairs > 0);
+            r.fidelity = Some(
+                fidelity(&model.net, judge, &test_data, device, scales)?
+                    .with_sitting_scale(set, &idx),
+            )
+            .filter(|f| f.pairs > 0);
             r.own_reference = crate::learn::metrics::own_reference_recognition(
                 &model.net,
                 &test_data,
@@ -744,8 +747,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                     None => fit_intensity(&mut trained.net, &train_data, device)?,
                 }
                 .scales;
-                r.fidelity = Some(fidelity(&trained.net, judge, &test_data, device, scales)?)
-                    .filter(|f| f.pairs > 0);
+                r.fidelity = Some(
+                    fidelity(&trained.net, judge, &test_data, device, scales)?
+                        .with_sitting_scale(set, &all),
+                )
+                .filter(|f| f.pairs > 0);
                 r.predictions = predictions;
                 if intensity_faces.is_some() {
                     r.protocol += "; intensity fitted on FER+ Valid";

@@ -98,6 +98,15 @@ impl DatasetKind {
     }
 }
 
+/// The sitting of a TFEID photo: its performance type digit (1 theatric, 2 Ekman's FACS
+/// criteria, 3 personal event; 0 for the neutral photos, a sitting of their own). Photos of one
+/// sitting share pose, light and framing; across sittings those differ.
+pub fn tfeid_sitting(path: &str) -> Option<u8> {
+    let name = *tail(path, 1).first()?;
+    let digit = *name.as_bytes().get(2)?;
+    digit.is_ascii_digit().then(|| digit - b'0')
+}
+
 /// TFEID file name `PPxyEnn.jpg`: performer PP, performance type x, view y (1 = front),
 /// expression letter E, serial nn. Nine neutral images in the distributed set have no letter
 /// (`PP01nnn.jpg`, performance type 0 like every neutral one): they are read as neutral.
@@ -242,6 +251,14 @@ fn ferplus_samples(paths: &[&str], csvs: &BTreeMap<String, Vec<u8>>) -> Vec<Samp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tfeid_sitting_is_the_performance_type_digit() {
+        assert_eq!(tfeid_sitting("tfeid/faces_256x256/0121g04.jpg"), Some(2));
+        assert_eq!(tfeid_sitting("faces_256x256/0101a02.jpg"), Some(0));
+        assert_eq!(tfeid_sitting("1201002.jpg"), Some(0));
+        assert_eq!(tfeid_sitting("ab"), None);
+    }
 
     #[test]
     fn tfeid_names_map_to_labels_and_performers() {

@@ -79,7 +79,10 @@ pub fn cross_validate(
             None => fit_intensity(&mut trained.net, &data, device)?,
         }
         .scales;
-        fid.merge(&fidelity(&trained.net, judge, &test_data, device, scales)?);
+        fid.merge(
+            &fidelity(&trained.net, judge, &test_data, device, scales)?
+                .with_sitting_scale(primary, &test),
+        );
     }
     let mut report = DatasetReport::new(
         primary.kind.name(),

@@ -352,6 +352,14 @@ pub struct Fidelity {
     pub ssim_neutral_pairs: f64,
     #[serde(default)]
     pub l1_neutral_pairs: f64,
+    /// For scale, on TFEID: pairs of photos of one performer showing the same expression at two
+    /// sittings, and their mean SSIM. TFEID's neutral photos are a sitting of their own, so a
+    /// perfect neutraliser (the person's neutral face as it looked at the query's sitting) would
+    /// score about this against them: the most SSIM(G(x), neutral) can be expected to reach.
+    #[serde(default)]
+    pub sitting_pairs: usize,
+    #[serde(default)]
+    pub ssim_other_sitting: f64,
     /// Mean intensity on the neutral and on the expressive faces.
     #[serde(default)]
     pub intensity_neutral: f64,
@@ -391,6 +399,15 @@ impl OwnReferenceIntensity {
 }
 
 impl Fidelity {
+    /// With the sitting scale of the faces `idx` of `set` ([`same_expression_other_sitting`]).
+    pub fn with_sitting_scale(mut self, set: &crate::data::PreparedSet, idx: &[usize]) -> Self {
+        if let Some((pairs, ssim)) = same_expression_other_sitting(set, idx) {
+            self.sitting_pairs = pairs;
+            self.ssim_other_sitting = ssim;
+        }
+        self
+    }
+
     pub fn merge(&mut self, o: &Fidelity) {
         let n = (self.pairs + o.pairs).max(1) as f64;
         let w = |a: f64, b: f64| (a * self.pairs as f64 + b * o.pairs as f64) / n;
@@ -411,6 +428,11 @@ impl Fidelity {
         self.ssim_neutral_pairs = u(self.ssim_neutral_pairs, o.ssim_neutral_pairs);
         self.l1_neutral_pairs = u(self.l1_neutral_pairs, o.l1_neutral_pairs);
         self.neutral_pairs += o.neutral_pairs;
+        let q = (self.sitting_pairs + o.sitting_pairs).max(1) as f64;
+        self.ssim_other_sitting = (self.ssim_other_sitting * self.sitting_pairs as f64
+            + o.ssim_other_sitting * o.sitting_pairs as f64)
+            / q;
+        self.sitting_pairs += o.sitting_pairs;
         self.own_reference = match (self.own_reference, o.own_reference) {
             (Some(mut a), Some(b)) => {
                 a.merge(&b);
@@ -424,6 +446,47 @@ impl Fidelity {
             self.judge = o.judge.clone();
         }
     }
+}
+
+/// For scale (see [`Fidelity::sitting_pairs`]): the number of pairs of TFEID photos `idx` of `set`
+/// that show one performer with the same expression at two sittings, and their mean SSIM. `None`
+/// for other datasets or without such pairs.
+pub fn same_expression_other_sitting(
+    set: &crate::data::PreparedSet,
+    idx: &[usize],
+) -> Option<(usize, f64)> {
+    use crate::data::{datasets::tfeid_sitting, DatasetKind};
+    if set.kind != DatasetKind::Tfeid {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    for (k, &i) in idx.iter().enumerate() {
+        for &j in &idx[k + 1..] {
+            let (a, b) = (&set.samples[i], &set.samples[j]);
+            if a.label != crate::labels::Expression::Neutral
+                && a.label == b.label
+                && a.subject.is_some()
+                && a.subject == b.subject
+                && tfeid_sitting(&a.path) != tfeid_sitting(&b.path)
+            {
+                pairs.push((i, j));
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    let faces = |v: Vec<usize>| {
+        let data = TrainData::from_sets(&[(set, v)]);
+        data.batch(&(0..data.len()).collect::<Vec<_>>(), Device::Cpu)
+    };
+    let mut total = 0.0;
+    for chunk in pairs.chunks(512) {
+        let a = faces(chunk.iter().map(|p| p.0).collect());
+        let b = faces(chunk.iter().map(|p| p.1).collect());
+        total += ssim(&a, &b).sum(Kind::Double).double_value(&[]);
+    }
+    Some((pairs.len(), total / pairs.len() as f64))
 }
 
 /// Reference fidelity of `net`'s generator on `data` (the true neutral of each expressive face
@@ -705,6 +768,12 @@ impl DatasetReport {
                 s += &format!(
                     "For scale, each of {} neutral photos against the same person's other neutral photos: SSIM {:.3}, L1 {:.4}.\n",
                     f.neutral_pairs, f.ssim_neutral_pairs, f.l1_neutral_pairs
+                );
+            }
+            if f.sitting_pairs > 0 {
+                s += &format!(
+                    "The same expression of the same performer at two sittings ({} pairs): SSIM {:.3}, about what a perfect neutraliser would score against neutral photos taken at a sitting of their own ({:+.3} over the query).\n",
+                    f.sitting_pairs, f.ssim_other_sitting, f.ssim_other_sitting - f.ssim_query
                 );
             }
             if let Some(o) = &f.own_reference {
