@@ -417,35 +417,27 @@ fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
     let real = dgcn::data::locate(DatasetKind::Tfeid, &util::data_dir());
     std::os::unix::fs::symlink(&real, lab_only.join(real.file_name().expect("name")))
         .expect("link");
-    let out = dgcn()
-        .args([
-            "eval",
-            "--datasets",
-            "tfeid",
-            "--intensity-on-valid",
-            "--data",
-        ])
-        .arg(&lab_only)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_line(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("--intensity-on-valid needs FER+"), "{err}");
-    let out = dgcn()
-        .args([
-            "eval",
-            "--datasets",
-            "ckplus48",
-            "--add-datasets",
-            "tfeid",
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_line(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("--add-datasets tfeid"), "{err}");
+    // A mistake is one line on stderr naming the flag, and exit code 1.
+    let fails_with = |args: &[&str], folder: &std::path::Path, says: &str| {
+        let out = dgcn()
+            .args(args)
+            .arg("--data")
+            .arg(folder)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_line(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    };
+    fails_with(
+        &["eval", "--datasets", "tfeid", "--intensity-on-valid"],
+        &lab_only,
+        "--intensity-on-valid needs FER+",
+    );
+    fails_with(
+        &["eval", "--datasets", "ckplus48", "--add-datasets", "tfeid"],
+        &data,
+        "--add-datasets tfeid",
+    );
 }
