@@ -183,12 +183,9 @@ impl Predictor {
                 if let Some(src) = probs.get(i * NUM_CLASSES..(i + 1) * NUM_CLASSES) {
                     p.copy_from_slice(src);
                 }
-                let best = (0..NUM_CLASSES)
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                    .unwrap_or(0);
                 FacePrediction {
                     probs: p,
-                    label: Expression::from_index(best).unwrap_or(Expression::Neutral),
+                    label: Expression::most_likely(&p),
                     reference: face_at(&reference, i),
                     generated: face_at(&generated, i),
                     own_crops: own

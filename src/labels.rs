@@ -38,6 +38,14 @@ impl Expression {
         Self::ALL.get(index).copied()
     }
 
+    /// The expression with the highest probability (of equals the last, as `max_by` gives).
+    pub fn most_likely(probs: &[f32; NUM_CLASSES]) -> Expression {
+        let best = (0..NUM_CLASSES)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+            .unwrap_or(0);
+        Self::ALL[best]
+    }
+
     /// Lower-case name used in JSON output and CSV files.
     pub fn name(self) -> &'static str {
         match self {
@@ -101,6 +109,16 @@ pub fn class_names() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn most_likely_is_the_highest_probability_last_of_equals() {
+        let mut p = [0.1f32; NUM_CLASSES];
+        p[Expression::Happy.index()] = 0.3;
+        assert_eq!(Expression::most_likely(&p), Expression::Happy);
+        p[Expression::Fear.index()] = 0.4;
+        p[Expression::Sad.index()] = 0.4;
+        assert_eq!(Expression::most_likely(&p), Expression::Fear);
+    }
 
     #[test]
     fn indices_round_trip_in_fixed_order() {

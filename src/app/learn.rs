@@ -15,7 +15,7 @@ use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
 use crate::learn::intensity::{fit_intensity, fit_intensity_on};
 use crate::learn::metrics::{
-    face_predictions, fidelity, write_predictions_csv, DatasetReport, FacePrediction,
+    fidelity, scored_faces, write_predictions_csv, DatasetReport, ScoredFace,
 };
 use crate::learn::pool::TrainData;
 use crate::learn::train::{train, TrainConfig};
@@ -806,7 +806,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             let labels = data.all_labels();
             let adjusted = p.model.sidecar.adjusted_logits(&logits);
             let c = crate::learn::metrics::confusion_of(&adjusted, &labels)?;
-            let predictions = face_predictions(&adjusted, set, &split, None)?;
+            let predictions = scored_faces(&adjusted, set, &split, None)?;
             let split_name = match args.split {
                 Split::Test => "official test split",
                 Split::Valid => "official validation split",
@@ -918,10 +918,10 @@ fn scored(
     set: &PreparedSet,
     idx: &[usize],
     device: Device,
-) -> Result<(crate::learn::metrics::Confusion, Vec<FacePrediction>)> {
+) -> Result<(crate::learn::metrics::Confusion, Vec<ScoredFace>)> {
     let logits = crate::learn::metrics::logits(net, data, device, 256);
     let c = crate::learn::metrics::confusion_of(&logits, &data.all_labels())?;
-    Ok((c, face_predictions(&logits, set, idx, None)?))
+    Ok((c, scored_faces(&logits, set, idx, None)?))
 }
 
 fn write_reports(out: &Path, reports: &[DatasetReport]) -> Result<()> {

@@ -4,7 +4,7 @@ use tch::Device;
 
 use super::intensity::{fit_intensity, fit_intensity_on};
 use super::metrics::{
-    confusion_of, face_predictions, fidelity, logits, own_reference_recognition, Confusion,
+    confusion_of, fidelity, logits, own_reference_recognition, scored_faces, Confusion,
     DatasetReport, Fidelity, OwnReferenceRecognition,
 };
 use super::pool::TrainData;
@@ -66,7 +66,7 @@ pub fn cross_validate(
         let mut trained = train(&data, None, cfg, device, None, false, init)?;
         let scored = logits(&trained.net, &test_data, device, 256);
         let c = confusion_of(&scored, &test_data.all_labels())?;
-        predictions.extend(face_predictions(&scored, primary, &test, Some(fold))?);
+        predictions.extend(scored_faces(&scored, primary, &test, Some(fold))?);
         tracing::info!(fold, accuracy = c.accuracy(), "fold done");
         fold_acc.push(c.accuracy());
         total.merge(&c);

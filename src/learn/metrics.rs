@@ -381,18 +381,18 @@ pub struct OwnReferenceIntensity {
     pub expressive: f64,
 }
 
+/// The mean of two means pooled by their counts `na` and `nb` (0 when both are 0).
+fn pooled(na: usize, nb: usize) -> impl Fn(f64, f64) -> f64 {
+    let total = (na + nb).max(1) as f64;
+    move |a, b| (a * na as f64 + b * nb as f64) / total
+}
+
 impl OwnReferenceIntensity {
     fn merge(&mut self, o: &OwnReferenceIntensity) {
-        let mean = |a: f64, na: usize, b: f64, nb: usize| {
-            (a * na as f64 + b * nb as f64) / (na + nb).max(1) as f64
-        };
-        self.neutral = mean(self.neutral, self.neutral_faces, o.neutral, o.neutral_faces);
-        self.expressive = mean(
-            self.expressive,
-            self.expressive_faces,
-            o.expressive,
-            o.expressive_faces,
-        );
+        let neutral = pooled(self.neutral_faces, o.neutral_faces);
+        let expressive = pooled(self.expressive_faces, o.expressive_faces);
+        self.neutral = neutral(self.neutral, o.neutral);
+        self.expressive = expressive(self.expressive, o.expressive);
         self.neutral_faces += o.neutral_faces;
         self.expressive_faces += o.expressive_faces;
     }
@@ -409,8 +409,7 @@ impl Fidelity {
     }
 
     pub fn merge(&mut self, o: &Fidelity) {
-        let n = (self.pairs + o.pairs).max(1) as f64;
-        let w = |a: f64, b: f64| (a * self.pairs as f64 + b * o.pairs as f64) / n;
+        let w = pooled(self.pairs, o.pairs);
         self.ssim_reference = w(self.ssim_reference, o.ssim_reference);
         self.ssim_query = w(self.ssim_query, o.ssim_query);
         self.l1_reference = w(self.l1_reference, o.l1_reference);
@@ -419,19 +418,15 @@ impl Fidelity {
             w(self.reference_called_neutral, o.reference_called_neutral);
         self.query_called_neutral = w(self.query_called_neutral, o.query_called_neutral);
         self.intensity_expressive = w(self.intensity_expressive, o.intensity_expressive);
-        let m = (self.neutral_inputs + o.neutral_inputs).max(1) as f64;
-        let v = |a: f64, b: f64| (a * self.neutral_inputs as f64 + b * o.neutral_inputs as f64) / m;
+        let v = pooled(self.neutral_inputs, o.neutral_inputs);
         self.ssim_neutral_identity = v(self.ssim_neutral_identity, o.ssim_neutral_identity);
         self.intensity_neutral = v(self.intensity_neutral, o.intensity_neutral);
-        let p = (self.neutral_pairs + o.neutral_pairs).max(1) as f64;
-        let u = |a: f64, b: f64| (a * self.neutral_pairs as f64 + b * o.neutral_pairs as f64) / p;
+        let u = pooled(self.neutral_pairs, o.neutral_pairs);
         self.ssim_neutral_pairs = u(self.ssim_neutral_pairs, o.ssim_neutral_pairs);
         self.l1_neutral_pairs = u(self.l1_neutral_pairs, o.l1_neutral_pairs);
         self.neutral_pairs += o.neutral_pairs;
-        let q = (self.sitting_pairs + o.sitting_pairs).max(1) as f64;
-        self.ssim_other_sitting = (self.ssim_other_sitting * self.sitting_pairs as f64
-            + o.ssim_other_sitting * o.sitting_pairs as f64)
-            / q;
+        let q = pooled(self.sitting_pairs, o.sitting_pairs);
+        self.ssim_other_sitting = q(self.ssim_other_sitting, o.ssim_other_sitting);
         self.sitting_pairs += o.sitting_pairs;
         self.own_reference = match (self.own_reference, o.own_reference) {
             (Some(mut a), Some(b)) => {
@@ -612,13 +607,13 @@ pub struct DatasetReport {
     pub seconds: f64,
     /// Every scored face (written by `eval` beside the report as `predictions_<dataset>.csv`).
     #[serde(skip)]
-    pub predictions: Vec<FacePrediction>,
+    pub predictions: Vec<ScoredFace>,
 }
 
 /// One scored face of an evaluation: which image, whose, in which fold, its label and the
 /// probabilities of the network that scored it (the fold's network in cross-validation).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FacePrediction {
+pub struct ScoredFace {
     pub path: String,
     pub subject: Option<u32>,
     pub fold: Option<usize>,
@@ -626,22 +621,19 @@ pub struct FacePrediction {
     pub probs: [f32; NUM_CLASSES],
 }
 
-impl FacePrediction {
+impl ScoredFace {
     pub fn predicted(&self) -> Expression {
-        let best = (0..NUM_CLASSES)
-            .max_by(|&a, &b| self.probs[a].total_cmp(&self.probs[b]))
-            .unwrap_or(0);
-        Expression::ALL[best]
+        Expression::most_likely(&self.probs)
     }
 }
 
 /// The faces `idx` of `set`, scored by `logits` (one row per face, in `idx` order).
-pub fn face_predictions(
+pub fn scored_faces(
     logits: &Tensor,
     set: &crate::data::PreparedSet,
     idx: &[usize],
     fold: Option<usize>,
-) -> Result<Vec<FacePrediction>, TchError> {
+) -> Result<Vec<ScoredFace>, TchError> {
     let probs = logits.f_softmax(1, Kind::Float)?;
     let values = tensor_values::<f32>(&probs)?;
     Ok(idx
@@ -651,7 +643,7 @@ pub fn face_predictions(
             let s = &set.samples[i];
             let mut probs = [0.0; NUM_CLASSES];
             probs.copy_from_slice(p);
-            FacePrediction {
+            ScoredFace {
                 path: s.path.clone(),
                 subject: s.subject,
                 fold,
@@ -666,7 +658,7 @@ pub fn face_predictions(
 /// expression.
 pub fn write_predictions_csv(
     path: &std::path::Path,
-    predictions: &[FacePrediction],
+    predictions: &[ScoredFace],
 ) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_path(path)?;
     let mut header = vec!["path", "subject", "fold", "label", "predicted"];

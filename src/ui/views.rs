@@ -239,9 +239,7 @@ fn bar_row_ui(
 
 /// One bar per expression; returns each bar's track (full-width) rectangle.
 pub fn expression_bars_ui(ui: &mut Ui, probs: &[f32; NUM_CLASSES], width: f32) -> Vec<Rect> {
-    let best = (0..NUM_CLASSES)
-        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
-        .unwrap_or(0);
+    let best = Expression::most_likely(probs);
     Expression::ALL
         .iter()
         .map(|&e| {
@@ -252,7 +250,7 @@ pub fn expression_bars_ui(ui: &mut Ui, probs: &[f32; NUM_CLASSES], width: f32) -
                 (e.name(), text),
                 p,
                 expression_color(e),
-                e.index() == best,
+                e == best,
                 width,
             )
             .0
