@@ -21,6 +21,9 @@
 #             pretraining, the fine-tuned cross-validation of CK+48 and TFEID and the cross-dataset
 #             rows with FER+ train (≤ GPU_CV_FERPLUS per class) added to every fold's training.
 #             Writes the three runs' weights, logs, reports and summary.md to OUT.
+#             GPU_PLAN=distill (the default since session 19) runs six trainings instead, each a
+#             cycle from the shipped weights against teacher targets: --prepare then also packs
+#             GPU_TEACHER (a teacher_targets.csv, see `train --teacher-predictions`) into call 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -38,6 +41,9 @@ if [ "${1:-}" = "--prepare" ]; then
   xz -9 -T2 -c "$GPU_DIR/dgcn" >"$GPU_DIR/a/dgcn.xz"
   xz -6 -T2 -c "$pretrain" >"$GPU_DIR/a/pretrain.safetensors.xz"
   cp "${pretrain%.safetensors}.json" "$GPU_DIR/a/pretrain.json"
+  if [ -n "${GPU_TEACHER:-}" ]; then
+    xz -9 -T2 -c "$GPU_TEACHER" >"$GPU_DIR/a/teacher.csv.xz" || die "no teacher targets at $GPU_TEACHER"
+  fi
   "$GPU_DIR/dgcn" data pack --datasets tfeid,ckplus48,ferplus --splits train,valid --out "$GPU_DIR/full.pack"
   tree=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
   used=$(du -cb "$GPU_DIR"/a/* | tail -n 1 | cut -f1)
@@ -74,6 +80,9 @@ if [ "$STAGE" = check ]; then
   xz -dc "$GPU_DIR/a/dgcn.xz" >"$S/dgcn" && chmod +x "$S/dgcn" || die "unpacking dgcn"
   xz -dc "$GPU_DIR/a/pretrain.safetensors.xz" >"$S/pretrain.safetensors" || die "unpacking the pretraining"
   cp "$GPU_DIR/a/pretrain.json" "$GPU_DIR/a/full.part-a" "$S/" || die "keeping the first part"
+  if [ -f "$GPU_DIR/a/teacher.csv.xz" ]; then
+    xz -dc "$GPU_DIR/a/teacher.csv.xz" >"$S/teacher.csv" || die "unpacking the teacher targets"
+  fi
   {
     echo "# dgcn on a GPU: check (call 1)"
     echo
@@ -105,7 +114,7 @@ LIMIT=${GPU_JOB_SECONDS:-480}
 # before and with each of two augmentations; same seed.
 cycle=(--device "$DEVICE" --threads 3 --pack "$S/full.pack" "${QUICK[@]}" --datasets tfeid,ckplus48,ferplus
   --init weights/gcnet.safetensors --gen-epochs 0 --repeat tfeid=2,ckplus48=2 --no-reconstruction --holdout-subjects 0
-  --ema 0.998 --keep-best --dropout 0 --no-degrade --epochs "$EPOCHS" --lr 1e-3 --seed 51)
+  --ema 0.998 --keep-best --dropout 0 --no-degrade --epochs "$EPOCHS" --seed 51)
 run() {
   local name=$1
   shift
@@ -123,24 +132,40 @@ cv() {
   timeout "$LIMIT" "$dgcn" eval "${ft[@]}" "$@" --out "$S/$name" >"$S/$name.log" 2>&1
   echo "- $name: rc $?" >>"$summary"
 }
-run plain &
-run erase --erase 0.5 &
-run mixup --mixup 0.2 &
-cv cv-ck --datasets ckplus48 &
-cv cv-tfeid --datasets tfeid &
-cv cross --datasets tfeid,ckplus48 --cross-dataset &
+PLAN=${GPU_PLAN:-distill}
+if [ "$PLAN" = cycles ]; then
+  names=(plain erase mixup)
+  run plain --lr 1e-3 &
+  run erase --lr 1e-3 --erase 0.5 &
+  run mixup --lr 1e-3 --mixup 0.2 &
+  cv cv-ck --datasets ckplus48 &
+  cv cv-tfeid --datasets tfeid &
+  cv cross --datasets tfeid,ckplus48 --cross-dataset &
+else
+  # Distillation: the same cycle with the teachers' combined distribution blended into the FER+
+  # training targets (share S), against a control without it; mixup as in the shipped cycles.
+  [ -f "$S/teacher.csv" ] || die "no teacher targets (prepare with GPU_TEACHER)"
+  t=(--teacher-predictions "$S/teacher.csv")
+  names=(d5 d10 d5lr5 d5nomix d7lr25 control)
+  run d5 "${t[@]}" --teacher-share 0.5 --mixup 0.2 --lr 1e-3 &
+  run d10 "${t[@]}" --teacher-share 1.0 --mixup 0.2 --lr 1e-3 &
+  run d5lr5 "${t[@]}" --teacher-share 0.5 --mixup 0.2 --lr 5e-4 &
+  run d5nomix "${t[@]}" --teacher-share 0.5 --lr 1e-3 &
+  run d7lr25 "${t[@]}" --teacher-share 0.7 --mixup 0.2 --lr 2.5e-4 &
+  run control --mixup 0.2 --lr 5e-4 &
+fi
 wait
 echo "- call 2 took $((SECONDS - T0)) s" >>"$summary"
 
 # What comes back: at most 8 files. Each run's weights (final, else its last checkpoint) and one
 # archive of the logs, metrics, sidecars and reports.
-for name in plain erase mixup; do
+for name in "${names[@]}"; do
   w="$S/$name/gcnet.safetensors"
   [ -f "$w" ] || w="$S/$name/checkpoint.safetensors"
   [ -f "$w" ] && cp "$w" "$OUT/$name.safetensors"
   [ -f "$S/$name/metrics.csv" ] && { echo; echo "$name:"; echo '```'; cut -d, -f1,2,9,10,11,12 "$S/$name/metrics.csv"; echo '```'; } >>"$summary"
 done
-for f in cv-ck cv-tfeid cross; do
+[ "$PLAN" = cycles ] && for f in cv-ck cv-tfeid cross; do
   [ -f "$S/$f.log" ] && { echo; echo "$f:"; grep -E "fold done|accuracy" "$S/$f.log" | tail -n 14 | sed 's/\x1b\[[0-9;]*m//g'; } >>"$summary"
 done
 (cd "$S" && tar czf "$OUT/logs.tar.gz" --exclude='*.safetensors' --exclude='*.pack' --exclude='full.part-*' \

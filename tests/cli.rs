@@ -441,3 +441,133 @@ fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
         "--add-datasets tfeid",
     );
 }
+
+/// Distillation as a user runs it: `eval --split train` writes the shipped network's predictions
+/// on real FER+ training faces (a copy of 120 of them with their label.csv); `train
+/// --teacher-predictions` on the same faces blends them into every face's target, writes their
+/// combination to the run folder and records in the sidecar how many faces it matched. A
+/// predictions file of other faces, or a file that is not one, stops it with one line.
+#[test]
+fn train_distils_from_a_networks_predictions_on_its_training_faces() {
+    let dir = util::temp_dir("distil");
+    let data = dir.join("data");
+    let (names, _) = copy_ferplus_split(&data, "FER2013Train", 120);
+    copy_ferplus_split(&data, "FER2013Valid", 40);
+    let cache = dir.join("cache");
+    let run_ok = |args: &[&str]| -> String {
+        let out = dgcn()
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", stderr_line(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let teacher_dir = dir.join("teacher");
+    let weights = shipped_weights();
+    run_ok(&[
+        "eval",
+        "--datasets",
+        "ferplus",
+        "--split",
+        "train",
+        "--weights",
+        weights.to_str().expect("utf-8"),
+        "--out",
+        teacher_dir.to_str().expect("utf-8"),
+    ]);
+    let predictions = teacher_dir.join("predictions_ferplus.csv");
+    let scored = std::fs::read_to_string(&predictions).expect("predictions");
+    let scored_faces = scored.lines().count() - 1;
+    // Faces with a majority label and a detected face; all of the copied images' names.
+    assert!(
+        scored_faces >= 80 && scored_faces <= names.len(),
+        "{scored_faces}"
+    );
+    let run = dir.join("run");
+    let student = run.join("gcnet.safetensors");
+    let train_args = |teacher: &Path| -> Vec<String> {
+        [
+            "train",
+            "--datasets",
+            "ferplus",
+            "--gen-epochs",
+            "0",
+            "--epochs",
+            "1",
+            "--no-reconstruction",
+            "--teacher-share",
+            "0.5",
+            "--teacher-predictions",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([teacher.display().to_string()])
+        .chain(["--init".into(), weights.display().to_string()])
+        .chain(["--run".into(), run.display().to_string()])
+        .chain(["--weights".into(), student.display().to_string()])
+        .collect()
+    };
+    let args = train_args(&predictions);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The combination of one teacher is that teacher's call on each face, to the 5 digits kept.
+    let combined = std::fs::read_to_string(run.join("teacher_targets.csv")).expect("combined");
+    assert_eq!(combined.lines().count() - 1, scored_faces);
+    let row_of = |text: &str, path: &str, skip: usize| -> Vec<f64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{path},")))
+            .unwrap_or_else(|| panic!("{path} missing"))
+            .split(',')
+            .skip(skip)
+            .map(|v| v.parse().expect("number"))
+            .collect()
+    };
+    let first = scored.lines().nth(1).expect("a row");
+    let path = first.split(',').next().expect("path");
+    let (theirs, ours) = (row_of(&scored, path, 5), row_of(&combined, path, 1));
+    assert_eq!(theirs.len(), 8);
+    assert!(theirs.iter().zip(&ours).all(|(a, b)| (a - b).abs() < 1e-4));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("gcnet.json")).expect("sidecar"))
+            .expect("JSON");
+    let taught = &sidecar["training"]["teachers"];
+    assert_eq!(
+        taught["faces_matched"].as_u64(),
+        Some(scored_faces as u64),
+        "{taught}"
+    );
+    assert_eq!(taught["share"].as_f64(), Some(0.5));
+    // Predictions of faces this run does not train on: one line naming what to do.
+    let other = dir.join("other.csv");
+    std::fs::write(
+        &other,
+        "path,neutral,happy,surprise,sad,angry,disgust,fear,contempt\nelsewhere.png,1,0,0,0,0,0,0,0\n",
+    )
+    .expect("write");
+    for (file, says) in [
+        (
+            other.clone(),
+            "none of the 1 faces in the teacher predictions",
+        ),
+        (
+            data.join("ferplus/FER2013Train/label.csv"),
+            "no `path` column",
+        ),
+    ] {
+        let out = dgcn()
+            .args(train_args(&file))
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_line(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -327,6 +327,16 @@ pub struct TrainArgs {
     /// Fit a logit adjustment for the class prior with the temperature (see `dgcn calibrate`).
     #[arg(long)]
     pub logit_adjustment: bool,
+    /// Distillation: other networks' predictions on the training faces (`dgcn eval --split train
+    /// --weights W --out D` writes D/predictions_ferplus.csv), combined per face by their
+    /// geometric mean and blended into each matched face's target (--teacher-share). The
+    /// combination is written to the run folder as teacher_targets.csv.
+    #[arg(long, value_delimiter = ',', value_name = "CSV")]
+    pub teacher_predictions: Vec<PathBuf>,
+    /// Share of the teachers' distribution in the target of a face they scored (the rest: its
+    /// own target, FER+'s vote shares or the label).
+    #[arg(long, default_value_t = 0.5, value_name = "S")]
+    pub teacher_share: f64,
 }
 
 /// What `train` trains on and validates with (and `calibrate` refits on).

@@ -424,7 +424,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     if let (Some(init), Some(held)) = (args.init.as_deref(), &held_performers) {
         check_same_held_out(init, held)?;
     }
-    let data = TrainData::from_sets(&train_parts);
+    let (data, taught) = taught_pool(args, &train_parts)?;
     let val = TrainData::from_sets(&val_parts);
     tracing::info!(train = data.len(), val = val.len(), pairs = data.with_neutral().len(), device = %device_name(device), "training");
     let mut trained = train(
@@ -484,6 +484,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         "held_out_tfeid_performers": held_performers,
         "config": cfg,
         "init": weights_provenance(args.init.as_deref()),
+        "teachers": taught,
         "generator_from": weights_provenance(cfg.generator_from.as_deref()),
         "epochs_trained": trained.history.len(),
         "device": device_name(device),
@@ -518,6 +519,52 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
+}
+
+/// The training pool of `train`, with the teachers' distributions blended into the targets
+/// when --teacher-predictions names any (their combination written to the run folder); and what
+/// the sidecar records of them.
+fn taught_pool(args: &TrainArgs, parts: &Parts<'_>) -> Result<(TrainData, serde_json::Value)> {
+    if args.teacher_predictions.is_empty() {
+        return Ok((TrainData::from_sets(parts), serde_json::Value::Null));
+    }
+    let share = args.teacher_share;
+    anyhow::ensure!(
+        share > 0.0 && share <= 1.0,
+        "--teacher-share {share}: expected a share above 0 and at most 1"
+    );
+    let teacher = crate::learn::teacher::TeacherTargets::read(&args.teacher_predictions)?;
+    let (data, matched) = TrainData::from_sets_taught(parts, &teacher, share as f32);
+    anyhow::ensure!(
+        matched > 0,
+        "none of the {} faces in the teacher predictions is a training face of this run (were \
+         they written by `dgcn eval --split train` on the same datasets?)",
+        teacher.len()
+    );
+    std::fs::create_dir_all(&args.run)
+        .with_context(|| format!("creating {}", args.run.display()))?;
+    let combined = args.run.join("teacher_targets.csv");
+    teacher.write_csv(&combined)?;
+    tracing::info!(
+        teachers = teacher.teachers,
+        matched,
+        of = data.len(),
+        share,
+        "distillation targets blended in"
+    );
+    let files: Vec<String> = args
+        .teacher_predictions
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok((
+        data,
+        serde_json::json!({
+            "predictions": files,
+            "share": share,
+            "faces_matched": matched,
+        }),
+    ))
 }
 
 /// `eval --add-datasets`: the training split of each added dataset (capped by

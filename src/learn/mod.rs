@@ -1,12 +1,13 @@
 //! Learning: the face pool (`pool`), two-step training (`train`), metrics on a trained network
 //! — accuracy, calibration, reference fidelity, intensity — (`metrics`), fitting how intensity
-//! is read (`intensity`: the distance's weights and scales) and subject-independent
-//! cross-validation (`crossval`); the neutral-face subspace that teaches the generator from faces
-//! without a neutral partner (`subspace`). Imports run one way: pool ← intensity ← metrics ← train ← crossval.
+//! is read (`intensity`: the distance's weights and scales), other networks' predictions as
+//! distillation targets (`teacher`) and subject-independent cross-validation (`crossval`); the neutral-face subspace that teaches the generator from faces
+//! without a neutral partner (`subspace`). Imports run one way: teacher ← pool ← intensity ← metrics ← train ← crossval.
 pub mod crossval;
 pub mod intensity;
 pub mod metrics;
 pub mod pool;
+pub mod teacher;
 pub mod train;
 
 pub use crossval::{cross_validate, CrossValidation};

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 use crate::data::{DatasetKind, PreparedSet};
 use crate::face::FACE_SIZE;
 use crate::labels::NUM_CLASSES;
+use crate::learn::teacher::{blend, TeacherTargets};
 
 /// Faces, labels and neutral partners from one or more prepared sets, as one training pool.
 pub struct TrainData {
@@ -84,6 +85,28 @@ impl TrainData {
             neutral_of,
             origin,
         }
+    }
+
+    /// `from_sets`, with `share` of the teachers' distribution blended into the target of every
+    /// face they scored (matched by the face's path; `dgcn eval --split train` writes them).
+    /// Also returns how many faces were matched.
+    pub fn from_sets_taught(
+        parts: &[(&PreparedSet, Vec<usize>)],
+        teacher: &TeacherTargets,
+        share: f32,
+    ) -> (TrainData, usize) {
+        let mut data = TrainData::from_sets(parts);
+        let paths = parts
+            .iter()
+            .flat_map(|(set, idx)| idx.iter().map(move |&i| set.samples[i].path.as_str()));
+        let mut matched = 0;
+        for (target, path) in data.targets.iter_mut().zip(paths) {
+            if let Some(t) = teacher.get(path) {
+                *target = blend(target, t, share);
+                matched += 1;
+            }
+        }
+        (data, matched)
     }
 
     /// One step-2 epoch's samples, unshuffled: every sample once, except those of a dataset named
