@@ -157,12 +157,15 @@ fi
 wait
 echo "- call 2 took $((SECONDS - T0)) s" >>"$summary"
 
-# What comes back: at most 8 files. Each run's weights (final, else its last checkpoint) and one
-# archive of the logs, metrics, sidecars and reports.
+# What comes back: at most 8 files, 64 MiB together. The weights (final, else the last
+# checkpoint) of the four runs with the best validation epoch, and one archive of every run's
+# logs, metrics, sidecars and reports.
+best() { awk -F, '$1 == 2 && $10 > b { b = $10 } END { print b + 0 }' "$S/$1/metrics.csv" 2>/dev/null || echo 0; }
+keep=$(for name in "${names[@]}"; do echo "$(best "$name") $name"; done | sort -rn | head -n 4 | cut -d' ' -f2)
 for name in "${names[@]}"; do
   w="$S/$name/gcnet.safetensors"
   [ -f "$w" ] || w="$S/$name/checkpoint.safetensors"
-  [ -f "$w" ] && cp "$w" "$OUT/$name.safetensors"
+  if [ -f "$w" ] && grep -qx "$name" <<<"$keep"; then cp "$w" "$OUT/$name.safetensors"; fi
   [ -f "$S/$name/metrics.csv" ] && { echo; echo "$name:"; echo '```'; cut -d, -f1,2,9,10,11,12 "$S/$name/metrics.csv"; echo '```'; } >>"$summary"
 done
 [ "$PLAN" = cycles ] && for f in cv-ck cv-tfeid cross; do
