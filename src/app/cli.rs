@@ -279,6 +279,8 @@ pub struct ModelTrainArgs {
     /// Step 2: compare this share of the faces that have another neutral photo of their person
     /// (TFEID) with that photo instead of their generated reference, so that the classifier also
     /// learns from real neutral references, as the window's "Use my neutral face" gives (0: off).
+    /// With --mixup, a blended batch is compared with its generated references alone (a blend of
+    /// two faces has no neutral photo of its own).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub own_reference_share: f64,
 }

@@ -567,9 +567,9 @@ fn taught_pool(args: &TrainArgs, parts: &Parts<'_>) -> Result<(TrainData, serde_
     ))
 }
 
-/// `eval --add-datasets`: the training split of each added dataset (capped by
-/// --add-per-class), trained on by every fold and cross-dataset row.
-fn added_training_sets(args: &EvalArgs) -> Result<Vec<PreparedSet>> {
+/// The sets `eval` reads beside --datasets, each once: those of --add-datasets, and FER+ for
+/// --intensity-on-valid.
+fn extra_sets(args: &EvalArgs) -> Result<Vec<PreparedSet>> {
     if let Some(k) = args
         .add_datasets
         .iter()
@@ -581,33 +581,50 @@ fn added_training_sets(args: &EvalArgs) -> Result<Vec<PreparedSet>> {
             k.name()
         );
     }
-    let sets = prepare_all(&args.add_datasets, &args.data, &args.common)?;
-    Ok(sets
-        .into_iter()
+    let mut kinds = args.add_datasets.clone();
+    if args.intensity_on_valid && !kinds.contains(&DatasetKind::Ferplus) {
+        anyhow::ensure!(
+            available(DatasetKind::Ferplus, &args.data),
+            "--intensity-on-valid needs FER+ (its validation split) in the data folder or pack"
+        );
+        kinds.push(DatasetKind::Ferplus);
+    }
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    prepare_all(&kinds, &args.data, &args.common)
+}
+
+/// `eval --add-datasets`: the training split of each added dataset (capped by
+/// --add-per-class), trained on by every fold and cross-dataset row.
+fn added_training_sets(args: &EvalArgs, extra: &[PreparedSet]) -> Vec<PreparedSet> {
+    extra
+        .iter()
+        .filter(|set| args.add_datasets.contains(&set.kind))
         .map(|set| {
+            let capped;
             let set = match args.add_per_class {
-                Some(n) => set.truncated_per_class(n),
+                Some(n) => {
+                    capped = set.truncated_per_class(n);
+                    &capped
+                }
                 None => set,
             };
             set.subset(&set.split_indices(Split::Train))
         })
-        .collect())
+        .collect()
 }
 
 /// `eval --intensity-on-valid`: FER+ Valid, on which each fold or cross-dataset network's
 /// intensity is fitted as `dgcn calibrate` fits the shipped weights' (faces none of them trained
 /// on), instead of on the network's own training faces.
-fn intensity_faces(args: &EvalArgs) -> Result<Option<TrainData>> {
+fn intensity_faces(args: &EvalArgs, extra: &[PreparedSet]) -> Result<Option<TrainData>> {
     if !args.intensity_on_valid {
         return Ok(None);
     }
-    anyhow::ensure!(
-        available(DatasetKind::Ferplus, &args.data),
-        "--intensity-on-valid needs FER+ (its validation split) in the data folder or pack"
-    );
-    let sets = prepare_all(&[DatasetKind::Ferplus], &args.data, &args.common)?;
-    let parts: Vec<(&PreparedSet, Vec<usize>)> = sets
+    let parts: Vec<(&PreparedSet, Vec<usize>)> = extra
         .iter()
+        .filter(|s| s.kind == DatasetKind::Ferplus)
         .map(|s| (s, s.split_indices(Split::Valid)))
         .collect();
     let faces = TrainData::from_sets(&parts);
@@ -663,8 +680,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let mut reports = Vec::new();
     let lab_kinds = [DatasetKind::Tfeid, DatasetKind::Ckplus48];
     let sets = prepare_all(&args.datasets, &args.data, &args.common)?;
-    let added = added_training_sets(args)?;
-    let intensity_faces = intensity_faces(args)?;
+    let extra = extra_sets(args)?;
+    let added = added_training_sets(args, &extra);
+    let intensity_faces = intensity_faces(args, &extra)?;
     let mut predictor: Option<Predictor> = None;
     if let (Some(j), Some(g)) = (&args.judge, &cfg.neutrality_guide) {
         anyhow::ensure!(

@@ -965,7 +965,8 @@ fn run_epoch(
                 .eq(Expression::Neutral.index() as i64)
                 .to_kind(Kind::Float);
             let mut query = query;
-            if cfg.mixup > 0.0 && rng.gen_bool(0.5) {
+            let mixed = cfg.mixup > 0.0 && rng.gen_bool(0.5);
+            if mixed {
                 let lam = beta_symmetric(cfg.mixup, rng);
                 let (mixed, perm) = mixup(&query, lam, rng);
                 query = mixed;
@@ -974,7 +975,9 @@ fn run_epoch(
             }
             let out = if hold_generator {
                 let generated = tch::no_grad(|| net.generator.forward_t(&query, false));
-                let own = (cfg.own_reference_share > 0.0).then(|| {
+                // A blended face has no own neutral photo (its two persons' photos are not its
+                // neutral face): mixed batches compare with the generated reference alone.
+                let own = (cfg.own_reference_share > 0.0 && !mixed).then(|| {
                     with_own_references(data, idx, &generated, cfg.own_reference_share, rng)
                 });
                 net.forward_with_generated(&query, generated, own.as_ref(), true)
