@@ -454,17 +454,19 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
     let (names, _) = copy_ferplus_split(&data, "FER2013Train", 120);
     copy_ferplus_split(&data, "FER2013Valid", 40);
     let cache = dir.join("cache");
-    let run_ok = |args: &[&str]| -> String {
-        let out = dgcn()
+    let on_data = |args: &[&str]| -> std::process::Output {
+        dgcn()
             .args(args)
             .arg("--data")
             .arg(&data)
             .arg("--cache-dir")
             .arg(&cache)
             .output()
-            .expect("runs");
+            .expect("runs")
+    };
+    let run_ok = |args: &[&str]| {
+        let out = on_data(args);
         assert!(out.status.success(), "{}", stderr_line(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
     };
     let teacher_dir = dir.join("teacher");
     let weights = shipped_weights();
@@ -557,14 +559,8 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
             "no `path` column",
         ),
     ] {
-        let out = dgcn()
-            .args(train_args(&file))
-            .arg("--data")
-            .arg(&data)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .output()
-            .expect("runs");
+        let args = train_args(&file);
+        let out = on_data(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(out.status.code(), Some(1));
         let err = stderr_line(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
