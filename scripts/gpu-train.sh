@@ -24,6 +24,9 @@
 #             GPU_PLAN=distill (the default since session 19) runs six trainings instead, each a
 #             cycle from the shipped weights against teacher targets: --prepare then also packs
 #             GPU_TEACHER (a teacher_targets.csv, see `train --teacher-predictions`) into call 1.
+#             GPU_PLAN=fresh trains three fresh contrastive encoders and classifiers (the shipped
+#             generator held) from scratch, with and without the teacher targets (16 epochs,
+#             330 s per job unless GPU_TRAIN_EPOCHS / GPU_JOB_SECONDS say otherwise).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -101,10 +104,14 @@ fi
 [ -x "$dgcn" ] && [ -f "$S/full.part-a" ] || { echo "MISSING: this machine has not run the check stage (fresh machine)"; exit 3; }
 cat "$S/full.part-a" "$GPU_DIR/b/full.part-b" >"$S/full.pack"
 [ "$(sha256sum "$S/full.pack" | cut -d' ' -f1)" = "$(cat "$GPU_DIR/b/full.sha256")" ] || die "the joined pack's SHA-256 differs"
-EPOCHS=${GPU_TRAIN_EPOCHS:-20}
+PLAN=${GPU_PLAN:-distill}
+case "$PLAN" in
+  cycles | distill) EPOCHS=${GPU_TRAIN_EPOCHS:-20} LIMIT=${GPU_JOB_SECONDS:-480} ;;
+  fresh) EPOCHS=${GPU_TRAIN_EPOCHS:-16} LIMIT=${GPU_JOB_SECONDS:-330} ;;
+  *) die "unknown GPU_PLAN $PLAN (cycles, distill or fresh)" ;;
+esac
 CV_EPOCHS=${GPU_CV_EPOCHS:-10}
 CV_FERPLUS=${GPU_CV_FERPLUS:-400}
-LIMIT=${GPU_JOB_SECONDS:-480}
 {
   echo "# dgcn on a GPU: training (call 2)"
   echo
@@ -132,7 +139,6 @@ cv() {
   timeout "$LIMIT" "$dgcn" eval "${ft[@]}" "$@" --out "$S/$name" >"$S/$name.log" 2>&1
   echo "- $name: rc $?" >>"$summary"
 }
-PLAN=${GPU_PLAN:-distill}
 if [ "$PLAN" = cycles ]; then
   names=(plain erase mixup)
   run plain --lr 1e-3 &
@@ -142,10 +148,23 @@ if [ "$PLAN" = cycles ]; then
   cv cv-tfeid --datasets tfeid &
   cv cross --datasets tfeid,ckplus48 --cross-dataset &
 else
-  # Distillation: the same cycle with the teachers' combined distribution blended into the FER+
-  # training targets (share S), against a control without it; mixup as in the shipped cycles.
   [ -f "$S/teacher.csv" ] || die "no teacher targets (prepare with GPU_TEACHER)"
   t=(--teacher-predictions "$S/teacher.csv")
+fi
+if [ "$PLAN" = fresh ]; then
+  # A fresh contrastive encoder and classifier of the shipped layout against the shipped generator
+  # (held), trained from scratch with the teachers' targets (share 0.5 and 1.0) and without.
+  cycle=(--device "$DEVICE" --threads 4 --pack "$S/full.pack" "${QUICK[@]}" --datasets tfeid,ckplus48,ferplus
+    --generator-from weights/gcnet.safetensors --reference-mouth 40 --width 0.5 --encoder-width 1 --encoder-convs 2
+    --gen-epochs 0 --repeat tfeid=2,ckplus48=2 --no-reconstruction --holdout-subjects 0 --ema 0.998 --keep-best
+    --dropout 0 --no-degrade --epochs "$EPOCHS" --lr 1e-3 --mixup 0.2 --seed 81)
+  names=(f5 f10 fctl)
+  run f5 "${t[@]}" --teacher-share 0.5 &
+  run f10 "${t[@]}" --teacher-share 1.0 &
+  run fctl &
+elif [ "$PLAN" = distill ]; then
+  # Distillation: the same cycle with the teachers' combined distribution blended into the FER+
+  # training targets (share S), against a control without it; mixup as in the shipped cycles.
   names=(d5 d10 d5lr5 d5nomix d7lr25 control)
   run d5 "${t[@]}" --teacher-share 0.5 --mixup 0.2 --lr 1e-3 &
   run d10 "${t[@]}" --teacher-share 1.0 --mixup 0.2 --lr 1e-3 &
