@@ -328,6 +328,88 @@ fn the_pipeline_applies_an_own_reference_sent_while_running() {
     pipeline.stop();
 }
 
+/// One photo shown as `frames` frames, as a camera shows a face that holds still.
+struct StillPhoto {
+    rgb: image::RgbImage,
+    frames: usize,
+}
+
+impl dgcn::capture::FrameSource for StillPhoto {
+    fn next_frame(
+        &mut self,
+        _stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<dgcn::capture::SourceFrame>, dgcn::capture::CaptureError> {
+        if self.frames == 0 {
+            return Ok(None);
+        }
+        self.frames -= 1;
+        Ok(Some(dgcn::capture::SourceFrame {
+            rgb: self.rgb.clone(),
+            time_s: None,
+        }))
+    }
+    fn describe(&self) -> String {
+        "still photo".into()
+    }
+}
+
+/// For each frame of `photo` shown ten times through the pipeline with the own neutral face
+/// taken by itself (the app's default rule; the model runs on every frame): whether the face was
+/// compared with an own neutral face, and how many frames that face was taken from.
+fn own_taken_by_itself(photo: &str) -> Vec<Option<usize>> {
+    let rgb = image::load_from_memory(&util::archive_file(DatasetKind::Tfeid, photo))
+        .expect("photo decodes")
+        .to_rgb8();
+    let pipeline = Pipeline::start(
+        Box::new(StillPhoto { rgb, frames: 10 }),
+        util::detector(),
+        shipped_predictor(),
+        PipelineConfig {
+            lossless: true,
+            track: dgcn::face::TrackConfig {
+                still_max: 0,
+                ..Default::default()
+            },
+            auto_neutral: Some(dgcn::pipeline::AutoNeutralRule::with_frames(8)),
+            ..Default::default()
+        },
+    )
+    .expect("starts");
+    let taken: Vec<Option<usize>> = pipeline
+        .results
+        .iter()
+        .map(|r| {
+            assert_eq!(r.faces.len(), 1, "{photo}: one face per frame");
+            r.faces[0].prediction.own_crops.as_ref().map(|c| c.len())
+        })
+        .collect();
+    assert_eq!(taken.len(), 10, "{photo}: every frame delivered");
+    taken
+}
+
+/// The own neutral face taken by itself (`PipelineConfig::auto_neutral`): a TFEID performer's
+/// neutral photo held before the camera becomes their own neutral face after the model has
+/// called it neutral on eight runs in a row, from those eight frames; the same performer's
+/// expressive photos, held as long, never do.
+#[test]
+fn a_still_neutral_face_becomes_its_own_reference_by_itself_and_an_expression_does_not() {
+    let neutral = own_taken_by_itself("0301a01.jpg");
+    eprintln!("neutral photo: {neutral:?}");
+    assert!(neutral[..8].iter().all(Option::is_none), "{neutral:?}");
+    assert!(neutral[8..].iter().all(|t| *t == Some(8)), "{neutral:?}");
+    for photo in [
+        "0311b03.jpg",
+        "0311c01.jpg",
+        "0311d11.jpg",
+        "0311e11.jpg",
+        "0311f02.jpg",
+        "0311g04.jpg",
+    ] {
+        let taken = own_taken_by_itself(photo);
+        assert!(taken.iter().all(Option::is_none), "{photo}: {taken:?}");
+    }
+}
+
 /// The labelled clip's first `n` frames through the pipeline with `track`, every frame kept.
 fn clip_results(n: u64, track: dgcn::face::TrackConfig) -> Vec<dgcn::frame::FrameResult> {
     let clip = util::shared_dir().join("clips/synth_tfeid_s01_expressions.mp4");

@@ -92,6 +92,41 @@ fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
         neutral.len()
     );
     assert!(stable.len() >= 100, "{} stable frames", stable.len());
+
+    // The clip opens on a calm neutral face: by default it becomes the person's own neutral face
+    // by itself within the first second and stays so; against it, the intensity reads the stable
+    // neutral frames low and the happy ones high.
+    let own: Vec<(f64, bool)> = lines
+        .iter()
+        .filter_map(|v| {
+            let face = v["faces"].get(0)?;
+            Some((v["time_s"].as_f64()?, face["own_reference"].as_bool()?))
+        })
+        .collect();
+    let first = own
+        .iter()
+        .position(|(_, o)| *o)
+        .expect("the own neutral face is taken by itself");
+    assert!(own[first].0 <= 1.0, "taken at {} s", own[first].0);
+    assert!(own[first..].iter().all(|(_, o)| *o));
+    let mean_intensity = |want: &str| {
+        let v: Vec<f64> = stable
+            .iter()
+            .filter(|&&i| labels[i] == want && lines[i]["time_s"].as_f64() > Some(own[first].0))
+            .filter_map(|&i| lines[i]["faces"].get(0)?["intensity"].as_f64())
+            .collect();
+        assert!(v.len() >= 5, "{} stable {want} frames", v.len());
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (calm, happy) = (mean_intensity("neutral"), mean_intensity("happy"));
+    eprintln!(
+        "own neutral face taken by itself at {:.2} s; intensity: neutral frames {calm:.3}, happy {happy:.3}",
+        own[first].0
+    );
+    assert!(
+        calm < 0.3 && happy > calm + 0.3,
+        "neutral frames {calm:.3}, happy {happy:.3}"
+    );
     // Measured with the shipped weights (2026-11-29, 19c42d48…): 72.7 % with tracking and the
     // still-face hold, 71.3 % without the hold (the weights before: 66.7 / 67.3 %, the
     // paper-layout weights 70.0 %): neutral, happy and most surprise frames right, the other
@@ -99,6 +134,31 @@ fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
     // against regressions of the pipeline (decoding, detection, tracking, alignment, model
     // wiring) and of the weights, with a few frames of margin for the hold.
     assert!(agreement >= 0.66, "agreement {agreement:.3}");
+}
+
+/// `--no-auto-neutral`: the generated reference throughout, as before the own face was taken by
+/// itself.
+#[test]
+fn without_auto_neutral_the_generated_reference_stays() {
+    let out = util::temp_dir("no-auto").join("results.jsonl");
+    let source = clip("synth_tfeid_s01_expressions.mp4");
+    let args = [
+        "--source",
+        source.to_str().expect("utf-8"),
+        "--max-frames",
+        "40",
+        "--no-auto-neutral",
+    ];
+    let (lines, _) = run_headless(&args, &out);
+    let faces: Vec<&serde_json::Value> = lines.iter().filter_map(|v| v["faces"].get(0)).collect();
+    assert!(
+        faces.len() >= 36,
+        "{} of 40 frames with a face",
+        faces.len()
+    );
+    assert!(faces
+        .iter()
+        .all(|f| f["own_reference"].as_bool() == Some(false)));
 }
 
 #[test]

@@ -550,6 +550,13 @@ pub struct LiveArgs {
     #[arg(long, value_name = "N", default_value_t = crate::pipeline::DEFAULT_OWN_FRAMES,
           value_parser = clap::value_parser!(u16).range(1..=300))]
     pub own_neutral_frames: u16,
+    /// Do not take a face as its own neutral face by itself. By default, once the model has
+    /// called a tracked face neutral with a probability of at least 0.8 (calibrated) on as many
+    /// of its runs in a row as `--own-neutral-frames`, those frames become that person's own
+    /// neutral face, as if N had been pressed (the window's "take my neutral face by itself";
+    /// off with `--own-neutral-at`, and in the window when the generated reference is chosen).
+    #[arg(long)]
+    pub no_auto_neutral: bool,
     /// Start a video again when it ends.
     #[arg(long = "loop")]
     pub looped: bool,

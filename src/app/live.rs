@@ -29,6 +29,9 @@ pub fn live_setup(args: &LiveArgs) -> LiveSetup {
             ..TrackConfig::default()
         },
         own_frames: usize::from(args.own_neutral_frames),
+        auto_neutral: (!args.no_auto_neutral && args.own_neutral_at.is_none()).then(|| {
+            crate::pipeline::AutoNeutralRule::with_frames(usize::from(args.own_neutral_frames))
+        }),
     }
 }
 
@@ -107,6 +110,7 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
             notify: None,
             track: setup.track,
             own_frames: setup.own_frames,
+            auto_neutral: setup.auto_neutral,
         },
     )?;
     let mut pipeline = started.pipeline;

@@ -6,7 +6,9 @@ pub mod channel;
 mod own_reference;
 pub mod setup;
 
-pub use own_reference::{OwnNeutral, OwnReference, DEFAULT_OWN_FRAMES};
+pub use own_reference::{
+    AutoNeutral, AutoNeutralRule, OwnNeutral, OwnReference, DEFAULT_MIN_NEUTRAL, DEFAULT_OWN_FRAMES,
+};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,8 +58,11 @@ fn stage_channel<T>(
 pub enum Control {
     /// Compare the tracked face with this neutral face instead of its generated reference (the
     /// face is refined by averaging its track's crops on the model's next frames,
-    /// [`PipelineConfig::own_frames`] in all); `None` returns to the generated one.
+    /// [`PipelineConfig::own_frames`] in all); `None` returns to the generated one and stops
+    /// taking the own face automatically (the user chose the generated reference).
     OwnReference(Option<OwnReference>),
+    /// Take the own neutral face automatically by this rule from now on (`None`: do not).
+    AutoNeutral(Option<AutoNeutralRule>),
 }
 
 /// The predictions of the frame before (and the crops they were made on), kept for a frame whose
@@ -99,6 +104,9 @@ pub struct PipelineConfig {
     pub track: TrackConfig,
     /// How many of the model's frames of its track an own neutral face is averaged over.
     pub own_frames: usize,
+    /// Take a face as its own neutral reference without being asked, by this rule, whenever no
+    /// own reference is in view ([`AutoNeutral`]); `None`: only when asked.
+    pub auto_neutral: Option<AutoNeutralRule>,
 }
 
 impl Default for PipelineConfig {
@@ -110,6 +118,7 @@ impl Default for PipelineConfig {
             notify: None,
             track: TrackConfig::default(),
             own_frames: usize::from(DEFAULT_OWN_FRAMES),
+            auto_neutral: None,
         }
     }
 }
@@ -238,11 +247,13 @@ impl Pipeline {
         let err_m = err_tx.clone();
         let notify = config.notify.clone();
         let own_frames = config.own_frames;
+        let auto_rule = config.auto_neutral;
         handles.push(
             std::thread::Builder::new()
                 .name("inference".into())
                 .spawn(move || {
                     let mut own: Option<OwnNeutral> = None;
+                    let mut auto = auto_rule.map(AutoNeutral::new);
                     // The last frame's track ids and predictions, for frames whose faces were
                     // all held still.
                     let mut last: Option<HeldPredictions> = None;
@@ -250,9 +261,17 @@ impl Pipeline {
                         if stop_i.load(Ordering::Relaxed) {
                             break;
                         }
-                        while let Ok(Control::OwnReference(r)) = control_rx.try_recv() {
-                            own = r.map(|r| OwnNeutral::new(r, own_frames));
-                            last = None;
+                        while let Ok(control) = control_rx.try_recv() {
+                            match control {
+                                Control::OwnReference(r) => {
+                                    if r.is_none() {
+                                        auto = None;
+                                    }
+                                    own = r.map(|r| OwnNeutral::new(r, own_frames));
+                                    last = None;
+                                }
+                                Control::AutoNeutral(rule) => auto = rule.map(AutoNeutral::new),
+                            }
                         }
                         let t0 = Instant::now();
                         let held = last.as_ref().and_then(|l| l.for_frame(&ff.faces));
@@ -286,6 +305,23 @@ impl Pipeline {
                                     aligned,
                                     predictions: preds.clone(),
                                 });
+                                // No own face in view: perhaps one of these is taken now (it
+                                // becomes the reference from the next frame on).
+                                if let Some(auto) = auto.as_mut() {
+                                    if !own.as_ref().is_some_and(|o| o.in_view(&ff.faces)) {
+                                        if let Some(taken) = auto.watch(&ff.faces, &preds) {
+                                            tracing::info!(
+                                                time_s = ff.frame.time_s,
+                                                frame = ff.frame.seq,
+                                                track = taken.track(),
+                                                "own neutral face taken automatically"
+                                            );
+                                            own = Some(taken);
+                                            // The next frame is compared with it, held or not.
+                                            last = None;
+                                        }
+                                    }
+                                }
                                 preds
                             }
                         };

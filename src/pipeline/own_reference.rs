@@ -3,9 +3,16 @@
 //! track on the next frames the model runs on join it, and the model compares with their mean
 //! embedding, so that one frame's jitter (a pixel of landmark shift, camera noise) does not
 //! become the reference every later frame is measured against.
+//!
+//! Unless switched off, it is also taken without being asked ([`AutoNeutral`]): once the model has
+//! called a tracked face neutral, confidently, on enough of its runs in a row, those crops become
+//! that person's own neutral face. The generated reference of a face nobody has seen lies far
+//! from it even when the face is neutral, so the intensity it gives a calm face runs high; the
+//! person's own neutral face does not.
 use crate::face::{AlignedFace, DetectedFace};
 use crate::frame::FaceResult;
-use crate::infer::{OwnFace, Predictor};
+use crate::infer::{FacePrediction, OwnFace, Predictor};
+use crate::labels::Expression;
 
 /// How many of the model's frames the own neutral face is averaged over unless told otherwise
 /// (about a third of a second at 25–30 frames per second when the model runs on every frame;
@@ -51,6 +58,26 @@ impl OwnNeutral {
         }
     }
 
+    /// From crops already taken (by [`AutoNeutral`]): nothing more is added.
+    pub fn taken(track: u64, crops: Vec<AlignedFace>) -> OwnNeutral {
+        OwnNeutral {
+            track,
+            frames: crops.len().max(1),
+            crops,
+            face: None,
+        }
+    }
+
+    /// The tracker's id of the face it follows.
+    pub fn track(&self) -> u64 {
+        self.track
+    }
+
+    /// Whether the face it follows is among `faces`.
+    pub fn in_view(&self, faces: &[(DetectedFace, AlignedFace)]) -> bool {
+        faces.iter().any(|(d, _)| d.track == self.track)
+    }
+
     /// The face of `faces` that continues the own reference's track, with the reference to
     /// compare it with; while fewer than `frames` crops are taken, that face's crop is added
     /// first. None: the track is not among `faces`.
@@ -76,6 +103,83 @@ impl OwnNeutral {
             self.face = None;
         }
         Some(i)
+    }
+}
+
+/// When a face becomes its own neutral reference without being asked: the model, comparing it with
+/// its generated reference, gave it at least `min_neutral` probability of neutral on `frames` of
+/// its runs in a row (frames whose result was held do not count; a face lost and found again
+/// starts over).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoNeutralRule {
+    pub min_neutral: f32,
+    pub frames: usize,
+}
+
+impl AutoNeutralRule {
+    /// The rule the app uses unless told otherwise: `frames` runs in a row (the own face's
+    /// [`DEFAULT_OWN_FRAMES`]) at a neutral probability of at least [`DEFAULT_MIN_NEUTRAL`].
+    pub fn with_frames(frames: usize) -> AutoNeutralRule {
+        AutoNeutralRule {
+            min_neutral: DEFAULT_MIN_NEUTRAL,
+            frames: frames.max(1),
+        }
+    }
+}
+
+/// The neutral probability (calibrated, against the generated reference) a face must keep to be
+/// taken as its own neutral face: the lowest of 0.5, 0.6, … 0.95 at which FER+ Valid's faces
+/// given that much are neutral by the raters' majority 95 % of the time or more, with the shipped
+/// weights (0.9: 96.3 %; 0.8: 92.7 %). 0.8 % of its expressive faces reach it, mostly sad and
+/// angry ones (README → The live app).
+pub const DEFAULT_MIN_NEUTRAL: f32 = 0.8;
+
+/// Watches the model's results for a face to take as its own neutral reference
+/// ([`AutoNeutralRule`]): the crops of each tracked face's current run of confident neutral calls.
+#[derive(Debug)]
+pub struct AutoNeutral {
+    rule: AutoNeutralRule,
+    runs: Vec<(u64, Vec<AlignedFace>)>,
+}
+
+impl AutoNeutral {
+    pub fn new(rule: AutoNeutralRule) -> AutoNeutral {
+        AutoNeutral {
+            rule,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Takes one frame the model ran on: its faces and their predictions (against the generated
+    /// reference), in the same order. Returns the own neutral face of the first track whose run
+    /// reaches the rule's length; untracked faces (track 0) are never taken.
+    pub fn watch(
+        &mut self,
+        faces: &[(DetectedFace, AlignedFace)],
+        predictions: &[FacePrediction],
+    ) -> Option<OwnNeutral> {
+        let neutral = Expression::Neutral.index();
+        let mut runs = Vec::with_capacity(faces.len());
+        for ((detected, aligned), prediction) in faces.iter().zip(predictions) {
+            let track = detected.track;
+            if track == 0 || prediction.probs[neutral] < self.rule.min_neutral {
+                continue;
+            }
+            let mut crops = self
+                .runs
+                .iter_mut()
+                .find(|(t, _)| *t == track)
+                .map(|(_, c)| std::mem::take(c))
+                .unwrap_or_default();
+            crops.push(aligned.clone());
+            if crops.len() >= self.rule.frames {
+                self.runs.clear();
+                return Some(OwnNeutral::taken(track, crops));
+            }
+            runs.push((track, crops));
+        }
+        self.runs = runs;
+        None
     }
 }
 
@@ -117,6 +221,66 @@ mod tests {
         assert_eq!(own.take_crop(&[face(7, 1.0)]), Some(0));
         assert_eq!(values(&own), [0.2, 0.4, 0.6]);
         assert_eq!(own.take_crop(&[face(9, 0.5)]), None);
+    }
+
+    /// A prediction whose neutral probability is `neutral` (the rest on happy).
+    fn called(neutral: f32) -> FacePrediction {
+        let mut probs = [0.0; crate::labels::NUM_CLASSES];
+        probs[Expression::Neutral.index()] = neutral;
+        probs[Expression::Happy.index()] = 1.0 - neutral;
+        let blank = AlignedFace {
+            pixels: vec![0.0; FACE_SIZE * FACE_SIZE],
+        };
+        FacePrediction {
+            probs,
+            label: Expression::Neutral,
+            reference: blank.clone(),
+            generated: blank,
+            own_crops: None,
+            intensity: 0.0,
+        }
+    }
+
+    fn rule(frames: usize) -> AutoNeutralRule {
+        AutoNeutralRule {
+            min_neutral: 0.8,
+            frames,
+        }
+    }
+
+    #[test]
+    fn a_face_called_neutral_on_enough_runs_in_a_row_becomes_its_own_reference() {
+        let mut auto = AutoNeutral::new(rule(3));
+        assert!(auto.watch(&[face(5, 0.1)], &[called(0.9)]).is_none());
+        assert!(auto.watch(&[face(5, 0.2)], &[called(0.85)]).is_none());
+        let own = auto
+            .watch(&[face(5, 0.3)], &[called(0.95)])
+            .expect("taken on the third run");
+        assert_eq!(own.track, 5);
+        assert_eq!(values(&own), [0.1, 0.2, 0.3]);
+        // Nothing more is added to a face taken whole.
+        let mut own = own;
+        assert_eq!(own.take_crop(&[face(5, 0.9)]), Some(0));
+        assert_eq!(values(&own), [0.1, 0.2, 0.3]);
+    }
+
+    #[test]
+    fn an_unsure_call_a_lost_face_or_an_untracked_one_starts_over() {
+        let mut auto = AutoNeutral::new(rule(2));
+        // A run broken by a call under the threshold starts again.
+        assert!(auto.watch(&[face(5, 0.1)], &[called(0.9)]).is_none());
+        assert!(auto.watch(&[face(5, 0.2)], &[called(0.79)]).is_none());
+        assert!(auto.watch(&[face(5, 0.3)], &[called(0.9)]).is_none());
+        // A frame without the face ends its run.
+        assert!(auto.watch(&[face(8, 0.4)], &[called(0.1)]).is_none());
+        assert!(auto.watch(&[face(5, 0.5)], &[called(0.9)]).is_none());
+        // Two faces: each keeps its own run; the one that reaches it first is taken.
+        assert!(auto
+            .watch(&[face(8, 0.6), face(5, 0.7)], &[called(0.2), called(0.9)])
+            .is_some_and(|own| own.track == 5 && values(&own) == [0.5, 0.7]));
+        // Untracked faces (track 0) never are.
+        let mut auto = AutoNeutral::new(rule(1));
+        assert!(auto.watch(&[face(0, 0.1)], &[called(1.0)]).is_none());
     }
 
     #[test]

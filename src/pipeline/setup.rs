@@ -21,6 +21,8 @@ pub struct LiveSetup {
     pub track: TrackConfig,
     /// How many of the model's frames an own neutral face is averaged over.
     pub own_frames: usize,
+    /// Whether, and by which rule, a face is taken as its own neutral face by itself.
+    pub auto_neutral: Option<super::AutoNeutralRule>,
 }
 
 /// A started pipeline and what it runs on.

@@ -317,6 +317,10 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
                     max_frames: (args.pipeline_frames > 0).then_some(args.pipeline_frames),
                     lossless: !realtime,
                     track,
+                    // As the app runs: the own neutral face taken by itself.
+                    auto_neutral: Some(crate::pipeline::AutoNeutralRule::with_frames(usize::from(
+                        crate::pipeline::DEFAULT_OWN_FRAMES,
+                    ))),
                     ..Default::default()
                 },
             )?;

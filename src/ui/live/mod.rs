@@ -23,7 +23,7 @@ use crate::face::AlignedFace;
 use crate::frame::FrameResult;
 use crate::labels::{Expression, NUM_CLASSES};
 use crate::pipeline::setup::{LiveSetup, Started};
-use crate::pipeline::{Control, OwnReference, Pipeline, PipelineConfig};
+use crate::pipeline::{AutoNeutralRule, Control, OwnReference, Pipeline, PipelineConfig};
 use crate::session::recorder::RecordItem;
 use crate::session::Recorder;
 use crate::ui::browser::SessionBrowser;
@@ -109,7 +109,10 @@ pub struct LiveApp {
     shown_intensity: f32,
     show_raw: bool,
     timeline: Timeline,
+    /// The own neutral face the user took (N); one taken by itself is known from the results.
     own_reference: Option<AlignedFace>,
+    /// Whether the pipeline takes the own neutral face by itself (`--no-auto-neutral`: no).
+    auto_neutral: bool,
     frame_view: ImageView,
     query_view: ImageView,
     reference_view: ImageView,
@@ -153,6 +156,7 @@ impl LiveApp {
             labels,
             record_frames,
         } = options;
+        let auto_neutral = setup.auto_neutral.is_some();
         let mut app = LiveApp {
             setup,
             ctx: ctx.clone(),
@@ -172,6 +176,7 @@ impl LiveApp {
             show_raw: false,
             timeline: Timeline::new(20.0),
             own_reference: None,
+            auto_neutral,
             frame_view: ImageView::new("frame", TextureOptions::LINEAR),
             query_view: ImageView::new("query", TextureOptions::NEAREST),
             reference_view: ImageView::new("reference", TextureOptions::NEAREST),

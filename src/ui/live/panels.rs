@@ -127,7 +127,8 @@ impl LiveApp {
             ui.label(format!("{faces} faces: click one to select it."));
         }
         let width = ui.available_width();
-        let own = self.own_reference.is_some();
+        let own = self.own_in_force();
+        let by_itself = self.own_taken_by_itself();
         let tiles = if own { 4.0 } else { 3.0 };
         let side = ((width - 12.0 * tiles) / tiles).clamp(96.0, 200.0);
         ui.horizontal(|ui| {
@@ -149,7 +150,8 @@ impl LiveApp {
                 .and_then(|r| r.faces.get(self.selected))
                 .and_then(|f| f.prediction.own_crops.as_ref())
                 .map(|c| c.len());
-            let caption = reference_caption(own, taken, wanted);
+            let caption = reference_caption(own, by_itself, taken, wanted);
+            layout.insert("reference_caption".into(), caption.clone().into());
             layout.insert(
                 "reference".into(),
                 px(views::face_tile_ui(
@@ -169,7 +171,15 @@ impl LiveApp {
                 )),
             );
             if own {
-                views::face_tile_ui(ui, &self.generated_view, "generated neutral", side);
+                layout.insert(
+                    "generated".into(),
+                    px(views::face_tile_ui(
+                        ui,
+                        &self.generated_view,
+                        "generated neutral",
+                        side,
+                    )),
+                );
             }
         });
         ui.horizontal(|ui| {
@@ -188,6 +198,19 @@ impl LiveApp {
             {
                 self.toggle_own_reference();
             }
+            let mut auto = self.auto_neutral;
+            if ui
+                .checkbox(&mut auto, "take my neutral face by itself")
+                .on_hover_text(
+                    "when the model has called your face neutral, confidently, for a few frames \
+                     in a row, those frames become your neutral reference, as N does; choosing \
+                     the generated reference turns this off",
+                )
+                .changed()
+            {
+                self.set_auto_neutral(auto);
+            }
+            layout.insert("auto_neutral".into(), self.auto_neutral.into());
             ui.checkbox(&mut self.show_raw, "raw values (R)")
                 .on_hover_text("off: smoothed over about 0.3 s");
         });
@@ -207,11 +230,13 @@ impl LiveApp {
     }
 }
 
-/// The reference tile's caption: the generated neutral face, or the person's own, which asks them
-/// to hold still while its frames are being taken (`taken` of `wanted`).
-fn reference_caption(own: bool, taken: Option<usize>, wanted: usize) -> String {
+/// The reference tile's caption: the generated neutral face, or the person's own (taken by the
+/// user, or `by_itself`), which asks them to hold still while its frames are being taken
+/// (`taken` of `wanted`).
+fn reference_caption(own: bool, by_itself: bool, taken: Option<usize>, wanted: usize) -> String {
     match (own, taken) {
         (true, Some(n)) if n < wanted => format!("your neutral face: hold still ({n}/{wanted})"),
+        (true, _) if by_itself => "your neutral face (taken by itself)".to_string(),
         (true, _) => "your neutral face".to_string(),
         (false, _) => "generated neutral".to_string(),
     }
@@ -223,13 +248,24 @@ mod caption_tests {
 
     #[test]
     fn the_own_face_asks_to_hold_still_until_its_frames_are_taken() {
-        assert_eq!(reference_caption(false, None, 8), "generated neutral");
         assert_eq!(
-            reference_caption(true, Some(3), 8),
+            reference_caption(false, false, None, 8),
+            "generated neutral"
+        );
+        assert_eq!(
+            reference_caption(true, false, Some(3), 8),
             "your neutral face: hold still (3/8)"
         );
-        assert_eq!(reference_caption(true, Some(8), 8), "your neutral face");
+        assert_eq!(
+            reference_caption(true, false, Some(8), 8),
+            "your neutral face"
+        );
         // Sent but not yet reached the model: nothing taken to count yet.
-        assert_eq!(reference_caption(true, None, 8), "your neutral face");
+        assert_eq!(reference_caption(true, false, None, 8), "your neutral face");
+        // Taken by itself: all its frames at once.
+        assert_eq!(
+            reference_caption(true, true, Some(8), 8),
+            "your neutral face (taken by itself)"
+        );
     }
 }

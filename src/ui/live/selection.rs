@@ -65,9 +65,46 @@ impl LiveApp {
         }
     }
 
+    /// Whether the selected face is compared with an own neutral face: one the user took, or one
+    /// taken by itself (the latest result says so).
+    pub(super) fn own_in_force(&self) -> bool {
+        self.own_reference.is_some() || self.own_taken_by_itself()
+    }
+
+    /// Whether the selected face's own neutral face was taken by itself, not by the user.
+    pub(super) fn own_taken_by_itself(&self) -> bool {
+        self.own_reference.is_none()
+            && self
+                .latest
+                .as_ref()
+                .and_then(|r| r.faces.get(self.selected))
+                .is_some_and(|f| f.prediction.own_reference())
+    }
+
+    /// Whether the own neutral face is taken by itself from now on (the window's checkbox).
+    pub(super) fn set_auto_neutral(&mut self, on: bool) {
+        self.auto_neutral = on;
+        let rule = on.then(|| {
+            self.setup
+                .auto_neutral
+                .unwrap_or_else(|| AutoNeutralRule::with_frames(self.setup.own_frames))
+        });
+        if let Some(r) = &self.running {
+            if r.pipeline
+                .control
+                .try_send(Control::AutoNeutral(rule))
+                .is_err()
+            {
+                self.message = Some(("the model is busy: click again".into(), Severity::Problem));
+            }
+        }
+    }
+
     pub(super) fn toggle_own_reference(&mut self) {
-        if self.own_reference.is_some() {
+        if self.own_in_force() {
+            // The user chose the generated reference: the pipeline stops taking one by itself.
             self.set_own_reference(None);
+            self.auto_neutral = false;
             return;
         }
         let face = self

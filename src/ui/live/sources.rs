@@ -6,7 +6,10 @@ impl LiveApp {
     /// Starts `spec` on a background thread; the current source keeps running until it is ready.
     pub(super) fn start(&mut self, spec: SourceSpec) {
         let (tx, rx) = bounded(1);
-        let setup = self.setup.clone();
+        let mut setup = self.setup.clone();
+        if !self.auto_neutral {
+            setup.auto_neutral = None;
+        }
         let ctx = self.ctx.clone();
         let spec_t = spec.clone();
         let spawned = self.spawn_helper("open-source", move || {
@@ -24,6 +27,7 @@ impl LiveApp {
                         notify: Some(Arc::new(move || notify_ctx.request_repaint())),
                         track: setup.track,
                         own_frames: setup.own_frames,
+                        auto_neutral: setup.auto_neutral,
                     },
                 )
                 .map_err(|e| format!("{e:#}"));
@@ -90,7 +94,8 @@ impl LiveApp {
                 self.timeline.clear();
                 self.smoother.reset();
                 self.intensity_smoother.reset();
-                self.set_own_reference(None);
+                // The new pipeline starts with the generated reference.
+                self.own_reference = None;
                 if let Some(dir) = self.record_into.take() {
                     self.start_recording(dir);
                 }
