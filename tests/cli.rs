@@ -566,4 +566,17 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(says), "{err}");
     }
+    // A share without teachers is a usage error, not a setting silently unused.
+    let out = on_data(&[
+        "train",
+        "--teacher-share",
+        "0.7",
+        "--run",
+        run.to_str().expect("UTF-8"),
+        "--weights",
+        student.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--teacher-predictions"), "{err}");
 }

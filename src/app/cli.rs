@@ -337,7 +337,12 @@ pub struct TrainArgs {
     pub teacher_predictions: Vec<PathBuf>,
     /// Share of the teachers' distribution in the target of a face they scored (the rest: its
     /// own target, FER+'s vote shares or the label).
-    #[arg(long, default_value_t = 0.5, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_name = "S",
+        requires = "teacher_predictions"
+    )]
     pub teacher_share: f64,
 }
 
