@@ -61,6 +61,84 @@ fn infer_finds_the_face_and_returns_eight_probabilities() {
     }
 }
 
+/// The image formats the app names read by content, in `infer` and as a folder source: one TFEID
+/// photo, decoded once and written losslessly as PNG, BMP, WebP, TIFF, PPM and TGA, as a GIF
+/// (256 colours) and as a PNG named `.jpg`, answers as the decoded photo does.
+#[test]
+fn every_named_image_format_reads_and_answers_alike() {
+    let dir = util::temp_dir("formats");
+    let photo = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "formats_source.jpg");
+    let rgb = image::open(&photo).expect("JPEG decodes").to_rgb8();
+    let lossless = ["png", "bmp", "webp", "tiff", "ppm", "tga"];
+    let mut files = Vec::new();
+    for ext in lossless.iter().chain(&["gif"]) {
+        let path = dir.join(format!("face.{ext}"));
+        rgb.save(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        files.push(path);
+    }
+    // A PNG whose name says JPEG: read by its content.
+    let misnamed = dir.join("png_named.jpg");
+    rgb.save_with_format(&misnamed, image::ImageFormat::Png)
+        .expect("PNG written");
+    files.push(misnamed);
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .args(&files)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(answers.len(), files.len());
+    let probs = |v: &serde_json::Value| -> Vec<f64> {
+        let faces = v["faces"].as_array().expect("faces");
+        assert_eq!(faces.len(), 1, "{v}");
+        faces[0]["probs"]
+            .as_object()
+            .expect("probs")
+            .values()
+            .map(|p| p.as_f64().expect("number"))
+            .collect()
+    };
+    let png = probs(&answers[0]);
+    for (v, file) in answers.iter().zip(&files) {
+        let p = probs(v);
+        let worst = p
+            .iter()
+            .zip(&png)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        // The same pixels give the same answer; the GIF's palette moves it a little.
+        let gif = file.extension().is_some_and(|e| e == "gif");
+        let bound = if gif { 0.15 } else { 1e-4 };
+        assert!(worst <= bound, "{}: |Δp| {worst}", file.display());
+        assert_eq!(
+            v["faces"][0]["label"],
+            answers[0]["faces"][0]["label"],
+            "{}",
+            file.display()
+        );
+    }
+    // The same files as a folder source: every one is a frame with the face.
+    let results = util::temp_dir("formats-results").join("results.jsonl");
+    let out = dgcn()
+        .args(["live", "--headless", "--source"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let frames = std::fs::read_to_string(&results).expect("results");
+    let with_face = frames.lines().filter(|l| l.contains("\"probs\"")).count();
+    assert_eq!(frames.lines().count(), files.len());
+    assert_eq!(with_face, files.len());
+}
+
 #[test]
 fn infer_aligned_and_an_image_without_a_face() {
     let face = util::temp_image(
@@ -154,7 +232,7 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
     std::fs::write(&notimg, b"this is text").expect("write");
     one_line(
         infer_error(&shipped_weights(), &notimg),
-        &["photo.jpg", "expected a JPEG or PNG"],
+        &["photo.jpg", "expected a JPEG, PNG"],
     );
     // A dataset folder in the wrong layout.
     std::fs::create_dir_all(dir.join("data/tfeid")).expect("mkdir");

@@ -56,11 +56,12 @@ fn infer_one(
     det: Option<&Detector>,
     save: Option<&Path>,
 ) -> Result<String> {
-    let img = image::open(path)
-        .with_context(|| {
-            format!(
-                "image {}: cannot read it (expected a JPEG or PNG image)",
-                path.display()
+    let img = crate::capture::read_image(path)
+        .map_err(|reason| {
+            anyhow::anyhow!(
+                "image {}: cannot read it: {reason} (expected a {} image)",
+                path.display(),
+                crate::capture::IMAGE_FORMATS
             )
         })?
         .to_rgb8();

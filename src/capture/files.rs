@@ -4,7 +4,24 @@ use std::sync::atomic::AtomicBool;
 
 use super::{CaptureError, FrameSource, SourceFrame};
 
-const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+/// File name endings taken as images in a folder (any case).
+const IMAGE_EXTENSIONS: [&str; 15] = [
+    "jpg", "jpeg", "jpe", "png", "bmp", "webp", "tif", "tiff", "gif", "pgm", "ppm", "pnm", "pbm",
+    "pam", "tga",
+];
+
+/// The image formats dgcn reads, for messages.
+pub const IMAGE_FORMATS: &str = "JPEG, PNG, BMP, WebP, TIFF, GIF, PNM or TGA";
+
+/// Reads an image by its content (a PNG named `.jpg` still reads), in any of [`IMAGE_FORMATS`].
+pub fn read_image(path: &Path) -> Result<image::DynamicImage, String> {
+    image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())
+}
 
 pub fn is_image(p: &Path) -> bool {
     p.extension()
@@ -32,7 +49,7 @@ impl ImageFiles {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(err("no JPEG or PNG images in this folder".into()));
+                return Err(err(format!("no images ({IMAGE_FORMATS}) in this folder")));
             }
             files
         } else if path.is_file() {
@@ -54,9 +71,9 @@ impl FrameSource for ImageFiles {
             return Ok(None);
         };
         self.next += 1;
-        let img = image::open(path).map_err(|e| CaptureError::Decode {
+        let img = read_image(path).map_err(|reason| CaptureError::Decode {
             path: path.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
         Ok(Some(SourceFrame {
             rgb: img.to_rgb8(),

@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 
 use image::RgbImage;
 
-pub use files::ImageFiles;
+pub use files::{read_image, ImageFiles, IMAGE_FORMATS};
 
 /// A camera the system lists.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +74,9 @@ pub struct VideoOptions {
 pub enum CaptureError {
     #[error("source {path}: {reason}")]
     Open { path: PathBuf, reason: String },
-    #[error("frame {path}: {reason} (expected a JPEG or PNG image)")]
+    #[error(
+        "frame {path}: {reason} (expected a JPEG, PNG, BMP, WebP, TIFF, GIF, PNM or TGA image)"
+    )]
     Decode { path: PathBuf, reason: String },
     #[error("video {path}: {reason}")]
     Video { path: PathBuf, reason: String },
