@@ -474,6 +474,12 @@ pub struct EvalArgs {
     /// whatever the sidecar says.
     #[arg(long)]
     pub flip: bool,
+    /// With --weights and --split: also try the live app's rule for taking the own neutral face
+    /// by itself on every face of the split, each turned into 8 webcam-like frames of a still face
+    /// (moved ≤ 1.5 px, turned ≤ 2°, scaled ≤ 2 %, noise σ 0.01): the share of neutral and of
+    /// expressive faces it would take (8 forward passes per face).
+    #[arg(long)]
+    pub auto_neutral_check: bool,
     /// Re-score a recorded session instead: run --weights over its faces and compare with its
     /// labels (and with the predictions recorded at the time).
     #[arg(long, value_name = "SESSION")]

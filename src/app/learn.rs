@@ -899,6 +899,22 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 )?,
             });
             r.predictions = predictions;
+            if args.auto_neutral_check {
+                let faces = split.iter().map(|&i| {
+                    let face = crate::face::AlignedFace::from_prepared(set.face(i));
+                    (set.samples[i].label, face)
+                });
+                let rule = crate::pipeline::AutoNeutralRule::with_frames(usize::from(
+                    crate::pipeline::DEFAULT_OWN_FRAMES,
+                ));
+                let check = crate::learn::auto_neutral::check(p, faces, rule, 17)?;
+                tracing::info!(
+                    neutral_taken = check.neutral_taken(),
+                    expressive_taken = check.expressive_taken(),
+                    "own neutral face taken by itself"
+                );
+                r.auto_neutral = Some(check);
+            }
             if p.model.sidecar.class_bias.is_some() {
                 let raw = crate::learn::metrics::confusion_of(&logits, &labels)?;
                 r.protocol += &format!(

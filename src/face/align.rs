@@ -36,6 +36,13 @@ impl AlignedFace {
             .unwrap_or_else(|| image::GrayImage::new(FACE_SIZE as u32, FACE_SIZE as u32))
     }
 
+    /// A prepared dataset face (64×64 grey bytes, as `data::PreparedSet::face` gives them).
+    pub fn from_prepared(face: &[u8]) -> AlignedFace {
+        AlignedFace {
+            pixels: face.iter().map(|&v| f32::from(v) / 255.0).collect(),
+        }
+    }
+
     /// The whole image, resized to 64×64 grey: for inputs that are already a face crop.
     pub fn from_whole_image(img: &RgbImage) -> AlignedFace {
         let grey = image::DynamicImage::ImageRgb8(img.clone()).to_luma8();

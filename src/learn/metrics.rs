@@ -603,6 +603,10 @@ pub struct DatasetReport {
     pub own_reference: Option<OwnReferenceRecognition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The live app's rule for taking the own neutral face by itself, on these faces
+    /// (`eval --auto-neutral-check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_neutral: Option<crate::learn::auto_neutral::AutoNeutralCheck>,
     pub detector_hit_rate: f64,
     pub seconds: f64,
     /// Every scored face (written by `eval` beside the report as `predictions_<dataset>.csv`).
@@ -710,6 +714,7 @@ impl DatasetReport {
             fidelity: None,
             own_reference: None,
             calibration: None,
+            auto_neutral: None,
             detector_hit_rate: hit_rate,
             seconds: 0.0,
             predictions: Vec::new(),
@@ -748,6 +753,9 @@ impl DatasetReport {
                 "\nExpected calibration error (15 bins): {:.4} with the raw softmax, {:.4} with the weights' temperature T = {:.2}.\n",
                 c.ece_before, c.ece_after, c.temperature
             );
+        }
+        if let Some(a) = &self.auto_neutral {
+            s += &a.markdown();
         }
         if let Some(f) = &self.fidelity {
             s += &format!(
