@@ -2,7 +2,7 @@
 //! one-line errors for bad input.
 mod util;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dgcn::data::DatasetKind;
@@ -61,6 +61,23 @@ fn infer_finds_the_face_and_returns_eight_probabilities() {
     }
 }
 
+/// `dgcn infer` with the shipped weights, `flags` and `images`, which must succeed: its JSON lines.
+fn infer_ok(flags: &[&str], images: &[&Path]) -> Vec<serde_json::Value> {
+    let out = dgcn()
+        .arg("infer")
+        .args(flags)
+        .arg("--weights")
+        .arg(shipped_weights())
+        .args(images)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
 /// The image formats the app names read by content, in `infer` and as a folder source: one TFEID
 /// photo, decoded once and written losslessly as PNG, BMP, WebP, TIFF, PPM and TGA, as a GIF
 /// (256 colours) and as a PNG named `.jpg`, answers as the decoded photo does.
@@ -81,18 +98,7 @@ fn every_named_image_format_reads_and_answers_alike() {
     rgb.save_with_format(&misnamed, image::ImageFormat::Png)
         .expect("PNG written");
     files.push(misnamed);
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(shipped_weights())
-        .args(&files)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{}", stderr_line(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let answers: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let answers = infer_ok(&[], &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     assert_eq!(answers.len(), files.len());
     let probs = |v: &serde_json::Value| -> Vec<f64> {
         let faces = v["faces"].as_array().expect("faces");
@@ -150,24 +156,10 @@ fn infer_aligned_and_an_image_without_a_face() {
     image::RgbImage::from_pixel(200, 150, image::Rgb([30, 90, 160]))
         .save(&blank)
         .expect("png");
-    let out = dgcn()
-        .args(["infer", "--aligned", "--weights"])
-        .arg(shipped_weights())
-        .arg(&face)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{}", stderr_line(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(v["faces"].as_array().map(|f| f.len()), Some(1));
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(shipped_weights())
-        .arg(&blank)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "{}", stderr_line(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(v["faces"], serde_json::json!([]));
+    let v = infer_ok(&["--aligned"], &[&face]);
+    assert_eq!(v[0]["faces"].as_array().map(|f| f.len()), Some(1));
+    let v = infer_ok(&[], &[&blank]);
+    assert_eq!(v[0]["faces"], serde_json::json!([]));
 }
 
 #[test]
