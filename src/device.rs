@@ -232,13 +232,15 @@ mod tests {
 /// The number format the model runs in at inference. Training always keeps its weights in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Precision {
-    /// bf16 on a CPU with native bf16 arithmetic (AVX-512 BF16 or AMX), f32 elsewhere.
+    /// On a CPU with native bf16 arithmetic (AVX-512 BF16 or AMX) whichever of f32 and bf16 runs
+    /// the weights faster there, timed when they are loaded (`infer::Predictor::load`); f32
+    /// elsewhere. Where the weights are not timed (`kind_on`), the candidate: bf16 on such a CPU.
     #[default]
     Auto,
     F32,
-    /// bfloat16 weights and activations: on this project's 2-core AVX-512 BF16 machine GCNet's
-    /// forward takes ≈ 25–30 % less time at batch 1 (`dgcn bench --model`); without native support libtorch
-    /// emulates it, slower than f32.
+    /// bfloat16 weights and activations: on two of this project's 2-core AVX-512 BF16 machines
+    /// GCNet's forward took ≈ 15–25 % less time at batch 1 than f32, on a third ≈ 40 % more
+    /// (`dgcn bench --model`); without native support libtorch emulates it, slower than f32.
     Bf16,
 }
 

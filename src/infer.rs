@@ -60,6 +60,8 @@ impl FacePrediction {
 pub struct Predictor {
     pub model: LoadedModel,
     pub device: Device,
+    /// The number format the network runs in: `F32` or `Bf16`, never `Auto`.
+    pub format: Precision,
 }
 
 fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
@@ -74,16 +76,80 @@ fn faces_to_tensor(faces: &[&AlignedFace], device: Device) -> Tensor {
 }
 
 impl Predictor {
-    /// Loads the weights to run on `device` in `precision` (`Auto`: bf16 where the CPU computes
-    /// it natively).
+    /// Loads the weights to run on `device` in `precision`. `Auto` is f32 on a GPU and on a CPU
+    /// without native bf16; on a CPU with native bf16 it is whichever of f32 and bf16 runs these
+    /// weights faster here, timed once per process ([`Predictor::timed_on_cpu`]): bf16 was the
+    /// faster on two of this project's machines and the slower on a third.
     pub fn load(
         path: &Path,
         device: Device,
         precision: Precision,
     ) -> Result<Predictor, WeightsError> {
+        if precision == Precision::Auto && precision.kind_on(device) == tch::Kind::BFloat16 {
+            return Self::timed_on_cpu(path, device);
+        }
+        let format = match precision.kind_on(device) {
+            tch::Kind::BFloat16 => Precision::Bf16,
+            _ => Precision::F32,
+        };
         let mut model = weights::load(path, device)?;
-        model.prepare_for_inference(precision.kind_on(device));
-        Ok(Predictor { model, device })
+        model.prepare_for_inference(format.kind_on(device));
+        Ok(Predictor {
+            model,
+            device,
+            format,
+        })
+    }
+
+    /// `Auto` on a CPU with native bf16: the weights loaded in both formats, GCNet's forward at
+    /// batch 1 timed alternately (3 warm-up and 15 timed runs each, medians), the faster kept. The
+    /// choice is remembered for the rest of the process (per weights file), so that every
+    /// predictor of one run computes alike; sessions record the format they were made in
+    /// (re-scoring uses it).
+    fn timed_on_cpu(path: &Path, device: Device) -> Result<Predictor, WeightsError> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static CHOSEN: OnceLock<Mutex<HashMap<PathBuf, Precision>>> = OnceLock::new();
+        let chosen = CHOSEN.get_or_init(|| Mutex::new(HashMap::new()));
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let known = chosen.lock().ok().and_then(|m| m.get(&key).copied());
+        if let Some(format) = known {
+            return Self::load(path, device, format);
+        }
+        let full = Self::load(path, device, Precision::F32)?;
+        let half = Self::load(path, device, Precision::Bf16)?;
+        let face = [AlignedFace {
+            pixels: vec![0.5; FACE_SIZE * FACE_SIZE],
+        }];
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..18 {
+            for (slot, p) in [&full, &half].into_iter().enumerate() {
+                let t0 = std::time::Instant::now();
+                p.predict(&face, None).map_err(|e| WeightsError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("the network does not run: {e}"),
+                })?;
+                if round >= 3 {
+                    times[slot].push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::INFINITY)
+        };
+        let (f32_ms, bf16_ms) = (median(&mut times[0]), median(&mut times[1]));
+        let keep = if bf16_ms < f32_ms { half } else { full };
+        tracing::info!(
+            f32_ms,
+            bf16_ms,
+            chosen = keep.format.format_on(device),
+            "number format chosen by timing GCNet on this CPU"
+        );
+        if let Ok(mut m) = chosen.lock() {
+            m.insert(key, keep.format);
+        }
+        Ok(keep)
     }
 
     /// The person's own neutral face from one or more frames of it (the first is the one shown).

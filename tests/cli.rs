@@ -80,7 +80,8 @@ fn infer_ok(flags: &[&str], images: &[&Path]) -> Vec<serde_json::Value> {
 
 /// The image formats the app names read by content, in `infer` and as a folder source: one TFEID
 /// photo, decoded once and written losslessly as PNG, BMP, WebP, TIFF, PPM and TGA, as a GIF
-/// (256 colours) and as a PNG named `.jpg`, answers as the decoded photo does.
+/// (256 colours: its probabilities within 0.15) and as a PNG named `.jpg`, answers as the decoded
+/// photo does.
 #[test]
 fn every_named_image_format_reads_and_answers_alike() {
     let dir = util::temp_dir("formats");
@@ -118,16 +119,19 @@ fn every_named_image_format_reads_and_answers_alike() {
             .zip(&png)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        // The same pixels give the same answer; the GIF's palette moves it a little.
+        // The same pixels give the same answer; the GIF's palette moves it a little (this
+        // photo sits near the happy/surprise boundary, so the GIF's label may flip).
         let gif = file.extension().is_some_and(|e| e == "gif");
         let bound = if gif { 0.15 } else { 1e-4 };
         assert!(worst <= bound, "{}: |Δp| {worst}", file.display());
-        assert_eq!(
-            v["faces"][0]["label"],
-            answers[0]["faces"][0]["label"],
-            "{}",
-            file.display()
-        );
+        if !gif {
+            assert_eq!(
+                v["faces"][0]["label"],
+                answers[0]["faces"][0]["label"],
+                "{}",
+                file.display()
+            );
+        }
     }
     // The same files as a folder source: every one is a frame with the face.
     let results = util::temp_dir("formats-results").join("results.jsonl");
@@ -281,14 +285,17 @@ fn doctor_names_libtorch_and_says_whether_cuda_loaded() {
             "{text}"
         );
         assert_eq!(line("model device: "), "model device: cpu");
-        let expected = if dgcn::device::cpu_has_native_bf16() {
-            "bf16"
+        // With native bf16, `auto` keeps whichever of the two runs faster here (timed).
+        let format = line("model number format: ");
+        let expected: &[&str] = if dgcn::device::cpu_has_native_bf16() {
+            &["bf16", "f32"]
         } else {
-            "f32"
+            &["f32"]
         };
         assert!(
-            line("model number format: ")
-                .starts_with(&format!("model number format: {expected} (")),
+            expected
+                .iter()
+                .any(|e| format.starts_with(&format!("model number format: {e} ("))),
             "{text}"
         );
     } else {

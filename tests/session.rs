@@ -81,6 +81,14 @@ fn a_recorded_clip_reopens_whole_and_rescores_to_the_same_predictions() {
     assert_eq!(session.manifest.frames, Some(510));
     assert!(session.manifest.ended_at.is_some());
     assert_eq!(session.manifest.classes.len(), 8);
+    assert!(
+        matches!(
+            session.manifest.number_format.as_deref(),
+            Some("f32" | "bf16")
+        ),
+        "{:?}",
+        session.manifest.number_format
+    );
     // Labels in force are the CSV's (transitions are no label).
     let truth = dgcn::session::labels::read_label_csv(&labels_csv).expect("labels");
     for row in &session.rows {
@@ -301,4 +309,23 @@ fn broken_sessions_give_a_clear_error() {
     let session = open_session(&cut).expect("opens");
     assert_eq!(session.rows.len(), 4);
     assert_eq!(session.warnings.len(), 1);
+}
+
+/// A session records the number format its network ran in, and `eval --session` with
+/// `--precision auto` (where `auto` times both formats and may choose either) re-scores in it.
+#[test]
+fn a_session_rescores_in_the_number_format_it_was_recorded_in() {
+    let dir = util::temp_dir("session_format").join("s");
+    util::run_ok(
+        headless_clip("30")
+            .args(["--precision", "bf16", "--record"])
+            .arg(&dir),
+    );
+    let session = open_session(&dir).expect("opens");
+    assert_eq!(session.manifest.number_format.as_deref(), Some("bf16"));
+    let text = assert_rescores_as_recorded(&session);
+    assert!(
+        text.contains("in bf16 (the session's number format)"),
+        "{text}"
+    );
 }

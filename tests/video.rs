@@ -124,30 +124,45 @@ fn headless_run_on_the_labelled_clip_agrees_with_its_labels() {
     );
     assert!(stable.len() >= 100, "{} stable frames", stable.len());
 
-    // The clip opens on a calm neutral face: by default it becomes the person's own neutral face
-    // by itself within the first second and stays so; against it, the intensity reads the stable
-    // neutral frames low and the happy ones high.
+    // The clip opens on a calm neutral face and returns to it between expressions: by default it
+    // becomes the person's own neutral face by itself on a neutral frame within its first two
+    // neutral stretches (0.67 s in bf16, 3.07 s in f32: its neutral frames run 0.81–0.93, close
+    // to the rule's 0.8) and stays so; against it, the intensity reads the stable neutral frames
+    // low and each expression after it higher.
     let own = own_reference_by_frame(&lines);
     let first = own
         .iter()
         .position(|(_, o)| *o)
         .expect("the own neutral face is taken by itself");
-    assert!(own[first].0 <= 1.0, "taken at {} s", own[first].0);
-    assert!(own[first..].iter().all(|(_, o)| *o));
-    let mean_intensity = |want: &str| mean_own_intensity(&lines, &labels, want);
-    let (calm, happy) = (mean_intensity("neutral"), mean_intensity("happy"));
-    eprintln!(
-        "own neutral face taken by itself at {:.2} s; intensity: neutral frames {calm:.3}, happy {happy:.3}",
-        own[first].0
-    );
+    let taken_at = own[first].0;
+    let frame = lines
+        .iter()
+        .position(|v| v["time_s"].as_f64() == Some(taken_at))
+        .expect("frame");
     assert!(
-        calm < 0.3 && happy > calm + 0.3,
-        "neutral frames {calm:.3}, happy {happy:.3}"
+        taken_at <= 3.7 && labels[frame] == "neutral",
+        "taken at {taken_at} s, on a {} frame",
+        labels[frame]
     );
-    // Measured with the shipped weights (860e60da…, 2026-12-01): 84.0 % with the defaults
-    // (tracking, the still-face hold, the own neutral face taken by itself at 0.67 s), 82.7 % with
-    // the generated reference throughout: neutral, happy, disgust and fear right, surprise and sad
-    // taken for fear, half the angry frames for disgust. The issue aims at 90 %; this bound guards
+    assert!(own[first..].iter().all(|(_, o)| *o));
+    let calm = mean_own_intensity(&lines, &labels, "neutral");
+    eprintln!(
+        "own neutral face taken by itself at {taken_at:.2} s; intensity: neutral frames {calm:.3}"
+    );
+    assert!(calm < 0.3, "neutral frames {calm:.3}");
+    for expression in ["surprise", "sad", "angry", "disgust", "fear"] {
+        let e = mean_own_intensity(&lines, &labels, expression);
+        eprintln!("  {expression} {e:.3}");
+        assert!(
+            e > calm + 0.3,
+            "{expression} {e:.3}, neutral frames {calm:.3}"
+        );
+    }
+    // Measured with the shipped weights (860e60da…, 2026-12-01): with the defaults (tracking, the
+    // still-face hold, the own neutral face taken by itself) 89.3 % in f32 and 84.0 % in bf16,
+    // 82.7 % with the generated reference throughout (either format): neutral, happy, disgust and
+    // fear right, surprise taken for fear, sad and angry partly for fear and disgust. The issue
+    // aims at 90 %; this bound guards
     // against regressions of the pipeline (decoding, detection, tracking, alignment, model
     // wiring) and of the weights.
     assert!(agreement >= 0.66, "agreement {agreement:.3}");

@@ -91,8 +91,8 @@ pub struct CommonArgs {
     /// Threads for libtorch and ONNX Runtime (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Number format of the model at inference: auto (bf16 on a CPU with native bf16, else
-    /// f32), f32 or bf16.
+    /// Number format of the model at inference: auto (on a CPU with native bf16, whichever of
+    /// f32 and bf16 runs the weights faster, timed at start; else f32), f32 or bf16.
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::device::Precision,
 }

@@ -127,7 +127,8 @@ fn run_headless(args: &LiveArgs) -> Result<()> {
                 &pipeline.source_description,
                 &started.device,
                 args.labels.as_ref().map(|p| p.display().to_string()),
-            )?;
+            )?
+            .with_number_format(started.format);
             let r = crate::session::Recorder::start(dir, manifest, args.record_frames)?;
             tracing::info!(session = %dir.display(), "recording");
             Some(r)

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::cli::EvalArgs;
+use crate::device::Precision;
 use crate::infer::{default_weights_path, Predictor};
 use crate::session::rescore::rescore;
 
@@ -15,15 +16,30 @@ pub fn run_rescore(dir: &Path, args: &EvalArgs) -> Result<()> {
     }
     let device = args.common.runtime().device()?;
     let weights = args.weights.clone().unwrap_or_else(default_weights_path);
-    let predictor = Predictor::load(&weights, device, args.common.precision)?;
+    // `--precision auto` re-scores in the number format the session was recorded in.
+    let precision = match (
+        args.common.precision,
+        session.manifest.number_format.as_deref(),
+    ) {
+        (Precision::Auto, Some("bf16")) => Precision::Bf16,
+        (Precision::Auto, Some("f32")) => Precision::F32,
+        (asked, _) => asked,
+    };
+    let predictor = Predictor::load(&weights, device, precision)?;
     let r = rescore(&session, &predictor)?;
     let labelled = r.confusion.total();
     println!("# Re-scoring {}\n", dir.display());
     println!(
-        "Weights {} on {} recorded faces ({} labelled). Recorded with {} (sha256 {}).\n",
+        "Weights {} on {} recorded faces ({} labelled), in {}{}. Recorded with {} (sha256 {}).\n",
         weights.display(),
         r.faces,
         labelled,
+        predictor.format.format_on(device),
+        if precision == args.common.precision {
+            ""
+        } else {
+            " (the session's number format)"
+        },
         session.manifest.weights_path,
         session.manifest.weights_sha256
     );

@@ -30,6 +30,8 @@ pub struct Started {
     pub pipeline: Pipeline,
     pub spec: SourceSpec,
     pub device: String,
+    /// The number format the network runs in ("f32" or "bf16").
+    pub format: &'static str,
 }
 
 impl LiveSetup {
@@ -67,6 +69,7 @@ impl LiveSetup {
         };
         let device = self.runtime.device()?;
         let predictor = Predictor::load(&self.weights, device, self.runtime.precision)?;
+        let format = predictor.format.format_on(device);
         let det = self.runtime.detector()?;
         let source = capture::open_source(&spec, video)?;
         let pipeline = Pipeline::start(source, det, predictor, config)
@@ -75,6 +78,7 @@ impl LiveSetup {
             pipeline,
             spec,
             device: device_name(device),
+            format,
         })
     }
 }

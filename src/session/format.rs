@@ -36,6 +36,10 @@ pub struct Manifest {
     pub weights_sha256: String,
     pub classes: Vec<String>,
     pub device: String,
+    /// The network's number format ("f32" or "bf16"; absent in sessions recorded before it was
+    /// written): re-scoring with `--precision auto` uses it, so that it reproduces the recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_format: Option<String>,
     /// Where the labels came from: "keys" (live), or the CSV a headless run read them from.
     pub labels_from: Option<String>,
     /// Set when the recording ends normally or stops on an error.
@@ -221,6 +225,7 @@ impl Manifest {
             weights_sha256: sha,
             classes: class_names(),
             device: device.into(),
+            number_format: None,
             labels_from,
             ended_at: None,
             frames: None,
@@ -228,5 +233,13 @@ impl Manifest {
             dropped: None,
             stopped_by: None,
         })
+    }
+
+    /// The manifest with the network's number format ("f32" or "bf16") recorded.
+    pub fn with_number_format(self, format: &str) -> Manifest {
+        Manifest {
+            number_format: Some(format.to_string()),
+            ..self
+        }
     }
 }

@@ -435,11 +435,17 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
         ));
     }
 
+    // The number format the pipeline rows ran in (with `auto` on a CPU with native bf16, the
+    // faster of the two, timed once per process).
+    let pipeline_format = Predictor::load(&args.weights, device, args.common.precision)?
+        .format
+        .format_on(device);
     let machine = format!(
-        "{} threads per stage ({} for the single-stage timings), device {}, {}",
+        "{} threads per stage ({} for the single-stage timings), device {}, pipeline rows in {}, {}",
         stage.threads,
         threads,
         device_name(device),
+        pipeline_format,
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|c| {

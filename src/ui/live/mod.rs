@@ -34,6 +34,8 @@ struct Running {
     pipeline: Pipeline,
     spec: SourceSpec,
     device: String,
+    /// The network's number format ("f32" or "bf16"), recorded with sessions.
+    format: &'static str,
     ended: bool,
 }
 

@@ -28,6 +28,7 @@ impl LiveApp {
                 "keys 1–8 in the live window".into()
             }),
         )
+        .map(|m| m.with_number_format(running.format))
         .and_then(|m| Ok(Recorder::start(&dir, m, self.record_frames)?));
         match started {
             Ok(r) => {

@@ -89,6 +89,7 @@ impl LiveApp {
                     pipeline: started.pipeline,
                     spec: started.spec,
                     device: started.device,
+                    format: started.format,
                     ended: false,
                 });
                 self.timeline.clear();
