@@ -94,6 +94,9 @@ pub fn heat_map_rgb(query: &AlignedFace, reference: &AlignedFace) -> image::RgbI
 /// A captioned square tile; returns the image's rectangle.
 pub fn face_tile_ui(ui: &mut Ui, view: &ImageView, caption: &str, side: f32) -> Rect {
     ui.vertical(|ui| {
+        // A caption wider than the tile wraps under it instead of widening the row (four tiles
+        // with "your neutral face (taken by itself)" pushed the last one off the window).
+        ui.set_max_width(side);
         let (rect, _) = ui.allocate_exact_size(Vec2::splat(side), Sense::hover());
         match view.texture() {
             Some(t) => {
@@ -109,7 +112,7 @@ pub fn face_tile_ui(ui: &mut Ui, view: &ImageView, caption: &str, side: f32) -> 
                     .rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
             }
         }
-        ui.label(caption);
+        ui.add(egui::Label::new(caption).wrap());
         rect
     })
     .inner
