@@ -597,6 +597,7 @@ fn bf16_inference_agrees_with_f32_on_real_faces() {
 /// `n` webcam-like frames of a prepared 64×64 face ([`dgcn::learn::auto_neutral::webcam_frames`]).
 fn jittered(face: &[u8], n: usize, rng: &mut impl rand::Rng) -> Vec<dgcn::face::AlignedFace> {
     dgcn::learn::auto_neutral::webcam_frames(&dgcn::face::AlignedFace::from_prepared(face), n, rng)
+        .expect("jittered frames")
 }
 
 /// The own neutral face over the model's next frames (`PipelineConfig::own_frames`) against one
@@ -716,7 +717,7 @@ fn the_auto_neutral_rule_takes_neutral_faces_and_leaves_expressions() {
             dgcn::face::AlignedFace::from_prepared(tfeid.face(i)),
         )
     });
-    let rule = dgcn::pipeline::AutoNeutralRule::with_frames(8);
+    let rule = dgcn::pipeline::AutoNeutralRule::default();
     let check =
         dgcn::learn::auto_neutral::check(&shipped_predictor(), faces, rule, 17).expect("scores");
     eprintln!("{}", check.markdown());

@@ -15,7 +15,11 @@ use crate::pipeline::{AutoNeutral, AutoNeutralRule};
 
 /// `n` copies of `face` as a webcam's frames of a still face differ: each moved by up to 1.5
 /// pixels, turned by up to 2°, scaled by up to 2 % and given sensor noise (σ 0.01).
-pub fn webcam_frames(face: &AlignedFace, n: usize, rng: &mut impl Rng) -> Vec<AlignedFace> {
+pub fn webcam_frames(
+    face: &AlignedFace,
+    n: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<AlignedFace>, tch::TchError> {
     let side = FACE_SIZE as i64;
     let pixel = 2.0 / side as f32;
     let mut theta = Vec::with_capacity(6 * n);
@@ -36,11 +40,10 @@ pub fn webcam_frames(face: &AlignedFace, n: usize, rng: &mut impl Rng) -> Vec<Al
         .view([1, 1, side, side])
         .expand([n64, 1, side, side], false);
     let grid = Tensor::affine_grid_generator(&theta, [n64, 1, side, side], false);
-    let moved =
-        Vec::<f32>::try_from(x.grid_sampler(&grid, 0, 1, false).flatten(0, -1)).unwrap_or_default();
+    let moved = Vec::<f32>::try_from(x.grid_sampler(&grid, 0, 1, false).flatten(0, -1))?;
     // Uniform noise with a standard deviation of 0.01.
     let half = 0.01 * 3f32.sqrt();
-    moved
+    Ok(moved
         .chunks(FACE_SIZE * FACE_SIZE)
         .map(|c| AlignedFace {
             pixels: c
@@ -48,7 +51,7 @@ pub fn webcam_frames(face: &AlignedFace, n: usize, rng: &mut impl Rng) -> Vec<Al
                 .map(|&v| (v + rng.gen_range(-half..half)).clamp(0.0, 1.0))
                 .collect(),
         })
-        .collect()
+        .collect())
 }
 
 /// Faces of each class, and how many of them the rule took as a neutral face.
@@ -124,7 +127,7 @@ pub fn check(
         held: false,
     };
     for (label, face) in faces {
-        let frames = webcam_frames(&face, rule.frames, &mut rng);
+        let frames = webcam_frames(&face, rule.frames, &mut rng)?;
         let predictions = predictor.predict(&frames, None)?;
         let mut auto = AutoNeutral::new(rule);
         let taken = frames.into_iter().zip(&predictions).any(|(frame, p)| {

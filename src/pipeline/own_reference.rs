@@ -127,6 +127,13 @@ impl AutoNeutralRule {
     }
 }
 
+impl Default for AutoNeutralRule {
+    /// [`DEFAULT_OWN_FRAMES`] runs in a row at [`DEFAULT_MIN_NEUTRAL`].
+    fn default() -> AutoNeutralRule {
+        AutoNeutralRule::with_frames(usize::from(DEFAULT_OWN_FRAMES))
+    }
+}
+
 /// The neutral probability (calibrated, against the generated reference) a face must keep to be
 /// taken as its own neutral face. With the shipped weights, FER+ Valid's faces given at least 0.8
 /// are neutral by the raters' majority 92.7 % of the time (0.9: 96.3 %); the whole rule (8 runs

@@ -279,15 +279,15 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
     // The whole pipeline, as `dgcn live --headless` runs it (threads per stage as it sets them).
     let stage = args.common.runtime().per_stage();
     let device = stage.device()?;
+    // The number format the pipeline rows run in (with `auto` on a CPU with native bf16, the
+    // faster of the two, timed once per process), as the first pipeline's predictor chose it.
+    let pipeline_format = std::cell::Cell::new(None);
     let start = |video: VideoOptions, config: PipelineConfig| -> Result<Pipeline> {
         let source = crate::capture::open_source(&SourceSpec::Path(clip.clone()), video)?;
-        Pipeline::start(
-            source,
-            stage.detector()?,
-            Predictor::load(&args.weights, device, args.common.precision)?,
-            config,
-        )
-        .context("starting the pipeline")
+        let predictor = Predictor::load(&args.weights, device, args.common.precision)?;
+        pipeline_format.set(Some(predictor.format.format_on(device)));
+        Pipeline::start(source, stage.detector()?, predictor, config)
+            .context("starting the pipeline")
     };
     let mut summary = Vec::new();
     for (label, track) in [
@@ -318,9 +318,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
                     lossless: !realtime,
                     track,
                     // As the app runs: the own neutral face taken by itself.
-                    auto_neutral: Some(crate::pipeline::AutoNeutralRule::with_frames(usize::from(
-                        crate::pipeline::DEFAULT_OWN_FRAMES,
-                    ))),
+                    auto_neutral: Some(crate::pipeline::AutoNeutralRule::default()),
                     ..Default::default()
                 },
             )?;
@@ -435,11 +433,7 @@ pub fn run_clip_bench(args: &BenchArgs) -> Result<()> {
         ));
     }
 
-    // The number format the pipeline rows ran in (with `auto` on a CPU with native bf16, the
-    // faster of the two, timed once per process).
-    let pipeline_format = Predictor::load(&args.weights, device, args.common.precision)?
-        .format
-        .format_on(device);
+    let pipeline_format = pipeline_format.get().unwrap_or("no pipeline row run");
     let machine = format!(
         "{} threads per stage ({} for the single-stage timings), device {}, pipeline rows in {}, {}",
         stage.threads,
