@@ -328,3 +328,78 @@ fn own_neutral_face_from_a_given_time_replaces_the_generated_reference() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--own-neutral-at -1"), "{stderr}");
 }
+
+/// A file given as `--source` is read by its content when its name does not say: a video in a
+/// container without a known ending (or none) plays, an animated GIF plays frame by frame, and a
+/// file that is neither an image nor a video says so.
+#[test]
+fn a_source_file_is_read_by_its_content() {
+    let dir = util::temp_dir("by-content");
+    let bytes = std::fs::read(clip("carphone_pristine.mp4")).expect("clip");
+    for name in ["carphone", "carphone.3gp"] {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).expect("write");
+        let out = dir.join(format!("{name}.jsonl"));
+        let (lines, _) = run_headless(
+            &[
+                "--source",
+                path.to_str().expect("utf-8"),
+                "--max-frames",
+                "30",
+            ],
+            &out,
+        );
+        assert_eq!(lines.len(), 30, "{name}");
+        let times: Vec<f64> = lines.iter().filter_map(|v| v["time_s"].as_f64()).collect();
+        assert_eq!(times.len(), 30, "{name}: every frame has its time in the video");
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "{name}");
+        assert!(
+            lines.iter().filter(|v| top_label(v).is_some()).count() >= 25,
+            "{name}: the man's face is found"
+        );
+    }
+
+    // Three photos of one TFEID performer as an animated GIF.
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let gif = dir.join("faces.gif");
+    {
+        let file = std::fs::File::create(&gif).expect("create");
+        let mut encoder = GifEncoder::new(file);
+        encoder.set_repeat(Repeat::Infinite).expect("repeat");
+        for suffix in ["0111b01.jpg", "0111d02.jpg", "0111g03.jpg"] {
+            let photo = util::archive_file(dgcn::data::DatasetKind::Tfeid, suffix);
+            let rgba = image::load_from_memory(&photo).expect("decodes").to_rgba8();
+            let frame =
+                image::Frame::from_parts(rgba, 0, 0, image::Delay::from_numer_denom_ms(200, 1));
+            encoder.encode_frame(frame).expect("frame");
+        }
+    }
+    let (lines, _) = run_headless(
+        &["--source", gif.to_str().expect("utf-8")],
+        &dir.join("gif.jsonl"),
+    );
+    assert_eq!(lines.len(), 3, "one result per frame of the animation");
+    let probs: Vec<String> = lines
+        .iter()
+        .map(|v| v["faces"][0]["probs"].to_string())
+        .collect();
+    assert!(probs.iter().all(|p| p != "null"), "a face in every frame");
+    assert!(
+        probs[0] != probs[1] && probs[1] != probs[2],
+        "three different photos, three different answers"
+    );
+
+    let garbage = dir.join("notes.dat");
+    std::fs::write(&garbage, "not a picture, not a film\n".repeat(200)).expect("write");
+    let out = util::dgcn()
+        .args(["live", "--headless", "--source"])
+        .arg(&garbage)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let last = util::last_stderr_line(&out);
+    assert!(
+        last.contains("neither an image") && last.contains("notes.dat"),
+        "{last}"
+    );
+}

@@ -23,6 +23,27 @@ pub fn read_image(path: &Path) -> Result<image::DynamicImage, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The image format a file's content shows, if any ([`IMAGE_FORMATS`]); `None` for anything
+/// else (a video, text, an unreadable file).
+pub fn image_format(path: &Path) -> Option<image::ImageFormat> {
+    image::ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?
+        .format()
+}
+
+/// Whether a GIF file holds more than one frame (an animation, read as a video).
+pub fn is_animated_gif(path: &Path) -> bool {
+    use image::AnimationDecoder;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    image::codecs::gif::GifDecoder::new(std::io::BufReader::new(file))
+        .map(|d| d.into_frames().take(2).count() > 1)
+        .unwrap_or(false)
+}
+
 pub fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())

@@ -62,6 +62,35 @@ pub fn is_video(p: &Path) -> bool {
         .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// How a file given as a source is read: by its name when that names a video, else by its
+/// content, so that a video of any container FFmpeg reads (`.ts`, `.3gp`, `.flv`, `.wmv`, `.ogv`,
+/// no extension at all…) and an animated GIF play as videos, and a still image reads as one
+/// whatever its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A video file by its name.
+    Video,
+    /// A still image, by its content or (content unknown) by its name.
+    Image,
+    /// A GIF of more than one frame, played through FFmpeg.
+    Animation,
+    /// Neither name nor content says: tried as a video, FFmpeg probes it.
+    Unknown,
+}
+
+pub fn file_kind(path: &Path) -> FileKind {
+    if is_video(path) {
+        return FileKind::Video;
+    }
+    match files::image_format(path) {
+        Some(image::ImageFormat::Gif) if files::is_animated_gif(path) => FileKind::Animation,
+        Some(_) => FileKind::Image,
+        // Named as an image: its decode error says what is wrong with it.
+        None if files::is_image(path) => FileKind::Image,
+        None => FileKind::Unknown,
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VideoOptions {
     /// Sleep so that frames come at the file's frame rate.
@@ -193,7 +222,20 @@ pub fn open_source(
                 },
             )
         }
-        SourceSpec::Path(path) if is_video(path) => open_video(path, video),
+        SourceSpec::Path(path) if path.is_file() => match file_kind(path) {
+            // A build without FFmpeg still shows an animation's first frame.
+            FileKind::Animation if !cfg!(feature = "video") => {
+                Ok(Box::new(ImageFiles::open(path)?))
+            }
+            FileKind::Video | FileKind::Animation => open_video(path, video),
+            FileKind::Image => Ok(Box::new(ImageFiles::open(path)?)),
+            FileKind::Unknown => open_video(path, video).map_err(|e| CaptureError::Open {
+                path: path.clone(),
+                reason: format!(
+                    "neither an image ({IMAGE_FORMATS}) nor a video FFmpeg reads ({e})"
+                ),
+            }),
+        },
         SourceSpec::Path(path) => Ok(Box::new(ImageFiles::open(path)?)),
     }
 }
