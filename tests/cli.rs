@@ -230,6 +230,17 @@ fn bad_weights_images_and_datasets_give_one_line_errors() {
         infer_error(&shipped_weights(), &notimg),
         &["photo.jpg", "expected a JPEG, PNG"],
     );
+    // A video given to `infer` (which reads images) says where videos go.
+    let video = dir.join("clip.mp4");
+    std::fs::copy(
+        util::shared_dir().join("clips/carphone_pristine.mp4"),
+        &video,
+    )
+    .expect("copy");
+    one_line(
+        infer_error(&shipped_weights(), &video),
+        &["clip.mp4", "live --headless --source"],
+    );
     // A dataset folder in the wrong layout.
     std::fs::create_dir_all(dir.join("data/tfeid")).expect("mkdir");
     std::fs::write(dir.join("data/tfeid/readme.txt"), b"x").expect("write");

@@ -351,7 +351,11 @@ fn a_source_file_is_read_by_its_content() {
         );
         assert_eq!(lines.len(), 30, "{name}");
         let times: Vec<f64> = lines.iter().filter_map(|v| v["time_s"].as_f64()).collect();
-        assert_eq!(times.len(), 30, "{name}: every frame has its time in the video");
+        assert_eq!(
+            times.len(),
+            30,
+            "{name}: every frame has its time in the video"
+        );
         assert!(times.windows(2).all(|w| w[1] > w[0]), "{name}");
         assert!(
             lines.iter().filter(|v| top_label(v).is_some()).count() >= 25,

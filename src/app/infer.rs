@@ -58,8 +58,12 @@ fn infer_one(
 ) -> Result<String> {
     let img = crate::capture::read_image(path)
         .map_err(|reason| {
+            use crate::capture::{file_kind, FileKind};
+            let video = matches!(file_kind(path), FileKind::Video | FileKind::Unknown)
+                .then_some("; a video's frames are read by `dgcn live --headless --source FILE`")
+                .unwrap_or_default();
             anyhow::anyhow!(
-                "image {}: cannot read it: {reason} (expected a {} image)",
+                "image {}: cannot read it: {reason} (expected a {} image{video})",
                 path.display(),
                 crate::capture::IMAGE_FORMATS
             )
