@@ -40,7 +40,7 @@ pub fn is_animated_gif(path: &Path) -> bool {
         return false;
     };
     image::codecs::gif::GifDecoder::new(std::io::BufReader::new(file))
-        .map(|d| d.into_frames().take(2).count() > 1)
+        .map(|d| d.into_frames().take(2).filter_map(Result::ok).count() > 1)
         .unwrap_or(false)
 }
 

@@ -1,5 +1,6 @@
 //! Frame sources behind one trait, first stage of the pipeline: a webcam (nokhwa), a video file
 //! (FFmpeg), a folder of images or a single image, and the demo clip used when there is no camera.
+//! A file is read by its name when that names a video, else by its content ([`file_kind`]).
 //! Cameras and videos run on their own named thread ([`threaded`]). Cameras need the `camera`
 //! feature and videos the `video` feature (both default); a build without them says so when
 //! asked for one.
