@@ -223,6 +223,8 @@ pub fn open_source(
                 },
             )
         }
+        // Named as a video, present or not: FFmpeg's error names the video.
+        SourceSpec::Path(path) if is_video(path) => open_video(path, video),
         SourceSpec::Path(path) if path.is_file() => match file_kind(path) {
             // A build without FFmpeg still shows an animation's first frame.
             FileKind::Animation if !cfg!(feature = "video") => {
