@@ -262,6 +262,12 @@ impl Precision {
         }
     }
 
+    /// Whether loading weights in this precision times f32 against bf16 on `device` and keeps
+    /// the faster (`Auto` on a CPU with native bf16; `infer::Predictor::load`).
+    pub fn is_timed_on(self, device: Device) -> bool {
+        self == Precision::Auto && self.kind_on(device) == tch::Kind::BFloat16
+    }
+
     /// The tensor kind the model's weights take on `device`.
     pub fn kind_on(self, device: Device) -> tch::Kind {
         match self {

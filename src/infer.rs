@@ -85,7 +85,7 @@ impl Predictor {
         device: Device,
         precision: Precision,
     ) -> Result<Predictor, WeightsError> {
-        if precision == Precision::Auto && precision.kind_on(device) == tch::Kind::BFloat16 {
+        if precision.is_timed_on(device) {
             return Self::timed_on_cpu(path, device);
         }
         let format = match precision.kind_on(device) {

@@ -250,20 +250,26 @@ fn a_corrupt_or_missing_video_is_a_clear_error() {
     let bytes = std::fs::read(clip("carphone_pristine.mp4")).expect("clip");
     std::fs::write(&bad, &bytes[..4096]).expect("write");
     for path in [bad, dir.join("absent.mp4")] {
-        let out = util::dgcn()
-            .args(["live", "--headless", "--source"])
-            .arg(&path)
-            .output()
-            .expect("runs");
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = util::last_stderr_line(&out);
+        let (last, err) = source_error(&path);
         assert!(
             last.starts_with("error: video") && last.contains(&*path.to_string_lossy()),
             "{err}"
         );
-        assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// Runs `dgcn live --headless --source PATH` on a source that cannot be read: it must exit with
+/// status 1 without a panic. Returns the last line of stderr and the whole of it.
+fn source_error(path: &Path) -> (String, String) {
+    let out = util::dgcn()
+        .args(["live", "--headless", "--source"])
+        .arg(path)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    (util::last_stderr_line(&out), err)
 }
 
 /// `--own-neutral-at`: from the first face at or after that time, the face is compared with
@@ -395,13 +401,7 @@ fn a_source_file_is_read_by_its_content() {
 
     let garbage = dir.join("notes.dat");
     std::fs::write(&garbage, "not a picture, not a film\n".repeat(200)).expect("write");
-    let out = util::dgcn()
-        .args(["live", "--headless", "--source"])
-        .arg(&garbage)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let last = util::last_stderr_line(&out);
+    let (last, _) = source_error(&garbage);
     assert!(
         last.contains("neither an image") && last.contains("notes.dat"),
         "{last}"

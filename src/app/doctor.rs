@@ -38,8 +38,7 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
             println!("model device: {}", device_name(d));
             // What the app would run: with `auto` on a CPU with native bf16, the faster of the
             // two on the default weights, timed as the app times them.
-            let timed = common.precision == crate::device::Precision::Auto
-                && common.precision.kind_on(d) == tch::Kind::BFloat16;
+            let timed = common.precision.is_timed_on(d);
             let format = match Predictor::load(&default_weights_path(), d, common.precision) {
                 Ok(p) => p.format.format_on(d),
                 Err(_) => common.precision.format_on(d),
