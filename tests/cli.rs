@@ -149,6 +149,102 @@ fn every_named_image_format_reads_and_answers_alike() {
     assert_eq!(with_face, files.len());
 }
 
+/// A minimal Exif block (little-endian TIFF) holding only an orientation tag.
+fn exif_orientation(tag: u16) -> Vec<u8> {
+    let mut exif = b"II*\0".to_vec();
+    exif.extend_from_slice(&8u32.to_le_bytes()); // first directory right after the header
+    exif.extend_from_slice(&1u16.to_le_bytes()); // one entry:
+    exif.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation,
+    exif.extend_from_slice(&3u16.to_le_bytes()); // a SHORT,
+    exif.extend_from_slice(&1u32.to_le_bytes()); // one of them,
+    exif.extend_from_slice(&u32::from(tag).to_le_bytes()); // this value
+    exif.extend_from_slice(&0u32.to_le_bytes()); // no next directory
+    exif
+}
+
+/// A camera that stores a photo sideways and says so in its Exif orientation (as phones do for
+/// portrait photos): the face is found and answers as the upright photo does. One TFEID photo
+/// stored turned a quarter left (tag 6), upside down (3) and a quarter right (8), as PNGs (the
+/// same pixels: probabilities within 1e-4) and once as a JPEG (re-encoded: same label).
+#[test]
+fn a_photo_stored_sideways_is_read_upright_by_its_exif_orientation() {
+    use image::ImageEncoder;
+    let dir = util::temp_dir("exif");
+    let photo = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "exif_source.jpg");
+    let rgb = image::open(&photo).expect("JPEG decodes").to_rgb8();
+    let upright = dir.join("upright.png");
+    rgb.save(&upright).expect("PNG written");
+    let stored = [
+        (6u16, image::imageops::rotate270(&rgb)),
+        (3, image::imageops::rotate180(&rgb)),
+        (8, image::imageops::rotate90(&rgb)),
+    ];
+    let mut files = vec![upright];
+    for (tag, pixels) in &stored {
+        let path = dir.join(format!("turned{tag}.png"));
+        let mut bytes = Vec::new();
+        let mut encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+        encoder
+            .set_exif_metadata(exif_orientation(*tag))
+            .expect("PNG takes Exif");
+        encoder
+            .write_image(
+                pixels,
+                pixels.width(),
+                pixels.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .expect("PNG encoded");
+        std::fs::write(&path, bytes).expect("written");
+        files.push(path);
+    }
+    let jpeg = dir.join("turned6.jpg");
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+    encoder
+        .set_exif_metadata(exif_orientation(6))
+        .expect("JPEG takes Exif");
+    let (_, sideways) = &stored[0];
+    encoder
+        .write_image(
+            sideways,
+            sideways.width(),
+            sideways.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .expect("JPEG encoded");
+    std::fs::write(&jpeg, bytes).expect("written");
+    files.push(jpeg);
+
+    let answers = infer_ok(&[], &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    assert_eq!(answers.len(), files.len());
+    let face = |v: &serde_json::Value| -> (String, Vec<f64>) {
+        let faces = v["faces"].as_array().expect("faces");
+        assert_eq!(faces.len(), 1, "{v}");
+        let probs = faces[0]["probs"].as_object().expect("probs");
+        (
+            faces[0]["label"].as_str().expect("label").to_string(),
+            probs
+                .values()
+                .map(|p| p.as_f64().expect("number"))
+                .collect(),
+        )
+    };
+    let (label, probs) = face(&answers[0]);
+    for (v, file) in answers.iter().zip(&files).skip(1) {
+        let (l, p) = face(v);
+        assert_eq!(l, label, "{}", file.display());
+        if file.extension().is_some_and(|e| e == "png") {
+            let worst = p
+                .iter()
+                .zip(&probs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 1e-4, "{}: |Δp| {worst}", file.display());
+        }
+    }
+}
+
 #[test]
 fn infer_aligned_and_an_image_without_a_face() {
     let face = util::temp_image(

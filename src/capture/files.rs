@@ -13,14 +13,36 @@ const IMAGE_EXTENSIONS: [&str; 15] = [
 /// The image formats dgcn reads, for messages.
 pub const IMAGE_FORMATS: &str = "JPEG, PNG, BMP, WebP, TIFF, GIF, PNM or TGA";
 
-/// Reads an image by its content (a PNG named `.jpg` still reads), in any of [`IMAGE_FORMATS`].
+/// Reads an image by its content (a PNG named `.jpg` still reads), in any of [`IMAGE_FORMATS`],
+/// turned upright as its Exif orientation says (a phone's portrait photo is stored sideways).
 pub fn read_image(path: &Path) -> Result<image::DynamicImage, String> {
-    image::ImageReader::open(path)
+    let reader = image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    decode_upright(reader)
+}
+
+/// [`read_image`] for an image already in memory (a dataset archive's member).
+pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    decode_upright(reader)
+}
+
+fn decode_upright<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+) -> Result<image::DynamicImage, String> {
+    use image::ImageDecoder;
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    // A broken Exif block leaves the pixels as stored rather than losing the image.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// The image format a file's content shows, if any ([`IMAGE_FORMATS`]); `None` for anything

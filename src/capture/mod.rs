@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 
 use image::RgbImage;
 
-pub use files::{read_image, ImageFiles, IMAGE_FORMATS};
+pub use files::{decode_image, read_image, ImageFiles, IMAGE_FORMATS};
 
 /// A camera the system lists.
 #[derive(Debug, Clone, PartialEq)]

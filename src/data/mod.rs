@@ -218,7 +218,7 @@ pub fn prepare(
         let Some(bytes) = images.get(&s.path) else {
             continue;
         };
-        match image::load_from_memory(bytes) {
+        match crate::capture::decode_image(bytes) {
             Ok(img) => {
                 let rgb = img.to_rgb8();
                 let lms = detector.detect(&rgb)?.first().map(|f| f.landmarks);
