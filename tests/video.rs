@@ -407,3 +407,103 @@ fn a_source_file_is_read_by_its_content() {
         "{last}"
     );
 }
+
+/// Copies `src`'s video stream into an MP4 at `dst` (no re-encoding) whose display matrix turns
+/// the picture by `clockwise_degrees`, as a phone marks a portrait video.
+#[cfg(feature = "video")]
+fn remux_with_display_turn(src: &Path, dst: &Path, clockwise_degrees: f64) {
+    use ffmpeg_next as ffmpeg;
+    ffmpeg::init().expect("FFmpeg");
+    let mut input = ffmpeg::format::input(src).expect("clip opens");
+    let mut output = ffmpeg::format::output(dst).expect("MP4 writer");
+    let (index, in_time_base) = {
+        let stream = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .expect("video stream");
+        let mut out_stream = output
+            .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
+            .expect("stream");
+        out_stream.set_parameters(stream.parameters());
+        // SAFETY: plain FFmpeg calls on the stream just added; the side data buffer is 9 i32s,
+        // as av_stream_add_side_data was asked for, and FFmpeg owns it from here.
+        unsafe {
+            (*out_stream.parameters().as_mut_ptr()).codec_tag = 0;
+            let size = 9 * std::mem::size_of::<i32>();
+            let data = ffmpeg::ffi::av_stream_new_side_data(
+                out_stream.as_mut_ptr(),
+                ffmpeg::ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                size as _,
+            );
+            assert!(!data.is_null(), "side data");
+            // `av_display_rotation_set` takes the clockwise angle (an iPhone's portrait video
+            // holds the matrix it makes of 90), `av_display_rotation_get` gives it back negated.
+            ffmpeg::ffi::av_display_rotation_set(data.cast::<i32>(), clockwise_degrees);
+        }
+        (stream.index(), stream.time_base())
+    };
+    output.write_header().expect("header");
+    let out_time_base = output.stream(0).expect("stream 0").time_base();
+    for (stream, mut packet) in input.packets() {
+        if stream.index() == index {
+            packet.rescale_ts(in_time_base, out_time_base);
+            packet.set_position(-1);
+            packet.set_stream(0);
+            packet.write_interleaved(&mut output).expect("packet");
+        }
+    }
+    output.write_trailer().expect("trailer");
+}
+
+/// A video whose display matrix says to turn it (a phone's portrait video) is played turned, as
+/// players and the `ffmpeg` tool show it: the clip copied with a matrix of a quarter turn
+/// clockwise (as an iPhone's portrait video holds) gives each frame of the clip turned a quarter
+/// clockwise, pixel for pixel; a half and three quarters likewise.
+#[cfg(feature = "video")]
+#[test]
+fn a_video_marked_as_turned_plays_turned_upright() {
+    use dgcn::capture::{open_source, SourceSpec, VideoOptions};
+    use std::sync::atomic::AtomicBool;
+    let dir = util::temp_dir("turned-video");
+    let source = clip("carphone_pristine.mp4");
+    let frames = |path: &Path| -> Vec<image::RgbImage> {
+        let stop = AtomicBool::new(false);
+        let mut s = open_source(
+            &SourceSpec::Path(path.to_path_buf()),
+            VideoOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        (0..5)
+            .map(|_| {
+                s.next_frame(&stop)
+                    .expect("frame")
+                    .expect("not the end")
+                    .rgb
+            })
+            .collect()
+    };
+    let upright = frames(&source);
+    for (degrees, turn) in [
+        (
+            90.0,
+            image::imageops::rotate90 as fn(&image::RgbImage) -> image::RgbImage,
+        ),
+        (180.0, image::imageops::rotate180),
+        (270.0, image::imageops::rotate270),
+    ] {
+        let marked = dir.join(format!("turned{degrees}.mp4"));
+        remux_with_display_turn(&source, &marked, degrees);
+        let played = frames(&marked);
+        for (n, (a, b)) in played.iter().zip(&upright).enumerate() {
+            assert_eq!(
+                a.dimensions(),
+                turn(b).dimensions(),
+                "{degrees}°, frame {n}"
+            );
+            assert!(
+                *a == turn(b),
+                "{degrees}°, frame {n}: not the clip's frame turned"
+            );
+        }
+    }
+}

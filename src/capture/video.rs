@@ -20,7 +20,69 @@ struct Opened {
     time_base: f64,
     decoder: ffmpeg::decoder::Video,
     scaler: scaling::Context,
+    /// How the stream says its frames are to be turned for display (phones record portrait
+    /// video sideways and say so).
+    turn: Turn,
     eof_sent: bool,
+}
+
+/// A turn of the decoded picture to show it upright, from the stream's display matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    None,
+    Clockwise90,
+    Half,
+    Clockwise270,
+}
+
+impl Turn {
+    /// From the counter-clockwise angle FFmpeg reads out of a display matrix (`NaN` when the
+    /// matrix is singular), to the nearest quarter; what the `ffmpeg` tool's autorotate does.
+    fn from_counterclockwise_degrees(degrees: f64) -> Turn {
+        if !degrees.is_finite() {
+            return Turn::None;
+        }
+        // The display matrix turns counter-clockwise by `degrees`: undo it clockwise.
+        match ((-degrees / 90.0).round() as i64).rem_euclid(4) {
+            1 => Turn::Clockwise90,
+            2 => Turn::Half,
+            3 => Turn::Clockwise270,
+            _ => Turn::None,
+        }
+    }
+
+    /// The stream's turn: its display matrix if it has one.
+    fn of_stream(stream: &ffmpeg::format::stream::Stream) -> Turn {
+        use ffmpeg::codec::packet::side_data::Type;
+        stream
+            .side_data()
+            .find(|d| d.kind() == Type::DisplayMatrix && d.data().len() >= 9 * 4)
+            .map(|d| {
+                let matrix: Vec<i32> = d
+                    .data()
+                    .chunks_exact(4)
+                    .take(9)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                // SAFETY: `matrix` holds the nine 32-bit values the function reads.
+                let degrees = unsafe { ffmpeg::ffi::av_display_rotation_get(matrix.as_ptr()) };
+                Turn::from_counterclockwise_degrees(degrees)
+            })
+            .unwrap_or(Turn::None)
+    }
+
+    fn apply(self, rgb: RgbImage) -> RgbImage {
+        match self {
+            Turn::None => rgb,
+            Turn::Clockwise90 => image::imageops::rotate90(&rgb),
+            Turn::Half => image::imageops::rotate180(&rgb),
+            Turn::Clockwise270 => image::imageops::rotate270(&rgb),
+        }
+    }
+
+    fn swaps_sides(self) -> bool {
+        matches!(self, Turn::Clockwise90 | Turn::Clockwise270)
+    }
 }
 
 pub struct VideoProducer {
@@ -60,6 +122,7 @@ fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
         .best(ffmpeg::media::Type::Video)
         .ok_or_else(|| video_err(path, "no video stream in this file"))?;
     let stream_index = stream.index();
+    let turn = Turn::of_stream(&stream);
     let tb = stream.time_base();
     let time_base = if tb.denominator() != 0 {
         tb.numerator() as f64 / tb.denominator() as f64
@@ -95,6 +158,7 @@ fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
             time_base,
             decoder,
             scaler,
+            turn,
             eof_sent: false,
         },
         frames_per_s,
@@ -104,7 +168,10 @@ fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
 impl VideoProducer {
     pub fn open(path: &Path, options: VideoOptions) -> Result<VideoProducer, CaptureError> {
         let (opened, frames_per_s) = open_file(path)?;
-        let (width, height) = (opened.decoder.width(), opened.decoder.height());
+        let (mut width, mut height) = (opened.decoder.width(), opened.decoder.height());
+        if opened.turn.swaps_sides() {
+            std::mem::swap(&mut width, &mut height);
+        }
         let mut producer = VideoProducer {
             path: path.to_path_buf(),
             options,
@@ -140,7 +207,7 @@ impl VideoProducer {
                     .or(decoded.pts())
                     .map(|t| t as f64 * o.time_base)
                     .unwrap_or(self.last_time_s + 1.0 / self.frames_per_s);
-                return Ok(Some((rgb_from_frame(&rgb), time_s)));
+                return Ok(Some((o.turn.apply(rgb_from_frame(&rgb)), time_s)));
             }
             if o.eof_sent {
                 return Ok(None);
@@ -255,5 +322,26 @@ mod tests {
         assert!(pacing_offset(1e30)
             .and_then(|d| Instant::now().checked_add(d))
             .is_some());
+    }
+
+    #[test]
+    fn a_display_matrix_angle_becomes_the_quarter_turn_that_undoes_it() {
+        // A phone's portrait video: the matrix turns a quarter clockwise (−90° counter-clockwise).
+        assert_eq!(
+            Turn::from_counterclockwise_degrees(-90.0),
+            Turn::Clockwise90
+        );
+        assert_eq!(
+            Turn::from_counterclockwise_degrees(90.0),
+            Turn::Clockwise270
+        );
+        assert_eq!(Turn::from_counterclockwise_degrees(180.0), Turn::Half);
+        assert_eq!(Turn::from_counterclockwise_degrees(-180.0), Turn::Half);
+        assert_eq!(
+            Turn::from_counterclockwise_degrees(-89.6),
+            Turn::Clockwise90
+        );
+        assert_eq!(Turn::from_counterclockwise_degrees(0.0), Turn::None);
+        assert_eq!(Turn::from_counterclockwise_degrees(f64::NAN), Turn::None);
     }
 }
