@@ -202,7 +202,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating {}", args.out.display()))?;
             let grid = args.out.join("held_out_grid.png");
-            crate::learn::train::write_grid(&model.net, &test_data, device, &grid)?;
+            crate::learn::grid::write_grid(&model.net, &test_data, device, &grid)?;
             println!("held-out references written to {}", grid.display());
             r
         } else if lab_kinds.contains(&set.kind) {
@@ -418,7 +418,7 @@ fn write_clip_grid(
             ]
         })
         .collect();
-    crate::learn::train::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
+    crate::learn::grid::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
     Ok(faces.len())
 }
 
