@@ -9,7 +9,7 @@ use std::process::Command;
 use dgcn::capture::threaded::Producer;
 use dgcn::capture::video::VideoProducer;
 use dgcn::capture::VideoOptions;
-use dgcn::face::track::iou;
+use dgcn::face::detect::iou;
 use dgcn::face::{FaceTracker, TrackConfig};
 
 #[test]

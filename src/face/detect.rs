@@ -193,14 +193,42 @@ impl Detector {
             Some((big, scale, pad)) => (big, *scale, *pad),
             None => (img, 1.0, 0.0),
         };
-        let fitted = fit_to_grid(work, self.target_size);
+        let mut out = self.detect_fitted(work, self.target_size, scale, pad)?;
+        // BlazeFace's largest anchors miss a face much over ~280 px of its input: a face that
+        // fills most of a large photo (a selfie, a portrait) is searched for again in a copy
+        // whose shorter side is COARSE_SHORT_SIDE_PX, and added where the first search has none.
+        if enlarged.is_none() {
+            if let Some(target) = coarse_target(work, self.target_size) {
+                for face in self.detect_fitted(work, target, scale, pad)? {
+                    if out.iter().all(|f| iou(&f.bbox, &face.bbox) < 0.3) {
+                        out.push(face);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| b.area().total_cmp(&a.area()));
+        Ok(out)
+    }
+}
+
+impl Detector {
+    /// Faces in `work` fitted within `target` pixels, in the coordinates of the image `work` was
+    /// made from (`original = (work − pad) / scale`).
+    fn detect_fitted(
+        &self,
+        work: &RgbImage,
+        target: u32,
+        scale: f32,
+        pad: f32,
+    ) -> Result<Vec<DetectedFace>, DetectError> {
+        let fitted = fit_to_grid(work, target);
         let (input, sx, sy) = match &fitted {
             Some((f, sx, sy)) => (f, *sx, *sy),
             None => (work, 1.0, 1.0),
         };
         let faces = self.session.detect(input).map_err(DetectError::Inference)?;
         let back = |x: f32, y: f32| [(x / sx - pad) / scale, (y / sy - pad) / scale];
-        let mut out: Vec<DetectedFace> = faces
+        Ok(faces
             .into_iter()
             .filter_map(|f| {
                 let lms = f.landmarks?;
@@ -220,9 +248,38 @@ impl Detector {
                     held: false,
                 })
             })
-            .collect();
-        out.sort_by(|a, b| b.area().total_cmp(&a.area()));
-        Ok(out)
+            .collect())
+    }
+}
+
+/// The shorter side of the second, coarse search for faces too large for the first.
+const COARSE_SHORT_SIDE_PX: u32 = 256;
+
+/// The fitting target of the coarse search of `img` (its shorter side brought to
+/// [`COARSE_SHORT_SIDE_PX`]), or `None` when the first search, fitted within `target`, already
+/// sees the image that small (a face filling it is within BlazeFace's reach).
+fn coarse_target(img: &RgbImage, target: u32) -> Option<u32> {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let first = (target as f32 / w.max(h)).min(1.0);
+    let short = w.min(h);
+    if short * first <= COARSE_SHORT_SIDE_PX as f32 * 1.25 {
+        return None;
+    }
+    Some((w.max(h) * COARSE_SHORT_SIDE_PX as f32 / short).round() as u32)
+}
+
+/// Intersection over union of two `[x, y, w, h]` boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let x0 = a[0].max(b[0]);
+    let y0 = a[1].max(b[1]);
+    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
+    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
+    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
     }
 }
 

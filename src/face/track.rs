@@ -5,7 +5,7 @@
 //! than a 640×480 frame.
 use image::{imageops, RgbImage};
 
-use super::detect::{DetectError, DetectedFace, Detector};
+use super::detect::{iou, DetectError, DetectedFace, Detector};
 
 /// How long a lost face's id is kept for it (1 s at 30 fps).
 const TRACK_MEMORY_FRAMES: u64 = 30;
@@ -181,21 +181,6 @@ fn from_crop(face: &DetectedFace, offset: [f32; 2], scale: f32) -> DetectedFace 
         score: face.score,
         track: face.track,
         held: false,
-    }
-}
-
-/// Intersection over union of two `[x, y, w, h]` boxes.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let x0 = a[0].max(b[0]);
-    let y0 = a[1].max(b[1]);
-    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
-    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
-    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
     }
 }
 
