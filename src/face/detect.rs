@@ -193,34 +193,131 @@ impl Detector {
             Some((big, scale, pad)) => (big, *scale, *pad),
             None => (img, 1.0, 0.0),
         };
-        let mut out = self.detect_fitted(work, self.target_size, scale, pad)?;
-        // BlazeFace's largest anchors miss a face much over ~280 px of its input: a face that
-        // fills most of a large photo (a selfie, a portrait) is searched for again in a copy
-        // whose shorter side is COARSE_SHORT_SIDE_PX, and added where the first search has none.
+        // Each face with the scale it was seen at (search input pixels per image pixel).
+        let mut found = self.detect_fitted(work, self.target_size, scale, pad)?;
         if enlarged.is_none() {
+            // BlazeFace's largest anchors miss a face much over ~280 px of its input: a face that
+            // fills most of a large photo (a selfie, a portrait) is searched for again in a copy
+            // whose shorter side is COARSE_SHORT_SIDE_PX, and added where the first search has
+            // none.
             if let Some(target) = coarse_target(work, self.target_size) {
-                for face in self.detect_fitted(work, target, scale, pad)? {
-                    if out.iter().all(|f| iou(&f.bbox, &face.bbox) < 0.3) {
-                        out.push(face);
+                for (face, seen_at) in self.detect_fitted(work, target, 1.0, 0.0)? {
+                    if found.iter().all(|(f, _)| iou(&f.bbox, &face.bbox) < 0.3) {
+                        found.push((face, seen_at));
+                    }
+                }
+            }
+            // A face too small for the whole-image search of a large photo (a far face, a
+            // group): when that search found none, the photo is searched in tiles.
+            if found.is_empty() {
+                found = self.detect_in_tiles(work)?;
+            }
+            // A face seen smaller than it is has coarse landmarks: found again in a crop
+            // around it, where it is about half the detector's input.
+            for (face, seen_at) in &mut found {
+                if *seen_at < 0.9 {
+                    if let Some(sharper) = self.refine(work, face)? {
+                        *face = sharper;
                     }
                 }
             }
         }
+        let mut out: Vec<DetectedFace> = found.into_iter().map(|(face, _)| face).collect();
         out.sort_by(|a, b| b.area().total_cmp(&a.area()));
         Ok(out)
     }
+
+    /// Faces in overlapping tiles of twice the detector's input side, each searched at half its
+    /// size; none for an image the whole-image search already saw at half size or more.
+    fn detect_in_tiles(&self, img: &RgbImage) -> Result<Vec<(DetectedFace, f32)>, DetectError> {
+        let tile = 2 * self.target_size;
+        let (w, h) = img.dimensions();
+        if w.max(h) <= tile {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(DetectedFace, f32)> = Vec::new();
+        for y0 in tile_starts(h, tile) {
+            for x0 in tile_starts(w, tile) {
+                let (tw, th) = (tile.min(w - x0), tile.min(h - y0));
+                let crop = image::imageops::crop_imm(img, x0, y0, tw, th).to_image();
+                for (face, seen_at) in self.detect_fitted(&crop, self.target_size, 1.0, 0.0)? {
+                    let face = shifted(face, x0 as f32, y0 as f32);
+                    // A face in the overlap of two tiles is kept once.
+                    if out.iter().all(|(f, _)| iou(&f.bbox, &face.bbox) < 0.3) {
+                        out.push((face, seen_at));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `face` found again in a crop of twice its side around it, scaled so that the face is
+    /// [`REFINE_FACE_PX`] (never enlarged); `None` when the crop shows no face where it was.
+    fn refine(
+        &self,
+        img: &RgbImage,
+        face: &DetectedFace,
+    ) -> Result<Option<DetectedFace>, DetectError> {
+        let (w, h) = img.dimensions();
+        let side = 2.0 * face.bbox[2].max(face.bbox[3]);
+        let [cx, cy] = face.center();
+        let x0 = (cx - side / 2.0).clamp(0.0, (w - 1) as f32) as u32;
+        let y0 = (cy - side / 2.0).clamp(0.0, (h - 1) as f32) as u32;
+        let (cw, ch) = ((side as u32).min(w - x0), (side as u32).min(h - y0));
+        if cw < 16 || ch < 16 {
+            return Ok(None);
+        }
+        let crop = image::imageops::crop_imm(img, x0, y0, cw, ch).to_image();
+        // The face at REFINE_FACE_PX, also where the crop is cut short by the image's edges.
+        let face_side = face.bbox[2].max(face.bbox[3]).max(1.0);
+        let target = (cw.max(ch) as f32 * REFINE_FACE_PX as f32 / face_side).round() as u32;
+        Ok(self
+            .detect_fitted(&crop, target.max(16), 1.0, 0.0)?
+            .into_iter()
+            .map(|(f, _)| shifted(f, x0 as f32, y0 as f32))
+            .filter(|f| iou(&f.bbox, &face.bbox) > 0.3)
+            .max_by(|a, b| iou(&a.bbox, &face.bbox).total_cmp(&iou(&b.bbox, &face.bbox))))
+    }
+}
+
+/// A face found in a crop, moved to the image the crop starts at (`dx`, `dy`) in.
+fn shifted(mut face: DetectedFace, dx: f32, dy: f32) -> DetectedFace {
+    face.bbox[0] += dx;
+    face.bbox[1] += dy;
+    for [x, y] in &mut face.landmarks {
+        *x += dx;
+        *y += dy;
+    }
+    face
+}
+
+/// Where tiles of `tile` pixels start along a side of `len` pixels: a quarter of a tile's
+/// overlap, the last one ending at the edge.
+fn tile_starts(len: u32, tile: u32) -> Vec<u32> {
+    if len <= tile {
+        return vec![0];
+    }
+    let step = (tile * 3 / 4).max(1);
+    let mut starts: Vec<u32> = (0..)
+        .map(|i| i * step)
+        .take_while(|&s| s + tile < len)
+        .collect();
+    starts.push(len - tile);
+    starts
 }
 
 impl Detector {
     /// Faces in `work` fitted within `target` pixels, in the coordinates of the image `work` was
-    /// made from (`original = (work − pad) / scale`).
+    /// made from (`original = (work − pad) / scale`), each with the scale it was seen at (search
+    /// input pixels per original pixel).
     fn detect_fitted(
         &self,
         work: &RgbImage,
         target: u32,
         scale: f32,
         pad: f32,
-    ) -> Result<Vec<DetectedFace>, DetectError> {
+    ) -> Result<Vec<(DetectedFace, f32)>, DetectError> {
         let fitted = fit_to_grid(work, target);
         let (input, sx, sy) = match &fitted {
             Some((f, sx, sy)) => (f, *sx, *sy),
@@ -240,13 +337,14 @@ impl Detector {
                     *slot = back(x, y);
                 }
                 let [x, y] = back(f.rect.x, f.rect.y);
-                Some(DetectedFace {
+                let face = DetectedFace {
                     bbox: [x, y, f.rect.width / sx / scale, f.rect.height / sy / scale],
                     landmarks,
                     score: f.confidence,
                     track: 0,
                     held: false,
-                })
+                };
+                Some((face, sx.min(sy) * scale))
             })
             .collect())
     }
@@ -254,6 +352,9 @@ impl Detector {
 
 /// The shorter side of the second, coarse search for faces too large for the first.
 const COARSE_SHORT_SIDE_PX: u32 = 256;
+/// The size a face seen smaller than it is is brought to, in a crop of twice its side, to find
+/// its landmarks again.
+const REFINE_FACE_PX: u32 = 160;
 
 /// The fitting target of the coarse search of `img` (its shorter side brought to
 /// [`COARSE_SHORT_SIDE_PX`]), or `None` when the first search, fitted within `target`, already
@@ -377,4 +478,37 @@ fn enlarge_if_small(img: &RgbImage) -> Option<(RgbImage, f32, f32)> {
         *px = *big.get_pixel(sx, sy);
     }
     Some((out, factor as f32, pad as f32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_side_with_overlap_and_end_at_the_edge() {
+        assert_eq!(tile_starts(1000, 1280), vec![0]);
+        assert_eq!(tile_starts(4000, 1280), vec![0, 960, 1920, 2720]);
+        assert_eq!(tile_starts(3000, 1280), vec![0, 960, 1720]);
+        for len in [1281, 2000, 2561, 6000] {
+            let s = tile_starts(len, 1280);
+            assert_eq!(s[0], 0);
+            assert_eq!(s.last().copied(), Some(len - 1280), "{len}");
+            assert!(
+                s.windows(2).all(|p| p[1] > p[0] && p[1] - p[0] <= 960),
+                "{len}: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_photo_is_searched_coarsely_only_when_a_face_could_fill_it() {
+        let img = |w, h| RgbImage::new(w, h);
+        // TFEID's 256² photos and the live tracker's 320-pixel frames: no second search.
+        assert_eq!(coarse_target(&img(256, 256), 640), None);
+        assert_eq!(coarse_target(&img(320, 240), 640), None);
+        // A webcam frame: its shorter side brought to 256.
+        assert_eq!(coarse_target(&img(640, 480), 640), Some(341));
+        assert_eq!(coarse_target(&img(3000, 3000), 640), Some(256));
+        assert_eq!(coarse_target(&img(1080, 1920), 640), Some(455));
+    }
 }
