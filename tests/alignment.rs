@@ -3,7 +3,7 @@
 mod util;
 
 use dgcn::data::DatasetKind;
-use dgcn::face::{aligned_from_image, FACE_SIZE, TEMPLATE_64};
+use dgcn::face::{aligned_from_image, DetectedFace, FACE_SIZE, TEMPLATE_64};
 use image::RgbImage;
 
 fn tfeid_image(suffix: &str) -> RgbImage {
@@ -93,6 +93,32 @@ fn a_rotated_and_rescaled_photo_aligns_to_the_same_crop() {
     assert!(mad_other > mad * 1.5, "same {mad} vs other {mad_other}");
 }
 
+/// `face`, found in `frame`, which holds `original`'s photo scaled by `s` at `offset`: its
+/// landmarks within 13 % of the eye distance of the original's scaled, and its aligned crop
+/// within a mean absolute difference of 0.1 of the original's (the rotated photo's bound above).
+fn assert_framed_like(
+    frame: &RgbImage,
+    face: &DetectedFace,
+    (photo, original): (&RgbImage, &DetectedFace),
+    s: f32,
+    [ox, oy]: [f32; 2],
+    label: &str,
+) {
+    let eye_distance = (original.landmarks[1][0] - original.landmarks[0][0]).abs();
+    for (k, ([x, y], [x0, y0])) in face.landmarks.iter().zip(original.landmarks).enumerate() {
+        let (ex, ey) = (x0 * s + ox, y0 * s + oy);
+        let err = ((x - ex).powi(2) + (y - ey).powi(2)).sqrt() / (eye_distance * s);
+        assert!(
+            err < 0.13,
+            "{label}: landmark {k} off by {err:.3} eye distances"
+        );
+    }
+    let crop = aligned_from_image(photo, &original.landmarks).expect("aligns");
+    let again = aligned_from_image(frame, &face.landmarks).expect("aligns");
+    let mad = mean_abs_diff(&crop.pixels, &again.pixels);
+    assert!(mad < 0.1, "{label}: crop differs by {mad:.3}");
+}
+
 /// A face that fills most of a large photo (a selfie, a close-up portrait) is found, and framed
 /// as the same face at TFEID's size: BlazeFace misses faces much over ~280 px of its input, so
 /// the detector searches a coarser copy too. Three TFEID performers' photos, each put in a
@@ -108,8 +134,6 @@ fn a_face_filling_a_large_photo_is_found_and_aligned_alike() {
     for photo in ["0111b01.jpg", "0101a02.jpg", "2011c03.jpg"] {
         let img = tfeid_image(photo);
         let original = det.detect(&img).expect("detects")[0].clone();
-        let crop = aligned_from_image(&img, &original.landmarks).expect("aligns");
-        let eye_distance = (original.landmarks[1][0] - original.landmarks[0][0]).abs();
         let (w, h) = (img.width(), img.height());
         let mut cases = Vec::new();
         for side in [400u32, 560] {
@@ -128,22 +152,7 @@ fn a_face_filling_a_large_photo_is_found_and_aligned_alike() {
             let faces = det.detect(&frame).expect("detects");
             let label = format!("{photo} at ×{s:.2} in {}×{}", frame.width(), frame.height());
             assert_eq!(faces.len(), 1, "{label}: {faces:?}");
-            for (k, ([x, y], [x0, y0])) in faces[0]
-                .landmarks
-                .iter()
-                .zip(original.landmarks)
-                .enumerate()
-            {
-                let (ex, ey) = (x0 * s + ox, y0 * s + oy);
-                let err = ((x - ex).powi(2) + (y - ey).powi(2)).sqrt() / (eye_distance * s);
-                assert!(
-                    err < 0.13,
-                    "{label}: landmark {k} off by {err:.3} eye distances"
-                );
-            }
-            let again = aligned_from_image(&frame, &faces[0].landmarks).expect("aligns");
-            let mad = mean_abs_diff(&crop.pixels, &again.pixels);
-            assert!(mad < 0.1, "{label}: crop differs by {mad:.3}");
+            assert_framed_like(&frame, &faces[0], (&img, &original), s, [ox, oy], &label);
         }
     }
 }
@@ -160,8 +169,6 @@ fn a_small_face_in_a_large_photo_is_found_and_an_empty_one_has_none() {
     let det = util::detector();
     let img = tfeid_image("0111b01.jpg");
     let original = det.detect(&img).expect("detects")[0].clone();
-    let crop = aligned_from_image(&img, &original.landmarks).expect("aligns");
-    let eye_distance = (original.landmarks[1][0] - original.landmarks[0][0]).abs();
     let empty = RgbImage::from_pixel(4000, 3000, image::Rgb([128, 128, 128]));
     assert!(det.detect(&empty).expect("detects").is_empty());
     for side in [120u32, 400] {
@@ -173,21 +180,14 @@ fn a_small_face_in_a_large_photo_is_found_and_an_empty_one_has_none() {
         image::imageops::overlay(&mut frame, &small, i64::from(ox), i64::from(oy));
         let faces = det.detect(&frame).expect("detects");
         assert_eq!(faces.len(), 1, "{side} px: {faces:?}");
-        for (k, ([x, y], [x0, y0])) in faces[0]
-            .landmarks
-            .iter()
-            .zip(original.landmarks)
-            .enumerate()
-        {
-            let (ex, ey) = (x0 * s + ox as f32, y0 * s + oy as f32);
-            let err = ((x - ex).powi(2) + (y - ey).powi(2)).sqrt() / (eye_distance * s);
-            assert!(
-                err < 0.13,
-                "{side} px: landmark {k} off by {err:.3} eye distances"
-            );
-        }
-        let again = aligned_from_image(&frame, &faces[0].landmarks).expect("aligns");
-        let mad = mean_abs_diff(&crop.pixels, &again.pixels);
-        assert!(mad < 0.1, "{side} px: crop differs by {mad:.3}");
+        let label = format!("{side} px");
+        assert_framed_like(
+            &frame,
+            &faces[0],
+            (&img, &original),
+            s,
+            [ox as f32, oy as f32],
+            &label,
+        );
     }
 }

@@ -162,13 +162,27 @@ fn exif_orientation(tag: u16) -> Vec<u8> {
     exif
 }
 
+/// Encodes `pixels` with `encoder`, an Exif block saying orientation `tag` included.
+fn encode_with_exif(mut encoder: impl image::ImageEncoder, pixels: &image::RgbImage, tag: u16) {
+    encoder
+        .set_exif_metadata(exif_orientation(tag))
+        .expect("the format takes Exif");
+    encoder
+        .write_image(
+            pixels,
+            pixels.width(),
+            pixels.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .expect("encoded");
+}
+
 /// A camera that stores a photo sideways and says so in its Exif orientation (as phones do for
 /// portrait photos): the face is found and answers as the upright photo does. One TFEID photo
 /// stored turned a quarter left (tag 6), upside down (3) and a quarter right (8), as PNGs (the
 /// same pixels: probabilities within 1e-4) and once as a JPEG (re-encoded: same label).
 #[test]
 fn a_photo_stored_sideways_is_read_upright_by_its_exif_orientation() {
-    use image::ImageEncoder;
     let dir = util::temp_dir("exif");
     let photo = util::temp_image(DatasetKind::Tfeid, "0111b01.jpg", "exif_source.jpg");
     let rgb = image::open(&photo).expect("JPEG decodes").to_rgb8();
@@ -183,36 +197,15 @@ fn a_photo_stored_sideways_is_read_upright_by_its_exif_orientation() {
     for (tag, pixels) in &stored {
         let path = dir.join(format!("turned{tag}.png"));
         let mut bytes = Vec::new();
-        let mut encoder = image::codecs::png::PngEncoder::new(&mut bytes);
-        encoder
-            .set_exif_metadata(exif_orientation(*tag))
-            .expect("PNG takes Exif");
-        encoder
-            .write_image(
-                pixels,
-                pixels.width(),
-                pixels.height(),
-                image::ExtendedColorType::Rgb8,
-            )
-            .expect("PNG encoded");
+        let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+        encode_with_exif(encoder, pixels, *tag);
         std::fs::write(&path, bytes).expect("written");
         files.push(path);
     }
     let jpeg = dir.join("turned6.jpg");
     let mut bytes = Vec::new();
-    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
-    encoder
-        .set_exif_metadata(exif_orientation(6))
-        .expect("JPEG takes Exif");
-    let (_, sideways) = &stored[0];
-    encoder
-        .write_image(
-            sideways,
-            sideways.width(),
-            sideways.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .expect("JPEG encoded");
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+    encode_with_exif(encoder, &stored[0].1, 6);
     std::fs::write(&jpeg, bytes).expect("written");
     files.push(jpeg);
 

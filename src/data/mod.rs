@@ -15,8 +15,11 @@ pub use datasets::{DatasetKind, SampleInfo, Split};
 
 use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE};
 
-/// Bumped whenever alignment or preparation changes, so stale caches are not reused.
-const PREPARE_VERSION: u32 = 2;
+/// Bumped whenever alignment or preparation changes, so stale caches are not reused. 3
+/// (2026-12-01): photos turned upright by their Exif orientation, and faces filling or lost in
+/// large photos found (the four supported datasets' faces are unchanged: their images carry no
+/// orientation and are too small for either search; a user's own photos may differ).
+const PREPARE_VERSION: u32 = 3;
 const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
 
 #[derive(Debug, thiserror::Error)]
