@@ -507,3 +507,84 @@ fn a_video_marked_as_turned_plays_turned_upright() {
         }
     }
 }
+
+/// Writes `frames` as a Motion-JPEG Matroska video at `fps` (each frame a JPEG packet, muxed as
+/// is: the frames may differ in size, as a stream that changes resolution does).
+#[cfg(feature = "video")]
+fn write_mjpeg(path: &Path, frames: &[image::RgbImage], fps: i32) {
+    use ffmpeg_next as ffmpeg;
+    ffmpeg::init().expect("FFmpeg");
+    let mut output = ffmpeg::format::output(path).expect("Matroska writer");
+    {
+        let mut stream = output
+            .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG))
+            .expect("stream");
+        stream.set_time_base((1, fps));
+        // SAFETY: the codec parameters of the stream just added, set before the header.
+        unsafe {
+            let par = stream.parameters().as_mut_ptr();
+            (*par).codec_type = ffmpeg::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+            (*par).codec_id = ffmpeg::ffi::AVCodecID::AV_CODEC_ID_MJPEG;
+            (*par).width = frames[0].width() as i32;
+            (*par).height = frames[0].height() as i32;
+        }
+    }
+    output.write_header().expect("header");
+    let time_base = output.stream(0).expect("stream 0").time_base();
+    for (n, frame) in frames.iter().enumerate() {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(frame)
+            .expect("JPEG");
+        let mut packet = ffmpeg::Packet::copy(&jpeg);
+        packet.set_pts(Some(n as i64));
+        packet.set_dts(Some(n as i64));
+        packet.set_duration(1);
+        packet.set_flags(ffmpeg::codec::packet::Flags::KEY);
+        packet.set_stream(0);
+        packet.rescale_ts((1, fps), time_base);
+        packet.write_interleaved(&mut output).expect("packet");
+    }
+    output.write_trailer().expect("trailer");
+}
+
+/// A video whose frame size changes on the way (a browser's webcam recording does; so do clips
+/// joined together) plays on: every frame at its own size, the face found in each. Six TFEID
+/// photos at 256×256 followed by the same six enlarged to 320×320, as Motion JPEG; before, the
+/// converter to RGB stopped the source at the seventh frame ("Input changed").
+#[cfg(feature = "video")]
+#[test]
+fn a_video_that_changes_frame_size_plays_on() {
+    let dir = util::temp_dir("resized-video");
+    let photos: Vec<image::RgbImage> = ["0111b01.jpg", "0101a02.jpg", "2011c03.jpg"]
+        .iter()
+        .map(|p| {
+            image::load_from_memory(&util::archive_file(dgcn::data::DatasetKind::Tfeid, p))
+                .expect("decodes")
+                .to_rgb8()
+        })
+        .collect();
+    let mut frames: Vec<image::RgbImage> = photos.iter().chain(&photos).cloned().collect();
+    frames.extend(
+        frames
+            .clone()
+            .iter()
+            .map(|f| image::imageops::resize(f, 320, 320, image::imageops::FilterType::Triangle)),
+    );
+    let video = dir.join("resized.mkv");
+    write_mjpeg(&video, &frames, 10);
+    let out = dir.join("results.jsonl");
+    let (lines, _) = run_headless(&["--source", video.to_str().expect("utf-8")], &out);
+    assert_eq!(lines.len(), frames.len(), "every frame played");
+    for (n, v) in lines.iter().enumerate() {
+        let faces = v["faces"].as_array().expect("faces");
+        assert_eq!(faces.len(), 1, "frame {n}: {v}");
+        // The box lies in the frame's own size: the second half's faces are larger.
+        let height = faces[0]["box"][3].as_f64().expect("box");
+        let side = f64::from(frames[n].height());
+        assert!(
+            height > side * 0.5 && height < side,
+            "frame {n}: box {height} in {side}"
+        );
+    }
+}

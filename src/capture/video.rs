@@ -141,16 +141,8 @@ fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
     if decoder.width() == 0 || decoder.height() == 0 {
         return Err(video_err(path, "the video stream has no frame size"));
     }
-    let scaler = scaling::Context::get(
-        decoder.format(),
-        decoder.width(),
-        decoder.height(),
-        Pixel::RGB24,
-        decoder.width(),
-        decoder.height(),
-        scaling::Flags::BILINEAR,
-    )
-    .map_err(|e| video_err(path, e))?;
+    let scaler = rgb_converter(decoder.format(), decoder.width(), decoder.height())
+        .map_err(|e| video_err(path, e))?;
     Ok((
         Opened {
             input,
@@ -198,6 +190,15 @@ impl VideoProducer {
         let mut decoded = VideoFrame::empty();
         loop {
             if o.decoder.receive_frame(&mut decoded).is_ok() {
+                // A stream may change its frame size or pixel format on the way (a browser's
+                // webcam recording, joined clips): the converter follows it.
+                let expected = o.scaler.input();
+                if (decoded.format(), decoded.width(), decoded.height())
+                    != (expected.format, expected.width, expected.height)
+                {
+                    o.scaler = rgb_converter(decoded.format(), decoded.width(), decoded.height())
+                        .map_err(|e| video_err(&self.path, e))?;
+                }
                 let mut rgb = VideoFrame::empty();
                 o.scaler
                     .run(&decoded, &mut rgb)
@@ -229,6 +230,23 @@ impl VideoProducer {
             }
         }
     }
+}
+
+/// The converter of decoded frames of this format and size to RGB24 of the same size.
+fn rgb_converter(
+    format: Pixel,
+    width: u32,
+    height: u32,
+) -> Result<scaling::Context, ffmpeg::Error> {
+    scaling::Context::get(
+        format,
+        width,
+        height,
+        Pixel::RGB24,
+        width,
+        height,
+        scaling::Flags::BILINEAR,
+    )
 }
 
 /// Copies FFmpeg's RGB24 rows (which may be padded) into a tight image.
