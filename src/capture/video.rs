@@ -24,6 +24,8 @@ struct Opened {
     /// video sideways and say so).
     turn: Turn,
     eof_sent: bool,
+    /// Packets the decoder rejected in this pass (skipped).
+    damaged: usize,
 }
 
 /// A turn of the decoded picture to show it upright, from the stream's display matrix.
@@ -152,6 +154,7 @@ fn open_file(path: &Path) -> Result<(Opened, f64), CaptureError> {
             scaler,
             turn,
             eof_sent: false,
+            damaged: 0,
         },
         frames_per_s,
     ))
@@ -217,9 +220,15 @@ impl VideoProducer {
             let mut fed = false;
             for (stream, packet) in o.input.packets() {
                 if stream.index() == o.stream_index {
-                    o.decoder
-                        .send_packet(&packet)
-                        .map_err(|e| video_err(&self.path, format!("corrupt video data: {e}")))?;
+                    // Damaged data (a bad sector, a cut download) loses the frames it held, not
+                    // the rest of the video.
+                    if let Err(e) = o.decoder.send_packet(&packet) {
+                        o.damaged += 1;
+                        if o.damaged == 1 {
+                            tracing::warn!(path = %self.path.display(), error = %e,
+                                "damaged video data skipped; the frames after it play on");
+                        }
+                    }
                     fed = true;
                     break;
                 }
@@ -227,6 +236,10 @@ impl VideoProducer {
             if !fed {
                 o.decoder.send_eof().map_err(|e| video_err(&self.path, e))?;
                 o.eof_sent = true;
+                if o.damaged > 0 {
+                    tracing::warn!(path = %self.path.display(), packets = o.damaged,
+                        "video packets skipped as damaged in this pass");
+                }
             }
         }
     }
