@@ -131,6 +131,61 @@ fn a_missing_source_is_a_clear_error() {
     );
 }
 
+/// In a folder source an unreadable image is skipped with a warning that names it, and the
+/// images after it are not lost; a folder of nothing but unreadable images is a one-line error.
+/// Three TFEID portraits with a text file named `.jpg` second: three frames, each with its face.
+#[test]
+fn an_unreadable_image_in_a_folder_is_skipped_and_the_rest_play() {
+    let dir = util::temp_dir("folder-with-bad-image");
+    let portraits = portrait_folder();
+    for (i, name) in ["a.jpg", "c.jpg", "d.jpg"].iter().enumerate() {
+        std::fs::copy(portraits.join(format!("frame{i:03}.jpg")), dir.join(name)).expect("copy");
+    }
+    std::fs::write(dir.join("b.jpg"), b"not an image").expect("write");
+    let run = |folder: &std::path::Path, out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_dgcn"))
+            .env("DGCN_BLAZEFACE", util::blazeface_path())
+            .env("DGCN_LOG", "warn")
+            .args(["live", "--headless", "--weights"])
+            .arg(shipped_weights())
+            .arg("--source")
+            .arg(folder)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("runs")
+    };
+    let out = dir.join("results.jsonl");
+    let output = run(&dir, &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unreadable image skipped") && stderr.contains("b.jpg"),
+        "{stderr}"
+    );
+    let frames: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(frames.len(), 3);
+    assert!(frames
+        .iter()
+        .all(|v| v["faces"].as_array().is_some_and(|f| f.len() == 1)));
+
+    let bad = util::temp_dir("folder-all-bad");
+    for name in ["x.jpg", "y.png"] {
+        std::fs::write(bad.join(name), b"not an image").expect("write");
+    }
+    let output = run(&bad, &bad.join("results.jsonl"));
+    assert_eq!(output.status.code(), Some(1));
+    let last = util::last_stderr_line(&output);
+    assert!(
+        last.contains("none of its 2 images could be read"),
+        "{last}"
+    );
+}
+
 /// A camera that delivers a few frames and then fails, as an unplugged webcam does.
 struct VanishingCamera {
     frames: Vec<image::RgbImage>,

@@ -76,6 +76,9 @@ pub struct ImageFiles {
     origin: PathBuf,
     files: Vec<PathBuf>,
     next: usize,
+    /// Images read and images skipped as unreadable so far.
+    read: usize,
+    skipped: usize,
 }
 
 impl ImageFiles {
@@ -104,24 +107,45 @@ impl ImageFiles {
             origin: path.to_path_buf(),
             files,
             next: 0,
+            read: 0,
+            skipped: 0,
         })
     }
 }
 
 impl FrameSource for ImageFiles {
+    /// The next image. In a folder an unreadable image is skipped with a warning (the rest are
+    /// not lost), and the source fails only when none of its images could be read.
     fn next_frame(&mut self, _stop: &AtomicBool) -> Result<Option<SourceFrame>, CaptureError> {
-        let Some(path) = self.files.get(self.next) else {
-            return Ok(None);
-        };
-        self.next += 1;
-        let img = read_image(path).map_err(|reason| CaptureError::Decode {
-            path: path.clone(),
-            reason,
-        })?;
-        Ok(Some(SourceFrame {
-            rgb: img.to_rgb8(),
-            time_s: None,
-        }))
+        while let Some(path) = self.files.get(self.next) {
+            self.next += 1;
+            match read_image(path) {
+                Ok(img) => {
+                    self.read += 1;
+                    return Ok(Some(SourceFrame {
+                        rgb: img.to_rgb8(),
+                        time_s: None,
+                    }));
+                }
+                Err(reason) if self.origin.is_dir() => {
+                    tracing::warn!(path = %path.display(), %reason, "unreadable image skipped");
+                    self.skipped += 1;
+                }
+                Err(reason) => {
+                    return Err(CaptureError::Decode {
+                        path: path.clone(),
+                        reason,
+                    })
+                }
+            }
+        }
+        if self.read == 0 && self.skipped > 0 {
+            return Err(CaptureError::Decode {
+                path: self.origin.clone(),
+                reason: format!("none of its {} images could be read", self.skipped),
+            });
+        }
+        Ok(None)
     }
 
     fn describe(&self) -> String {
