@@ -149,6 +149,62 @@ fn every_named_image_format_reads_and_answers_alike() {
     assert_eq!(with_face, files.len());
 }
 
+/// `infer` given a folder reads every image in it and its subfolders, in path order, skipping
+/// other files; saved references are named by their path inside the folder, so that two
+/// `1.jpg` in two class folders do not overwrite each other; a folder without images is a
+/// one-line error.
+#[test]
+fn infer_reads_a_folder_of_class_folders() {
+    let dir = util::temp_dir("infer-folder");
+    let data = dir.join("faces");
+    for (class, photo) in [("sad", "2011c03.jpg"), ("happy", "0111b01.jpg")] {
+        std::fs::create_dir_all(data.join(class)).expect("mkdir");
+        std::fs::write(
+            data.join(class).join("1.jpg"),
+            util::archive_file(DatasetKind::Tfeid, photo),
+        )
+        .expect("write");
+    }
+    std::fs::write(data.join("readme.txt"), b"labels by folder").expect("write");
+    let refs = dir.join("refs");
+    let answers = infer_ok(
+        &["--save-reference", refs.to_str().expect("utf-8")],
+        &[&data],
+    );
+    let paths: Vec<&str> = answers
+        .iter()
+        .map(|v| v["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[0].ends_with("happy/1.jpg") && paths[1].ends_with("sad/1.jpg"),
+        "{paths:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|v| v["faces"].as_array().is_some_and(|f| f.len() == 1)));
+    for name in ["happy_1", "sad_1"] {
+        for suffix in ["query", "reference"] {
+            let png = refs.join(format!("{name}.{suffix}.png"));
+            assert!(png.is_file(), "{} missing", png.display());
+        }
+    }
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = dgcn()
+        .args(["infer", "--weights"])
+        .arg(shipped_weights())
+        .arg(&empty)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let line = stderr_line(&out);
+    assert!(
+        line.starts_with("error: folder") && line.contains("no images"),
+        "{line}"
+    );
+}
+
 /// A minimal Exif block (little-endian TIFF) holding only an orientation tag.
 fn exif_orientation(tag: u16) -> Vec<u8> {
     let mut exif = b"II*\0".to_vec();

@@ -496,10 +496,11 @@ pub struct InferArgs {
     /// Treat each whole image as an already-cropped face (no detection).
     #[arg(long)]
     pub aligned: bool,
-    /// Write <stem>.query.png and <stem>.reference.png for the largest face here.
+    /// Write <stem>.query.png and <stem>.reference.png for the largest face here (for an image
+    /// found in a folder, <stem> is its path inside that folder with `_` for `/`).
     #[arg(long)]
     pub save_reference: Option<PathBuf>,
-    /// Images to read.
+    /// Images to read; a folder stands for every image in it and its subfolders, in path order.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }

@@ -21,19 +21,25 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
     }
     // Every image is tried; a single image's error is the command's error, several are listed
     // and summed up.
+    let inputs = expand_folders(&args.images);
     let mut errors = Vec::new();
-    for path in &args.images {
-        match infer_one(
-            path,
-            &predictor,
-            det.as_ref(),
-            args.save_reference.as_deref(),
-        ) {
+    for input in &inputs {
+        let answer = match input {
+            Ok((path, name)) => infer_one(
+                path,
+                name,
+                &predictor,
+                det.as_ref(),
+                args.save_reference.as_deref(),
+            ),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        match answer {
             Ok(line) => println!("{line}"),
             Err(e) => errors.push(e),
         }
     }
-    if args.images.len() == 1 {
+    if inputs.len() == 1 {
         if let Some(e) = errors.pop() {
             return Err(e);
         }
@@ -45,13 +51,58 @@ pub fn run_infer(args: &InferArgs) -> Result<()> {
         errors.is_empty(),
         "{} of {} images failed",
         errors.len(),
-        args.images.len()
+        inputs.len()
     );
     Ok(())
 }
 
+/// The images to read, each with the name its saved references take: a file as given (its
+/// stem), a folder as every image in it and its subfolders in path order (its path inside the
+/// folder, `/` written `_`, so that `happy/1.jpg` and `sad/1.jpg` do not overwrite each other);
+/// a folder without images is an error of its own.
+fn expand_folders(paths: &[PathBuf]) -> Vec<Result<(PathBuf, String), String>> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(Ok((path.clone(), stem(path))));
+            continue;
+        }
+        let mut found: Vec<PathBuf> = walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && crate::capture::files::is_image(e.path()))
+            .map(|e| e.into_path())
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            out.push(Err(format!(
+                "folder {}: no images ({}) in it or its subfolders",
+                path.display(),
+                crate::capture::IMAGE_FORMATS
+            )));
+        }
+        for file in found {
+            let inside = file.strip_prefix(path).unwrap_or(&file).with_extension("");
+            let name = inside
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("_");
+            out.push(Ok((file, name)));
+        }
+    }
+    out
+}
+
 fn infer_one(
     path: &Path,
+    name: &str,
     predictor: &Predictor,
     det: Option<&Detector>,
     save: Option<&Path>,
@@ -103,12 +154,8 @@ fn infer_one(
         })
         .collect();
     if let (Some(dir), Some(face), Some(pred)) = (save, faces.first(), preds.first()) {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
         for (suffix, img) in [("query", face), ("reference", &pred.reference)] {
-            let out: PathBuf = dir.join(format!("{stem}.{suffix}.png"));
+            let out: PathBuf = dir.join(format!("{name}.{suffix}.png"));
             img.to_luma8()
                 .save(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
