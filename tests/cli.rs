@@ -205,6 +205,106 @@ fn infer_reads_a_folder_of_class_folders() {
     );
 }
 
+/// `eval --folder` scores a dataset laid out in expression folders (the datasets' own names:
+/// `happiness`, `sadness`, `anger`): six TFEID photos in three such folders, one photo outside
+/// them and one unreadable image. The report counts 6 labelled photos, 1 passed over and 1
+/// unreadable; predictions_folder.csv has each photo's label and the same prediction `infer`
+/// gives it; the accuracy printed is the share of rows whose prediction is their label; a folder
+/// with no expression folder is a one-line error.
+#[test]
+fn eval_scores_a_folder_of_expression_folders() {
+    let dir = util::temp_dir("eval-folder");
+    let data = dir.join("dataset");
+    let photos = [
+        ("happiness", "0111b01.jpg"),
+        ("happiness", "0121b01.jpg"),
+        ("sadness", "2011c03.jpg"),
+        ("sadness", "0121c01.jpg"),
+        ("anger", "0111d02.jpg"),
+        ("anger", "0131d01.jpg"),
+    ];
+    for (class, photo) in photos {
+        std::fs::create_dir_all(data.join(class)).expect("mkdir");
+        std::fs::write(
+            data.join(class).join(photo),
+            util::archive_file(DatasetKind::Tfeid, photo),
+        )
+        .expect("write");
+    }
+    std::fs::write(
+        data.join("cover.jpg"),
+        util::archive_file(DatasetKind::Tfeid, "0101a02.jpg"),
+    )
+    .expect("write");
+    std::fs::write(data.join("anger").join("broken.jpg"), b"not an image").expect("write");
+    let out_dir = dir.join("out");
+    let out = dgcn()
+        .args(["eval", "--weights"])
+        .arg(shipped_weights())
+        .arg("--folder")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        report.contains("6 labelled photos; a face found in 6")
+            && report.contains("passed over: 1 outside an expression's folder, 1 unreadable"),
+        "{report}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("predictions_folder.csv")).expect("csv");
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    let files: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r[0])).collect();
+    let answers = infer_ok(&[], &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    for (row, answer) in rows.iter().zip(&answers) {
+        let folder = Path::new(&row[0]).parent().and_then(|p| p.file_name());
+        let want = match folder.and_then(|f| f.to_str()) {
+            Some("happiness") => "happy",
+            Some("sadness") => "sad",
+            _ => "angry",
+        };
+        assert_eq!(row[1], want, "{row:?}");
+        assert_eq!(
+            answer["faces"][0]["label"].as_str(),
+            Some(row[2].as_str()),
+            "{row:?}"
+        );
+    }
+    let right = rows.iter().filter(|r| r[1] == r[2]).count();
+    let accuracy = format!("Accuracy **{:.2} %**", right as f64 * 100.0 / 6.0);
+    assert!(report.contains(&accuracy), "{accuracy} not in {report}");
+
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(&plain).expect("mkdir");
+    std::fs::write(
+        plain.join("a.jpg"),
+        util::archive_file(DatasetKind::Tfeid, "0111b01.jpg"),
+    )
+    .expect("write");
+    let out = dgcn()
+        .args(["eval", "--weights"])
+        .arg(shipped_weights())
+        .arg("--folder")
+        .arg(&plain)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("no image in a folder named after an expression"),
+        "{line}"
+    );
+}
+
 /// A minimal Exif block (little-endian TIFF) holding only an orientation tag.
 fn exif_orientation(tag: u16) -> Vec<u8> {
     let mut exif = b"II*\0".to_vec();

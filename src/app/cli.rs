@@ -484,6 +484,12 @@ pub struct EvalArgs {
     /// labels (and with the predictions recorded at the time).
     #[arg(long, value_name = "SESSION")]
     pub session: Option<PathBuf>,
+    /// Score --weights on a folder of labelled photos instead (any dataset): each image's label
+    /// is the nearest folder above it named after an expression (`happy`, `anger`, `sadness`,
+    /// …); accuracy, mean recall and the confusion matrix, and every photo's prediction in
+    /// --out/predictions_folder.csv.
+    #[arg(long, value_name = "FOLDER", conflicts_with = "session")]
+    pub folder: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cli;
 pub mod doctor;
+pub mod folder_eval;
 pub mod infer;
 pub mod learn;
 pub mod live;

@@ -106,6 +106,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if let Some(session) = &args.session {
         return crate::app::rescore::run_rescore(session, args);
     }
+    if let Some(folder) = &args.folder {
+        return crate::app::folder_eval::run_folder_eval(folder, args);
+    }
     let device = args.common.runtime().device()?;
     let init = args.init.as_deref();
     let cfg = train_config(&args.model, init)?;
