@@ -18,6 +18,16 @@ fn shipped_weights() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/gcnet.safetensors")
 }
 
+/// `dgcn SUBCOMMAND --weights <shipped> ARGS…`, run to its end.
+fn run_shipped(subcommand: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    dgcn()
+        .args([subcommand, "--weights"])
+        .arg(shipped_weights())
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
 fn stderr_line(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
@@ -191,12 +201,7 @@ fn infer_reads_a_folder_of_class_folders() {
     }
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(shipped_weights())
-        .arg(&empty)
-        .output()
-        .expect("runs");
+    let out = run_shipped("infer", &[empty.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
     let line = stderr_line(&out);
     assert!(
@@ -238,15 +243,18 @@ fn eval_scores_a_folder_of_expression_folders() {
     .expect("write");
     std::fs::write(data.join("anger").join("broken.jpg"), b"not an image").expect("write");
     let out_dir = dir.join("out");
-    let out = dgcn()
-        .args(["eval", "--weights"])
-        .arg(shipped_weights())
-        .arg("--folder")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .expect("runs");
+    let eval_folder = |folder: &Path| {
+        run_shipped(
+            "eval",
+            &[
+                "--folder".as_ref(),
+                folder.as_os_str(),
+                "--out".as_ref(),
+                out_dir.as_os_str(),
+            ],
+        )
+    };
+    let out = eval_folder(&data);
     assert!(out.status.success(), "{}", stderr_line(&out));
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -288,15 +296,7 @@ fn eval_scores_a_folder_of_expression_folders() {
         util::archive_file(DatasetKind::Tfeid, "0111b01.jpg"),
     )
     .expect("write");
-    let out = dgcn()
-        .args(["eval", "--weights"])
-        .arg(shipped_weights())
-        .arg("--folder")
-        .arg(&plain)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .expect("runs");
+    let out = eval_folder(&plain);
     assert_eq!(out.status.code(), Some(1));
     let line = stderr_line(&out);
     assert!(
@@ -418,12 +418,7 @@ fn infer_on_a_thin_strip_answers_no_face_without_growing() {
     image::RgbImage::from_pixel(8, 4000, image::Rgb([200, 180, 160]))
         .save(&strip)
         .expect("png");
-    let out = dgcn()
-        .args(["infer", "--weights"])
-        .arg(shipped_weights())
-        .arg(&strip)
-        .output()
-        .expect("runs");
+    let out = run_shipped("infer", &[strip.as_os_str()]);
     assert!(out.status.success(), "{}", stderr_line(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["faces"], serde_json::json!([]));

@@ -143,12 +143,8 @@ fn an_unreadable_image_in_a_folder_is_skipped_and_the_rest_play() {
     }
     std::fs::write(dir.join("b.jpg"), b"not an image").expect("write");
     let run = |folder: &std::path::Path, out: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_dgcn"))
-            .env("DGCN_BLAZEFACE", util::blazeface_path())
-            .env("DGCN_LOG", "warn")
-            .args(["live", "--headless", "--weights"])
-            .arg(shipped_weights())
-            .arg("--source")
+        util::dgcn()
+            .args(["live", "--headless", "--source"])
             .arg(folder)
             .arg("--out")
             .arg(out)

@@ -611,25 +611,11 @@ fn a_video_damaged_in_the_middle_plays_on_past_the_damage() {
     let damaged = dir.join("damaged.mp4");
     std::fs::write(&damaged, bytes).expect("write");
     let out = dir.join("results.jsonl");
-    let output = util::dgcn()
-        .env("DGCN_LOG", "warn")
-        .args(["live", "--headless", "--out"])
-        .arg(&out)
-        .arg("--source")
-        .arg(&damaged)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (lines, stderr) = run_headless(&["--source", damaged.to_str().expect("utf-8")], &out);
     assert!(stderr.contains("damaged video data skipped"), "{stderr}");
-    let times: Vec<f64> = std::fs::read_to_string(&out)
-        .expect("results")
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["time_s"]
-                .as_f64()
-                .expect("time")
-        })
+    let times: Vec<f64> = lines
+        .iter()
+        .map(|v| v["time_s"].as_f64().expect("time"))
         .collect();
     assert!(times.len() >= 110, "{} frames", times.len());
     assert!(times.windows(2).all(|w| w[1] > w[0]), "time goes forward");
