@@ -1,6 +1,9 @@
 //! BlazeFace through rust-faces (ONNX Runtime): boxes and five landmarks per face, largest first.
-//! Small images (the 48×48 dataset crops) are enlarged and given a replicated border first, since
-//! BlazeFace never scales up and misses faces that fill the whole frame.
+//! BlazeFace sees faces of about 10–280 px of its input. Small images (the 48×48 dataset crops) are
+//! enlarged and given a replicated border first, since BlazeFace never scales up and misses faces
+//! that fill the whole frame. A large image is also searched in a coarse copy (a face filling a
+//! photo), in tiles when nothing was found (a small face in it), and each face seen smaller than
+//! it is is found again in a crop around it, for sharper landmarks.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,11 @@ use super::blazeface::BlazeFaceSession;
 const MIN_DETECT_SIDE_PX: u32 = 160;
 /// Enlargement stops where the longer side would pass this.
 const MAX_ENLARGED_SIDE_PX: u32 = 2048;
+/// The shorter side of the second, coarse search for faces too large for the first.
+const COARSE_SHORT_SIDE_PX: u32 = 256;
+/// The size a face seen smaller than it is is brought to, in a crop of twice its side, to find
+/// its landmarks again.
+const REFINE_FACE_PX: u32 = 160;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -212,8 +220,8 @@ impl Detector {
             if found.is_empty() {
                 found = self.detect_in_tiles(work)?;
             }
-            // A face seen smaller than it is has coarse landmarks: found again in a crop
-            // around it, where it is about half the detector's input.
+            // A face seen smaller than it is has coarse landmarks: found again in a crop of
+            // twice its side around it, where it is REFINE_FACE_PX.
             for (face, seen_at) in &mut found {
                 if *seen_at < 0.9 {
                     if let Some(sharper) = self.refine(work, face)? {
@@ -279,35 +287,7 @@ impl Detector {
             .filter(|f| iou(&f.bbox, &face.bbox) > 0.3)
             .max_by(|a, b| iou(&a.bbox, &face.bbox).total_cmp(&iou(&b.bbox, &face.bbox))))
     }
-}
 
-/// A face found in a crop, moved to the image the crop starts at (`dx`, `dy`) in.
-fn shifted(mut face: DetectedFace, dx: f32, dy: f32) -> DetectedFace {
-    face.bbox[0] += dx;
-    face.bbox[1] += dy;
-    for [x, y] in &mut face.landmarks {
-        *x += dx;
-        *y += dy;
-    }
-    face
-}
-
-/// Where tiles of `tile` pixels start along a side of `len` pixels: a quarter of a tile's
-/// overlap, the last one ending at the edge.
-fn tile_starts(len: u32, tile: u32) -> Vec<u32> {
-    if len <= tile {
-        return vec![0];
-    }
-    let step = (tile * 3 / 4).max(1);
-    let mut starts: Vec<u32> = (0..)
-        .map(|i| i * step)
-        .take_while(|&s| s + tile < len)
-        .collect();
-    starts.push(len - tile);
-    starts
-}
-
-impl Detector {
     /// Faces in `work` fitted within `target` pixels, in the coordinates of the image `work` was
     /// made from (`original = (work − pad) / scale`), each with the scale it was seen at (search
     /// input pixels per original pixel).
@@ -350,11 +330,31 @@ impl Detector {
     }
 }
 
-/// The shorter side of the second, coarse search for faces too large for the first.
-const COARSE_SHORT_SIDE_PX: u32 = 256;
-/// The size a face seen smaller than it is is brought to, in a crop of twice its side, to find
-/// its landmarks again.
-const REFINE_FACE_PX: u32 = 160;
+/// A face found in a crop, moved to the image the crop starts at (`dx`, `dy`) in.
+fn shifted(mut face: DetectedFace, dx: f32, dy: f32) -> DetectedFace {
+    face.bbox[0] += dx;
+    face.bbox[1] += dy;
+    for [x, y] in &mut face.landmarks {
+        *x += dx;
+        *y += dy;
+    }
+    face
+}
+
+/// Where tiles of `tile` pixels start along a side of `len` pixels: a quarter of a tile's
+/// overlap, the last one ending at the edge.
+fn tile_starts(len: u32, tile: u32) -> Vec<u32> {
+    if len <= tile {
+        return vec![0];
+    }
+    let step = (tile * 3 / 4).max(1);
+    let mut starts: Vec<u32> = (0..)
+        .map(|i| i * step)
+        .take_while(|&s| s + tile < len)
+        .collect();
+    starts.push(len - tile);
+    starts
+}
 
 /// The fitting target of the coarse search of `img` (its shorter side brought to
 /// [`COARSE_SHORT_SIDE_PX`]), or `None` when the first search, fitted within `target`, already
