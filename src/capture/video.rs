@@ -1,6 +1,8 @@
 //! Video files (mp4, mkv, avi, webm, … whatever the system's FFmpeg decodes) through ffmpeg-next,
 //! decoded on the source's own thread. Live viewing paces frames at the file's own rate; batch
 //! runs read them as fast as the pipeline takes them. `looped` restarts at the end (the demo).
+//! Frames are turned as the stream's display matrix says (phones' portrait videos), follow
+//! changes of frame size or pixel format, and damaged data loses only the frames it held.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
