@@ -212,10 +212,11 @@ fn infer_reads_a_folder_of_class_folders() {
 
 /// `eval --folder` scores a dataset laid out in expression folders (the datasets' own names:
 /// `happiness`, `sadness`, `anger`): six TFEID photos in three such folders, one photo outside
-/// them and one unreadable image. The report counts 6 labelled photos, 1 passed over and 1
-/// unreadable; predictions_folder.csv has each photo's label and the same prediction `infer`
-/// gives it; the accuracy printed is the share of rows whose prediction is their label; a folder
-/// with no expression folder is a one-line error.
+/// them, one unreadable image and a blank one in which no face is found. The report counts 7
+/// labelled photos (the face found in 6, the blank aligned as preparation aligns a miss), 1
+/// passed over and 1 unreadable; predictions_folder.csv has each photo's label, whether its face
+/// was found, and for the six the prediction `infer` gives; the accuracy printed is the share of
+/// rows whose prediction is their label; a folder with no expression folder is a one-line error.
 #[test]
 fn eval_scores_a_folder_of_expression_folders() {
     let dir = util::temp_dir("eval-folder");
@@ -242,6 +243,10 @@ fn eval_scores_a_folder_of_expression_folders() {
     )
     .expect("write");
     std::fs::write(data.join("anger").join("broken.jpg"), b"not an image").expect("write");
+    // A photo in which the detector finds no face: aligned as preparation aligns its misses.
+    image::RgbImage::from_pixel(48, 48, image::Rgb([128, 128, 128]))
+        .save(data.join("anger").join("blank.png"))
+        .expect("png");
     let out_dir = dir.join("out");
     let eval_folder = |folder: &Path| {
         run_shipped(
@@ -258,7 +263,7 @@ fn eval_scores_a_folder_of_expression_folders() {
     assert!(out.status.success(), "{}", stderr_line(&out));
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        report.contains("6 labelled photos; a face found in 6")
+        report.contains("7 labelled photos, the face found by the detector in 6 (the other 1")
             && report.contains("passed over: 1 outside an expression's folder, 1 unreadable"),
         "{report}"
     );
@@ -268,7 +273,11 @@ fn eval_scores_a_folder_of_expression_folders() {
         .skip(1)
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
+    let (blank, rows): (Vec<_>, Vec<_>) =
+        rows.into_iter().partition(|r| r[0].ends_with("blank.png"));
+    assert_eq!(blank[0][3], "false", "{blank:?}");
+    assert!(rows.iter().all(|r| r[3] == "true"), "{rows:?}");
     let files: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r[0])).collect();
     let answers = infer_ok(&[], &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     for (row, answer) in rows.iter().zip(&answers) {
@@ -285,8 +294,8 @@ fn eval_scores_a_folder_of_expression_folders() {
             "{row:?}"
         );
     }
-    let right = rows.iter().filter(|r| r[1] == r[2]).count();
-    let accuracy = format!("Accuracy **{:.2} %**", right as f64 * 100.0 / 6.0);
+    let right = rows.iter().chain(&blank).filter(|r| r[1] == r[2]).count();
+    let accuracy = format!("Accuracy **{:.2} %**", right as f64 * 100.0 / 7.0);
     assert!(report.contains(&accuracy), "{accuracy} not in {report}");
 
     let plain = dir.join("plain");

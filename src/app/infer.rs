@@ -102,14 +102,11 @@ pub(super) fn expand_folders(paths: &[PathBuf]) -> Vec<Result<(PathBuf, String),
 
 /// A face found in an image (`None`: the whole image taken as the face) and the crop the model
 /// sees.
-pub(super) type FoundFace = (Option<crate::face::DetectedFace>, AlignedFace);
+type FoundFace = (Option<crate::face::DetectedFace>, AlignedFace);
 
 /// The image at `path` read (upright, by content): its width and height and its faces, largest
 /// first; with `det` `None` (`--aligned`) the whole image is the one face.
-pub(super) fn read_faces(
-    path: &Path,
-    det: Option<&Detector>,
-) -> Result<([u32; 2], Vec<FoundFace>)> {
+fn read_faces(path: &Path, det: Option<&Detector>) -> Result<([u32; 2], Vec<FoundFace>)> {
     let img = crate::capture::read_image(path)
         .map_err(|reason| {
             use crate::capture::{file_kind, FileKind};

@@ -238,20 +238,9 @@ pub fn prepare(
     // Mean landmarks relative to image size, over the detected faces.
     let hits: Vec<[[f32; 2]; 5]> = decoded
         .iter()
-        .filter_map(|(_, img, l)| {
-            l.map(|l| l.map(|[x, y]| [x / img.width() as f32, y / img.height() as f32]))
-        })
+        .filter_map(|(_, img, l)| l.map(|l| relative_landmarks(&l, img.dimensions())))
         .collect();
-    let mean_rel = (!hits.is_empty()).then(|| {
-        let mut m = [[0.0f32; 2]; 5];
-        for h in &hits {
-            for k in 0..5 {
-                m[k][0] += h[k][0] / hits.len() as f32;
-                m[k][1] += h[k][1] / hits.len() as f32;
-            }
-        }
-        m
-    });
+    let mean_rel = mean_relative_landmarks(&hits);
 
     // Pass 2: align.
     let mut set = PreparedSet {
@@ -262,12 +251,12 @@ pub fn prepare(
         unreadable,
     };
     for (s, img, lms) in decoded {
-        let fallback =
-            mean_rel.map(|m| m.map(|[x, y]| [x * img.width() as f32, y * img.height() as f32]));
-        let face = lms
-            .or(fallback)
-            .and_then(|l| aligned_from_image(&img, &l))
-            .unwrap_or_else(|| AlignedFace::from_whole_image(&img));
+        let face = match lms {
+            Some(l) => {
+                aligned_from_image(&img, &l).unwrap_or_else(|| AlignedFace::from_whole_image(&img))
+            }
+            None => aligned_without_a_face(&img, mean_rel.as_ref()),
+        };
         set.faces.extend(face.to_luma8().into_raw());
         set.detected.push(lms.is_some());
         set.samples.push(s);
@@ -281,6 +270,38 @@ pub fn prepare(
     );
     save_cache(&set, &faces_path, &meta_path)?;
     Ok(set)
+}
+
+/// Five landmarks as fractions of the image's width and height.
+pub fn relative_landmarks(landmarks: &[[f32; 2]; 5], (w, h): (u32, u32)) -> [[f32; 2]; 5] {
+    landmarks.map(|[x, y]| [x / w as f32, y / h as f32])
+}
+
+/// The mean of landmarks given relative to their images' sizes; `None` for none.
+pub fn mean_relative_landmarks(hits: &[[[f32; 2]; 5]]) -> Option<[[f32; 2]; 5]> {
+    (!hits.is_empty()).then(|| {
+        let mut m = [[0.0f32; 2]; 5];
+        for h in hits {
+            for k in 0..5 {
+                m[k][0] += h[k][0] / hits.len() as f32;
+                m[k][1] += h[k][1] / hits.len() as f32;
+            }
+        }
+        m
+    })
+}
+
+/// The crop of an image in which the detector found no face, as preparation makes it: aligned
+/// with the mean landmarks (relative to image size) of the faces found in the same dataset, so
+/// that the 48×48 crops get the same framing as the rest; the whole image when there are none.
+pub fn aligned_without_a_face(
+    img: &image::RgbImage,
+    mean_rel: Option<&[[f32; 2]; 5]>,
+) -> AlignedFace {
+    mean_rel
+        .map(|m| m.map(|[x, y]| [x * img.width() as f32, y * img.height() as f32]))
+        .and_then(|l| aligned_from_image(img, &l))
+        .unwrap_or_else(|| AlignedFace::from_whole_image(img))
 }
 
 fn load_cache(faces_path: &Path, meta_path: &Path) -> Option<PreparedSet> {
