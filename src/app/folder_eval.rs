@@ -90,7 +90,9 @@ pub fn run_folder_eval(dir: &Path, args: &EvalArgs) -> Result<()> {
         }
     }
     // Photos without a detected face (FER's 48-pixel crops often have none) framed as dataset
-    // preparation frames them: the mean landmarks of the faces found here.
+    // preparation frames them: the mean landmarks of the faces found here, known only once every
+    // photo has been searched; the misses are read again rather than held (a folder of large
+    // photos would not fit in memory).
     let mean_rel = mean_relative_landmarks(&hits);
     for (path, truth) in missed {
         let img = crate::capture::read_image(&path)

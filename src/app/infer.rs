@@ -100,13 +100,13 @@ pub(super) fn expand_folders(paths: &[PathBuf]) -> Vec<Result<(PathBuf, String),
     out
 }
 
-/// A face found in an image (`None`: the whole image taken as the face) and the crop the model
-/// sees.
-type FoundFace = (Option<crate::face::DetectedFace>, AlignedFace);
-
-/// The image at `path` read (upright, by content): its width and height and its faces, largest
-/// first; with `det` `None` (`--aligned`) the whole image is the one face.
-fn read_faces(path: &Path, det: Option<&Detector>) -> Result<([u32; 2], Vec<FoundFace>)> {
+fn infer_one(
+    path: &Path,
+    name: &str,
+    predictor: &Predictor,
+    det: Option<&Detector>,
+    save: Option<&Path>,
+) -> Result<String> {
     let img = crate::capture::read_image(path)
         .map_err(|reason| {
             use crate::capture::{file_kind, FileKind};
@@ -120,46 +120,28 @@ fn read_faces(path: &Path, det: Option<&Detector>) -> Result<([u32; 2], Vec<Foun
             )
         })?
         .to_rgb8();
-    let faces = match det {
-        None => vec![(None, AlignedFace::from_whole_image(&img))],
+    let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = match det {
+        None => (
+            vec![serde_json::json!({"box": [0, 0, img.width(), img.height()], "landmarks": []})],
+            vec![AlignedFace::from_whole_image(&img)],
+        ),
         Some(det) => det
             .detect(&img)
             .with_context(|| format!("image {}", path.display()))?
             .into_iter()
             .filter_map(|f| {
                 let aligned = aligned_from_image(&img, &f.landmarks)?;
-                Some((Some(f), aligned))
+                let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
+                Some((
+                    serde_json::json!({
+                        "box": f.bbox.map(r),
+                        "landmarks": f.landmarks.map(|p| p.map(r)),
+                    }),
+                    aligned,
+                ))
             })
-            .collect(),
+            .unzip(),
     };
-    Ok(([img.width(), img.height()], faces))
-}
-
-fn infer_one(
-    path: &Path,
-    name: &str,
-    predictor: &Predictor,
-    det: Option<&Detector>,
-    save: Option<&Path>,
-) -> Result<String> {
-    let ([width, height], found) = read_faces(path, det)?;
-    let r = |v: f32| (v as f64 * 10.0).round() / 10.0;
-    let (boxes, faces): (Vec<serde_json::Value>, Vec<AlignedFace>) = found
-        .into_iter()
-        .map(|(detected, aligned)| {
-            let b = match detected {
-                Some(f) => serde_json::json!({
-                    "box": f.bbox.map(r),
-                    "landmarks": f.landmarks.map(|p| p.map(r)),
-                }),
-                None => serde_json::json!({
-                    "box": [0, 0, width, height],
-                    "landmarks": [],
-                }),
-            };
-            (b, aligned)
-        })
-        .unzip();
     let preds = predictor.predict(&faces, None)?;
     let faces_json: Vec<serde_json::Value> = boxes
         .into_iter()
