@@ -917,3 +917,65 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--teacher-predictions"), "{err}");
 }
+
+/// `eval --degrade`: the same FER+ test faces scored again as a camera would degrade them. A
+/// barely compressed face keeps its prediction; a face a dozen pixels wide in a noisy frame
+/// loses much of the accuracy; the report has a row per degradation and bad specs stop it
+/// before any work.
+#[test]
+fn eval_scores_faces_degraded_as_cameras_degrade_them() {
+    let dir = util::temp_dir("degrade");
+    let data = dir.join("data");
+    copy_ferplus_split(&data, "FER2013Test", 300);
+    let out = dir.join("eval");
+    let weights = shipped_weights();
+    let run = |degrade: &str| {
+        dgcn()
+            .args([
+                "eval",
+                "--datasets",
+                "ferplus",
+                "--split",
+                "test",
+                "--weights",
+            ])
+            .arg(&weights)
+            .args(["--degrade", degrade, "--out"])
+            .arg(&out)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .output()
+            .expect("runs")
+    };
+    let bad = run("sharpen:2");
+    assert!(!bad.status.success());
+    assert!(
+        stderr_line(&bad).contains("not an effect"),
+        "{}",
+        stderr_line(&bad)
+    );
+    let done = run("jpeg:90,faraway:12+noise:0.1");
+    assert!(done.status.success(), "{}", stderr_line(&done));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+    )
+    .expect("json");
+    let r = &report[0];
+    let clean = r["accuracy"].as_f64().expect("accuracy");
+    let rows = r["robustness"].as_array().expect("robustness rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (mild, heavy) = (&rows[0], &rows[1]);
+    assert_eq!(mild["degradation"], "JPEG quality 90");
+    assert_eq!(heavy["degradation"], "face 12 px wide + noise σ 0.1");
+    let acc = |row: &serde_json::Value| row["accuracy"].as_f64().expect("accuracy");
+    let unchanged = |row: &serde_json::Value| row["unchanged"].as_f64().expect("unchanged");
+    assert!(clean > 0.6, "clean accuracy {clean}");
+    assert!((acc(mild) - clean).abs() < 0.03, "{} vs {clean}", acc(mild));
+    assert!(unchanged(mild) > 0.9, "{}", unchanged(mild));
+    assert!(acc(heavy) < clean - 0.1, "{} vs {clean}", acc(heavy));
+    assert!(unchanged(heavy) < unchanged(mild));
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("| face 12 px wide + noise σ 0.1 |"), "{md}");
+}

@@ -474,6 +474,12 @@ pub struct EvalArgs {
     /// whatever the sidecar says.
     #[arg(long)]
     pub flip: bool,
+    /// With --weights and --split: score the same faces again degraded as cameras degrade them,
+    /// a row each in the report: `camera` for a standard set, or effects such as `blur:1.5`,
+    /// `noise:0.05`, `jpeg:30`, `faraway:24` (the face that many pixels wide), `gamma:1.8`,
+    /// joined by `+` to apply several (`faraway:32+jpeg:50`). Applied to the aligned 64×64 faces.
+    #[arg(long, value_name = "SPEC", value_delimiter = ',')]
+    pub degrade: Vec<String>,
     /// With --weights and --split: also try the live app's rule for taking the own neutral face
     /// by itself on every face of the split, each turned into 8 webcam-like frames of a still face
     /// (moved ≤ 1.5 px, turned ≤ 2°, scaled ≤ 2 %, noise σ 0.01): the share of neutral and of

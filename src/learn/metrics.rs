@@ -607,11 +607,24 @@ pub struct DatasetReport {
     /// (`eval --auto-neutral-check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_neutral: Option<crate::learn::auto_neutral::AutoNeutralCheck>,
+    /// The same faces degraded as cameras degrade them (`eval --degrade`), a row per degradation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub robustness: Vec<RobustnessRow>,
     pub detector_hit_rate: f64,
     pub seconds: f64,
     /// Every scored face (written by `eval` beside the report as `predictions_<dataset>.csv`).
     #[serde(skip)]
     pub predictions: Vec<ScoredFace>,
+}
+
+/// Recognition on faces degraded as a camera degrades them (`eval --degrade`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RobustnessRow {
+    pub degradation: String,
+    pub accuracy: f64,
+    pub mean_recall: f64,
+    /// The share of faces whose predicted expression is the one predicted on the clean face.
+    pub unchanged: f64,
 }
 
 /// One scored face of an evaluation: which image, whose, in which fold, its label and the
@@ -715,6 +728,7 @@ impl DatasetReport {
             own_reference: None,
             calibration: None,
             auto_neutral: None,
+            robustness: Vec::new(),
             detector_hit_rate: hit_rate,
             seconds: 0.0,
             predictions: Vec::new(),
@@ -756,6 +770,23 @@ impl DatasetReport {
         }
         if let Some(a) = &self.auto_neutral {
             s += &a.markdown();
+        }
+        if !self.robustness.is_empty() {
+            s += "\n| faces degraded (at the 64×64 input) | accuracy | mean recall | predictions unchanged |\n|---|---|---|---|\n";
+            s += &format!(
+                "| none | {:.2} % | {:.2} % | — |\n",
+                self.accuracy * 100.0,
+                self.confusion.mean_recall() * 100.0
+            );
+            for r in &self.robustness {
+                s += &format!(
+                    "| {} | {:.2} % | {:.2} % | {:.1} % |\n",
+                    r.degradation,
+                    r.accuracy * 100.0,
+                    r.mean_recall * 100.0,
+                    r.unchanged * 100.0
+                );
+            }
         }
         if let Some(f) = &self.fidelity {
             s += &format!(

@@ -13,9 +13,10 @@ use crate::infer::{default_weights_path, Predictor};
 use crate::learn::crossval::cross_validate;
 use crate::learn::intensity::{fit_intensity, fit_intensity_on};
 use crate::learn::metrics::{
-    fidelity, scored_faces, write_predictions_csv, DatasetReport, ScoredFace,
+    fidelity, scored_faces, write_predictions_csv, DatasetReport, RobustnessRow, ScoredFace,
 };
 use crate::learn::pool::TrainData;
+use crate::learn::robustness::Degradation;
 use crate::learn::train::train;
 
 /// The sets `eval` reads beside --datasets, each once: those of --add-datasets, and FER+ for
@@ -109,6 +110,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if let Some(folder) = &args.folder {
         return crate::app::folder_eval::run_folder_eval(folder, args);
     }
+    let degradations = degradations(args)?;
     let device = args.common.runtime().device()?;
     let init = args.init.as_deref();
     let cfg = train_config(&args.model, init)?;
@@ -334,6 +336,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 )?,
             });
             r.predictions = predictions;
+            r.robustness = robustness(p, &data, &labels, &adjusted, &degradations, device)?;
             if args.auto_neutral_check {
                 let faces = split.iter().map(|&i| {
                     let face = crate::face::AlignedFace::from_prepared(set.face(i));
@@ -423,6 +426,68 @@ fn write_clip_grid(
         .collect();
     crate::learn::grid::save_tile_grid(&tiles, crate::face::FACE_SIZE as u32 * 3, out)?;
     Ok(faces.len())
+}
+
+/// `--degrade`'s specs (`camera`: the standard set), read before any work starts.
+fn degradations(args: &EvalArgs) -> Result<Vec<Degradation>> {
+    let mut out = Vec::new();
+    for spec in &args.degrade {
+        if spec.trim() == "camera" {
+            out.extend(crate::learn::robustness::camera_set());
+        } else {
+            out.push(spec.parse().with_context(|| format!("--degrade {spec}"))?);
+        }
+    }
+    anyhow::ensure!(
+        out.is_empty()
+            || args
+                .datasets
+                .iter()
+                .any(|d| !matches!(d, DatasetKind::Tfeid | DatasetKind::Ckplus48)),
+        "--degrade scores a test split (fer2013, ferplus) with --weights; tfeid and ckplus48 are \
+         cross-validated"
+    );
+    Ok(out)
+}
+
+/// The predictor's accuracy on `data`'s faces degraded each way, beside the clean faces'
+/// predictions (`clean`: their adjusted logits).
+fn robustness(
+    p: &Predictor,
+    data: &TrainData,
+    labels: &tch::Tensor,
+    clean: &tch::Tensor,
+    degradations: &[Degradation],
+    device: Device,
+) -> Result<Vec<RobustnessRow>> {
+    let clean_pred = clean.argmax(-1, false);
+    let mut rows = Vec::new();
+    for (k, d) in degradations.iter().enumerate() {
+        let degraded = TrainData {
+            faces: d.apply_to_faces(&data.faces, 1000 + k as u64)?,
+            labels: data.labels.clone(),
+            targets: data.targets.clone(),
+            neutral_of: data.neutral_of.clone(),
+            origin: data.origin.clone(),
+        };
+        let logits = crate::learn::metrics::logits(&p.model.net, &degraded, device, 256);
+        let adjusted = p.model.sidecar.adjusted_logits(&logits);
+        let c = crate::learn::metrics::confusion_of(&adjusted, labels)?;
+        let unchanged = adjusted
+            .argmax(-1, false)
+            .eq_tensor(&clean_pred)
+            .to_kind(tch::Kind::Float)
+            .mean(tch::Kind::Float)
+            .double_value(&[]);
+        tracing::info!(degradation = %d, accuracy = c.accuracy(), "degraded faces scored");
+        rows.push(RobustnessRow {
+            degradation: d.to_string(),
+            accuracy: c.accuracy(),
+            mean_recall: c.mean_recall(),
+            unchanged,
+        });
+    }
+    Ok(rows)
 }
 
 /// The confusion of `net` on `data` (the faces `idx` of `set`) and each face's prediction.
