@@ -272,6 +272,12 @@ pub struct ModelTrainArgs {
     /// glasses or a shadow over part of the face does not decide its class.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub erase: f64,
+    /// Step 2: degrade each query with this probability as a camera would — blur (σ 0.3–2 px),
+    /// sensor noise (σ 0.005–0.08), JPEG (quality 15–90), a far face (16–48 px wide), exposure
+    /// (gamma 0.55–1.8), each with probability 0.4 — so that faces from dim, blurred or
+    /// compressed video are recognised (`eval --degrade camera` measures it; 0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub camera_effects: f64,
     /// Step 2: mixup on half the batches: two faces blended with a weight drawn from
     /// Beta(ALPHA, ALPHA), their targets alike (0: off; e.g. 0.2).
     #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]

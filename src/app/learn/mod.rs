@@ -98,6 +98,11 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         m.dropout
     );
     anyhow::ensure!(
+        (0.0..=1.0).contains(&m.camera_effects),
+        "--camera-effects {}: expected a probability from 0 to 1",
+        m.camera_effects
+    );
+    anyhow::ensure!(
         (0.0..=1.0).contains(&m.erase),
         "--erase {}: expected a probability from 0 to 1",
         m.erase
@@ -152,6 +157,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         dropout: m.dropout,
         degrade: !m.no_degrade,
         erase: m.erase,
+        camera_effects: m.camera_effects,
         mixup: m.mixup,
         own_reference_share: m.own_reference_share,
         ..TrainConfig::default()

@@ -94,6 +94,40 @@ pub(super) fn with_own_references(
         .where_self(&use_own, generated)
 }
 
+/// Camera degradations ([`crate::learn::robustness::random_camera`]: blur, noise, JPEG, a far
+/// face, exposure) on each face with probability `p`; the other faces are left as they are.
+fn camera_effects(x: &Tensor, p: f64, rng: &mut impl Rng) -> Tensor {
+    let n = x.size()[0] as usize;
+    let chosen: Vec<usize> = (0..n).filter(|_| rng.gen_bool(p)).collect();
+    if chosen.is_empty() {
+        return x.shallow_clone();
+    }
+    let side = FACE_SIZE as i64;
+    let index = Tensor::from_slice(&chosen.iter().map(|&i| i as i64).collect::<Vec<_>>())
+        .to_device(x.device());
+    let faces = (x.index_select(0, &index).clamp(0.0, 1.0) * 255.0)
+        .round()
+        .to_kind(tch::Kind::Uint8)
+        .to_device(Device::Cpu)
+        .contiguous()
+        .view([-1]);
+    let Ok(bytes) = Vec::<u8>::try_from(&faces) else {
+        return x.shallow_clone();
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    for face in bytes.chunks_exact((side * side) as usize) {
+        let d = crate::learn::robustness::random_camera(rng);
+        // A face whose effect fails (it cannot: in-memory JPEG) stays as it was.
+        out.extend(d.apply(face, rng).unwrap_or_else(|_| face.to_vec()));
+    }
+    let degraded = (Tensor::from_slice(&out)
+        .view([chosen.len() as i64, 1, side, side])
+        .to_kind(tch::Kind::Float)
+        / 255.0)
+        .to_device(x.device());
+    x.index_copy(0, &index, &degraded)
+}
+
 /// Random erasing (Zhong et al. 2020): each face, with probability `p`, has one rectangle of
 /// 2–25 % of its area and aspect 1:3 to 3:1 replaced by uniform noise.
 fn erase(x: &Tensor, p: f64, rng: &mut impl Rng) -> Tensor {
@@ -222,6 +256,9 @@ pub fn training_batch(
         if step == 2 && cfg.degrade {
             query = degrade(&query, rng);
         }
+        if step == 2 && cfg.camera_effects > 0.0 {
+            query = camera_effects(&query, cfg.camera_effects, rng);
+        }
         if step == 2 && cfg.erase > 0.0 {
             query = erase(&query, cfg.erase, rng);
         }
@@ -235,6 +272,32 @@ mod tests {
     use crate::labels::Expression;
     use rand::SeedableRng;
     use tch::nn;
+    #[test]
+    fn camera_effects_change_about_the_share_asked_and_leave_the_rest() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let side = FACE_SIZE as i64;
+        // Faces with structure (a ramp plus a bright square), on the 0–255 grid as prepared
+        // faces are, so that an untouched face comes back exactly.
+        let ramp = Tensor::arange(side, (Kind::Float, Device::Cpu)).view([1, 1, 1, side]) * 3.0;
+        let square = Tensor::zeros([1, 1, side, side], (Kind::Float, Device::Cpu));
+        let _ = square.narrow(2, 20, 24).narrow(3, 20, 24).fill_(60.0);
+        let x = ((ramp + square).expand([200, 1, side, side], false) / 255.0).contiguous();
+        let out = camera_effects(&x, 0.3, &mut rng);
+        let per_face: Vec<f64> = Vec::try_from((&out - &x).abs().view([200, -1]).mean_dim(
+            1,
+            false,
+            Kind::Float,
+        ))
+        .expect("floats");
+        let changed = per_face.iter().filter(|d| **d > 0.0).count();
+        assert!(
+            (40..=80).contains(&changed),
+            "{changed} of 200 faces changed"
+        );
+        assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
+        assert!(camera_effects(&x, 0.0, &mut rng).equal(&x));
+    }
+
     #[test]
     fn erase_replaces_one_rectangle_per_chosen_face_and_nothing_else() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);

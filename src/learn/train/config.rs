@@ -102,6 +102,10 @@ pub struct TrainConfig {
     /// Step 2: probability of random erasing per query (`erase`); 0: off.
     #[serde(default)]
     pub erase: f64,
+    /// Step 2: probability that a query is degraded as a camera degrades faces (blur, noise,
+    /// JPEG, a far face, exposure; `camera_effects`); 0: off.
+    #[serde(default)]
+    pub camera_effects: f64,
     /// Step 2: Beta(α, α) of mixup on half the batches (`mixup`); 0: off.
     #[serde(default)]
     pub mixup: f64,
@@ -161,6 +165,7 @@ impl Default for TrainConfig {
             dropout: default_dropout(),
             degrade: true,
             erase: 0.0,
+            camera_effects: 0.0,
             mixup: 0.0,
             own_reference_share: 0.0,
         }
