@@ -18,8 +18,10 @@ use crate::face::{aligned_from_image, AlignedFace, Detector, FACE_SIZE};
 /// Bumped whenever alignment or preparation changes, so stale caches are not reused. 3
 /// (2026-12-01): photos turned upright by their Exif orientation, and faces filling or lost in
 /// large photos found (the four supported datasets' faces are unchanged: their images carry no
-/// orientation and are too small for either search; a user's own photos may differ).
-const PREPARE_VERSION: u32 = 3;
+/// orientation and are too small for either search; a user's own photos may differ). 4
+/// (2026-12-02): a face larger than the crop is averaged over each crop pixel's footprint
+/// (TFEID's faces change; CK+48's, FER2013's and FER+'s are smaller than the crop and do not).
+const PREPARE_VERSION: u32 = 4;
 const FACE_PIXELS: usize = FACE_SIZE * FACE_SIZE;
 
 #[derive(Debug, thiserror::Error)]

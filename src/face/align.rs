@@ -1,6 +1,9 @@
 //! Similarity-transform alignment from BlazeFace's five landmarks (eyes, nose tip, mouth corners,
 //! in image order: the eye with the smaller x first) to a fixed 64×64 template, sampled bilinearly
-//! into grey. The template keeps brows, mouth and chin in frame, since expressions live there.
+//! into grey. A face larger than the crop is averaged over each crop pixel's footprint (a box
+//! prefilter), so that a webcam's sensor noise and fine texture are averaged away rather than
+//! aliased into the crop; a face smaller than the crop is sampled at pixel centres. The template
+//! keeps brows, mouth and chin in frame, since expressions live there.
 
 use image::RgbImage;
 
@@ -159,6 +162,20 @@ pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
     Similarity::estimate(landmarks, &TEMPLATE_64)
 }
 
+/// The most samples per axis a crop pixel averages: 8×8 covers a face 8× the crop's size (≈ 500 px
+/// wide) exactly; a larger one is still averaged over its footprint, on a sparser grid.
+const MAX_SAMPLES_PER_AXIS: usize = 8;
+
+/// Samples per axis for a crop pixel that covers `scale` image pixels across: 1 (its centre) when
+/// the face is no larger than the crop, otherwise enough to cover the footprint.
+fn samples_per_axis(scale: f32) -> usize {
+    if scale.is_finite() && scale > 1.0 {
+        (scale.ceil() as usize).min(MAX_SAMPLES_PER_AXIS)
+    } else {
+        1
+    }
+}
+
 /// Aligns the face whose five landmarks are given (image coordinates) to the model's input.
 /// Returns `None` for degenerate landmarks (all in one point, non-finite).
 pub fn aligned_from_image(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Option<AlignedFace> {
@@ -167,12 +184,20 @@ pub fn aligned_from_image(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Option<A
     }
     let to_crop = transform_for(landmarks)?;
     let to_image = to_crop.inverse()?;
+    // Image pixels per crop pixel; each crop pixel averages an n×n grid over its footprint.
+    let n = samples_per_axis(to_image.a.hypot(to_image.b));
+    let offsets: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
     let mut pixels = Vec::with_capacity(FACE_SIZE * FACE_SIZE);
     for y in 0..FACE_SIZE {
         for x in 0..FACE_SIZE {
-            // Sample at pixel centres.
-            let [sx, sy] = to_image.apply([x as f32 + 0.5, y as f32 + 0.5]);
-            pixels.push(quantize_16bit(sample_grey(img, sx - 0.5, sy - 0.5)));
+            let mut sum = 0.0;
+            for dy in &offsets {
+                for dx in &offsets {
+                    let [sx, sy] = to_image.apply([x as f32 + dx, y as f32 + dy]);
+                    sum += sample_grey(img, sx - 0.5, sy - 0.5);
+                }
+            }
+            pixels.push(quantize_16bit(sum / (n * n) as f32));
         }
     }
     Some(AlignedFace { pixels })
@@ -206,6 +231,60 @@ mod tests {
         let inv = est.inverse().expect("invertible");
         let back = inv.apply(est.apply([3.0, 4.0]));
         assert!((back[0] - 3.0).abs() < 1e-3 && (back[1] - 4.0).abs() < 1e-3);
+    }
+
+    /// The landmarks of a face `scale` times the template's size, with the template's framing.
+    fn landmarks_at_scale(scale: f32) -> [[f32; 2]; 5] {
+        TEMPLATE_64.map(|p| [p[0] * scale + 7.0, p[1] * scale + 5.0])
+    }
+
+    fn std_dev(v: &[f32]) -> f32 {
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn a_large_face_is_averaged_not_aliased() {
+        // Sensor noise (σ ≈ 0.1) on a face 3.7× the crop: each crop pixel averages its ≈ 14
+        // image pixels, so the noise drops severalfold (point sampling would keep most of it).
+        let scale = 3.7;
+        let side = (FACE_SIZE as f32 * scale) as u32 + 20;
+        let mut state = 12345u32;
+        let noise = RgbImage::from_fn(side, side, |_, _| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let v = (128.0 + 44.0 * ((state >> 8) as f32 / 16_777_216.0 - 0.5) * 2.0) as u8;
+            image::Rgb([v, v, v])
+        });
+        let pixels = aligned_from_image(&noise, &landmarks_at_scale(scale))
+            .expect("aligned")
+            .pixels;
+        let image_noise = 44.0 / 255.0 / 3f32.sqrt();
+        let crop_noise = std_dev(&pixels);
+        assert!(
+            crop_noise < image_noise / 3.0,
+            "{crop_noise} vs {image_noise}"
+        );
+        // A 1-px checkerboard, too fine for the crop, comes out mid-grey rather than as a
+        // moiré of black and white.
+        let board = RgbImage::from_fn(side, side, |x, y| {
+            image::Rgb([if (x + y) % 2 == 0 { 255 } else { 0 }; 3])
+        });
+        let pixels = aligned_from_image(&board, &landmarks_at_scale(scale))
+            .expect("aligned")
+            .pixels;
+        assert!(
+            pixels.iter().all(|v| (v - 0.5).abs() < 0.08),
+            "{:?}",
+            &pixels[..8]
+        );
+        // A face no larger than the crop is sampled at pixel centres, as before: the crop of a
+        // 1:1 face is the image itself.
+        let same = aligned_from_image(&noise, &landmarks_at_scale(1.0))
+            .expect("aligned")
+            .pixels;
+        assert_eq!(samples_per_axis(1.0), 1);
+        let v = noise.get_pixel(7 + 10, 5 + 20).0[0] as f32 / 255.0;
+        assert!((same[20 * FACE_SIZE + 10] - v).abs() < 1e-3);
     }
 
     #[test]
