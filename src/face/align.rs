@@ -162,17 +162,77 @@ pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
     Similarity::estimate(landmarks, &TEMPLATE_64)
 }
 
-/// The most samples per axis a crop pixel averages: 8×8 covers a face 8× the crop's size (≈ 500 px
-/// wide) exactly; a larger one is still averaged over its footprint, on a sparser grid.
-const MAX_SAMPLES_PER_AXIS: usize = 8;
+/// The frame's grey values averaged over k×k blocks, over the region a crop covers: what a large
+/// face is sampled from, so that each crop pixel averages its footprint in the frame (a box
+/// prefilter) at the cost of reading each pixel of the region once.
+struct BlockAverages {
+    k: usize,
+    x0: i64,
+    y0: i64,
+    w: usize,
+    h: usize,
+    values: Vec<f32>,
+}
 
-/// Samples per axis for a crop pixel that covers `scale` image pixels across: 1 (its centre) when
-/// the face is no larger than the crop, otherwise enough to cover the footprint.
-fn samples_per_axis(scale: f32) -> usize {
-    if scale.is_finite() && scale > 1.0 {
-        (scale.ceil() as usize).min(MAX_SAMPLES_PER_AXIS)
-    } else {
-        1
+impl BlockAverages {
+    /// Blocks of k×k pixels from (x0, y0) over the image region `[min x, min y, max x, max y]`
+    /// and one block more on each side; pixels outside the image repeat its edge, as
+    /// [`sample_grey`] does.
+    fn new(img: &RgbImage, k: usize, region: [f32; 4]) -> BlockAverages {
+        let (iw, ih) = (img.width() as i64, img.height() as i64);
+        let ki = k as i64;
+        let x0 = region[0].floor() as i64 - ki;
+        let y0 = region[1].floor() as i64 - ki;
+        let w = ((region[2].ceil() as i64 + ki - x0) / ki + 1).max(1) as usize;
+        let h = ((region[3].ceil() as i64 + ki - y0) / ki + 1).max(1) as usize;
+        let raw = img.as_raw();
+        // Byte offsets of the region's columns (edge pixels repeated outside the image), and
+        // Rec. 601 luma in thousandths, summed in integers.
+        let columns: Vec<usize> = (0..(w * k) as i64)
+            .map(|i| ((x0 + i).clamp(0, iw - 1) * 3) as usize)
+            .collect();
+        let norm = 1.0 / (1000.0 * 255.0 * (k * k) as f64);
+        let mut sums = vec![0u64; w];
+        let mut values = Vec::with_capacity(w * h);
+        for by in 0..h as i64 {
+            sums.fill(0);
+            for y in y0 + by * ki..y0 + (by + 1) * ki {
+                let row = &raw[(y.clamp(0, ih - 1) * iw * 3) as usize..];
+                for (sum, block) in sums.iter_mut().zip(columns.chunks_exact(k)) {
+                    for &c in block {
+                        *sum += 299 * u64::from(row[c])
+                            + 587 * u64::from(row[c + 1])
+                            + 114 * u64::from(row[c + 2]);
+                    }
+                }
+            }
+            values.extend(sums.iter().map(|&v| (v as f64 * norm) as f32));
+        }
+        BlockAverages {
+            k,
+            x0,
+            y0,
+            w,
+            h,
+            values,
+        }
+    }
+
+    /// Bilinear between block centres at a continuous image position (pixel i covers [i, i+1)).
+    fn sample(&self, sx: f32, sy: f32) -> f32 {
+        let u = (sx - self.x0 as f32) / self.k as f32 - 0.5;
+        let v = (sy - self.y0 as f32) / self.k as f32 - 0.5;
+        let (u0, v0) = (u.floor(), v.floor());
+        let (fu, fv) = (u - u0, v - v0);
+        let at = |i: i64, j: i64| {
+            let i = i.clamp(0, self.w as i64 - 1) as usize;
+            let j = j.clamp(0, self.h as i64 - 1) as usize;
+            self.values[j * self.w + i]
+        };
+        let (i, j) = (u0 as i64, v0 as i64);
+        let top = at(i, j) * (1.0 - fu) + at(i + 1, j) * fu;
+        let bottom = at(i, j + 1) * (1.0 - fu) + at(i + 1, j + 1) * fu;
+        top * (1.0 - fv) + bottom * fv
     }
 }
 
@@ -184,17 +244,45 @@ pub fn aligned_from_image(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Option<A
     }
     let to_crop = transform_for(landmarks)?;
     let to_image = to_crop.inverse()?;
-    // Image pixels per crop pixel; each crop pixel averages an n×n grid over its footprint.
-    let n = samples_per_axis(to_image.a.hypot(to_image.b));
-    let offsets: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+    // Image pixels per crop pixel.
+    let scale = to_image.a.hypot(to_image.b);
     let mut pixels = Vec::with_capacity(FACE_SIZE * FACE_SIZE);
+    if scale.is_nan() || scale <= 1.0 {
+        // A face no larger than the crop: one sample at each pixel centre.
+        for y in 0..FACE_SIZE {
+            for x in 0..FACE_SIZE {
+                let [sx, sy] = to_image.apply([x as f32 + 0.5, y as f32 + 0.5]);
+                pixels.push(quantize_16bit(sample_grey(img, sx - 0.5, sy - 0.5)));
+            }
+        }
+        return Some(AlignedFace { pixels });
+    }
+    // A larger face: blocks of k×k pixels (k the whole part of the scale) averaged once, then
+    // n×n bilinear samples of them over each crop pixel's footprint (n = 2 where a block is
+    // smaller than the footprint): together a box filter over the footprint.
+    let k = (scale.floor() as usize).clamp(1, 4 * FACE_SIZE);
+    let n = if scale / k as f32 > 1.0 { 2 } else { 1 };
+    let side = FACE_SIZE as f32;
+    let corners = [[0.0, 0.0], [side, 0.0], [0.0, side], [side, side]].map(|p| to_image.apply(p));
+    let region = corners
+        .iter()
+        .fold([f32::MAX, f32::MAX, f32::MIN, f32::MIN], |r, p| {
+            [
+                r[0].min(p[0]),
+                r[1].min(p[1]),
+                r[2].max(p[0]),
+                r[3].max(p[1]),
+            ]
+        });
+    let blocks = BlockAverages::new(img, k, region);
+    let offsets: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
     for y in 0..FACE_SIZE {
         for x in 0..FACE_SIZE {
             let mut sum = 0.0;
             for dy in &offsets {
                 for dx in &offsets {
                     let [sx, sy] = to_image.apply([x as f32 + dx, y as f32 + dy]);
-                    sum += sample_grey(img, sx - 0.5, sy - 0.5);
+                    sum += blocks.sample(sx, sy);
                 }
             }
             pixels.push(quantize_16bit(sum / (n * n) as f32));
@@ -282,7 +370,6 @@ mod tests {
         let same = aligned_from_image(&noise, &landmarks_at_scale(1.0))
             .expect("aligned")
             .pixels;
-        assert_eq!(samples_per_axis(1.0), 1);
         let v = noise.get_pixel(7 + 10, 5 + 20).0[0] as f32 / 255.0;
         assert!((same[20 * FACE_SIZE + 10] - v).abs() < 1e-3);
     }
