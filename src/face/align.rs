@@ -140,6 +140,17 @@ impl Similarity {
     }
 }
 
+/// Bilinear interpolation of the grid `at` (integer positions, which clamps them to its edges)
+/// at a real-valued position.
+fn bilinear(at: impl Fn(i64, i64) -> f32, x: f32, y: f32) -> f32 {
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (xi, yi) = (x0 as i64, y0 as i64);
+    let top = at(xi, yi) * (1.0 - fx) + at(xi + 1, yi) * fx;
+    let bottom = at(xi, yi + 1) * (1.0 - fx) + at(xi + 1, yi + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
 /// Grey value (Rec. 601 luma, 0..1) at a real-valued position, bilinear, edges clamped.
 fn sample_grey(img: &RgbImage, x: f32, y: f32) -> f32 {
     let (w, h) = (img.width() as i64, img.height() as i64);
@@ -149,12 +160,7 @@ fn sample_grey(img: &RgbImage, x: f32, y: f32) -> f32 {
             .0;
         (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0
     };
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (xi, yi) = (x0 as i64, y0 as i64);
-    let top = luma(xi, yi) * (1.0 - fx) + luma(xi + 1, yi) * fx;
-    let bottom = luma(xi, yi + 1) * (1.0 - fx) + luma(xi + 1, yi + 1) * fx;
-    top * (1.0 - fy) + bottom * fy
+    bilinear(luma, x, y)
 }
 
 /// The transform from image coordinates to the 64×64 crop for these five landmarks.
@@ -220,19 +226,17 @@ impl BlockAverages {
 
     /// Bilinear between block centres at a continuous image position (pixel i covers [i, i+1)).
     fn sample(&self, sx: f32, sy: f32) -> f32 {
-        let u = (sx - self.x0 as f32) / self.k as f32 - 0.5;
-        let v = (sy - self.y0 as f32) / self.k as f32 - 0.5;
-        let (u0, v0) = (u.floor(), v.floor());
-        let (fu, fv) = (u - u0, v - v0);
         let at = |i: i64, j: i64| {
             let i = i.clamp(0, self.w as i64 - 1) as usize;
             let j = j.clamp(0, self.h as i64 - 1) as usize;
             self.values[j * self.w + i]
         };
-        let (i, j) = (u0 as i64, v0 as i64);
-        let top = at(i, j) * (1.0 - fu) + at(i + 1, j) * fu;
-        let bottom = at(i, j + 1) * (1.0 - fu) + at(i + 1, j + 1) * fu;
-        top * (1.0 - fv) + bottom * fv
+        let k = self.k as f32;
+        bilinear(
+            at,
+            (sx - self.x0 as f32) / k - 0.5,
+            (sy - self.y0 as f32) / k - 0.5,
+        )
     }
 }
 

@@ -186,7 +186,7 @@ fn gaussian_blur(face: &GrayImage, sigma: f32) -> GrayImage {
 }
 
 /// A standard normal draw (Box–Muller).
-fn gaussian(rng: &mut impl Rng) -> f32 {
+pub fn gaussian(rng: &mut impl Rng) -> f32 {
     let u1: f32 = rng.gen_range(f32::EPSILON..1.0);
     let u2: f32 = rng.gen();
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
