@@ -69,7 +69,11 @@ pub fn run_doctor(common: &CommonArgs) -> Result<()> {
         Err(e) => println!("weights: {e}"),
     }
     match common.runtime().detector() {
-        Ok(d) => println!("face detector: {}", d.model_path.display()),
+        Ok(d) => println!(
+            "face detector: {} ({} subnormal weights flushed to zero)",
+            d.model_path.display(),
+            d.subnormal_weights_flushed()
+        ),
         Err(e) => println!("face detector: {e:#}"),
     }
     println!(

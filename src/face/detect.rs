@@ -66,6 +66,9 @@ pub struct DetectorConfig {
     pub variant: BlazeFaceVariant,
     pub score_threshold: f32,
     pub threads: usize,
+    /// Load the model's weights as the file has them, subnormal ones kept (`face::subnormal`:
+    /// the same detections, slower on Intel CPUs). For benchmarks that show the difference.
+    pub keep_subnormal_weights: bool,
 }
 
 impl Default for DetectorConfig {
@@ -75,6 +78,7 @@ impl Default for DetectorConfig {
             variant: BlazeFaceVariant::B640,
             score_threshold: 0.75,
             threads: 2,
+            keep_subnormal_weights: false,
         }
     }
 }
@@ -164,17 +168,26 @@ impl Detector {
             }
             None => download_model(detection, cached.as_deref())?,
         };
-        let session = BlazeFaceSession::load(&path, config.threads, params).map_err(|reason| {
-            DetectError::Model {
-                path: path.clone(),
-                reason,
-            }
+        let session = BlazeFaceSession::load(
+            &path,
+            config.threads,
+            params,
+            !config.keep_subnormal_weights,
+        )
+        .map_err(|reason| DetectError::Model {
+            path: path.clone(),
+            reason,
         })?;
         Ok(Detector {
             session,
             model_path: path,
             target_size: config.variant.target_size() as u32,
         })
+    }
+
+    /// How many of the model's subnormal weights were flushed to zero as it was loaded.
+    pub fn subnormal_weights_flushed(&self) -> usize {
+        self.session.subnormal_weights_flushed
     }
 
     /// Faces in `img`, largest first.

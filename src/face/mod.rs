@@ -4,6 +4,7 @@
 pub mod align;
 pub mod blazeface;
 pub mod detect;
+pub mod subnormal;
 pub mod track;
 
 pub use align::{aligned_from_image, AlignedFace, FACE_SIZE, TEMPLATE_64};
