@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use image::RgbImage;
 use ndarray::{Array4, CowArray};
@@ -35,18 +36,20 @@ fn environment(threads: usize) -> Result<Arc<ort::Environment>, String> {
     .clone()
 }
 
-/// The model file's bytes, its subnormal weights flushed (`flush`), read once per path and kept
-/// for the process (ONNX Runtime's in-memory session borrows them; a process loads one or two
-/// models of 0.7 MB).
-/// Returns them and how many weights were flushed.
+/// The model file's bytes, its subnormal weights flushed (`flush`), and how many were. Read
+/// once per file and kept for the process (ONNX Runtime's in-memory session borrows them; a
+/// process loads one or two models of 0.7 MB); a file replaced since (another size or time) is
+/// read again.
 fn model_bytes(path: &Path, flush: bool) -> Result<(&'static [u8], usize), String> {
-    type Loaded = HashMap<(PathBuf, bool), (&'static [u8], usize)>;
+    type Key = (PathBuf, bool, u64, Option<SystemTime>);
+    type Loaded = HashMap<Key, (&'static [u8], usize)>;
     static MODELS: OnceLock<Mutex<Loaded>> = OnceLock::new();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let key = (path.to_path_buf(), flush, meta.len(), meta.modified().ok());
     let mut models = MODELS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (path.to_path_buf(), flush);
     if let Some(&loaded) = models.get(&key) {
         return Ok(loaded);
     }
@@ -157,5 +160,35 @@ impl BlazeFaceSession {
             })
             .collect();
         Ok(self.params.nms.suppress_non_maxima(faces))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_file_is_read_once_and_again_when_it_is_replaced() {
+        let path = std::env::temp_dir().join(format!("dgcn-model-bytes-{}", std::process::id()));
+        std::fs::write(&path, b"first").expect("temp file");
+        let (first, flushed) = model_bytes(&path, false).expect("reads");
+        assert_eq!((first, flushed), (&b"first"[..], 0));
+        let (again, _) = model_bytes(&path, false).expect("reads");
+        assert!(
+            std::ptr::eq(first, again),
+            "the same file is not read twice"
+        );
+        // A corrupt or wrong file replaced by another: the new bytes, not the kept ones.
+        std::fs::write(&path, b"a longer second file").expect("temp file");
+        let (second, _) = model_bytes(&path, false).expect("reads");
+        assert_eq!(second, b"a longer second file");
+        // Not a model: nothing to flush, the bytes as they are (ONNX Runtime says what is wrong).
+        let (as_is, flushed) = model_bytes(&path, true).expect("reads");
+        assert_eq!((as_is, flushed), (&b"a longer second file"[..], 0));
+        std::fs::remove_file(&path).expect("removes");
+        assert!(
+            model_bytes(&path, true).is_err(),
+            "a missing file is an error"
+        );
     }
 }
