@@ -123,8 +123,8 @@ fn an_empty_view_is_searched_less_often_and_a_face_that_appears_is_found_soon() 
 }
 
 /// The detector flushes the model's subnormal weights to zero as it loads it (face::subnormal;
-/// 2.6–2.8× faster on an Intel CPU, measured in `dgcn bench`): the downloaded model has them,
-/// and the flushed model finds the same faces, bit for bit, as the file as it is.
+/// on an Intel CPU a whole frame 29 ms instead of 54 in `dgcn bench`): the downloaded model has
+/// them, and the flushed model finds the same faces, bit for bit, as the file as it is.
 #[test]
 fn flushing_subnormal_weights_changes_no_detection() {
     let mut bytes = std::fs::read(util::blazeface_path()).expect("model file");

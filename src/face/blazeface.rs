@@ -4,7 +4,7 @@
 //! so we run the model ourselves: one process-wide thread pool of the size asked for, without
 //! spinning, and rust-faces' anchor decoding and non-maximum suppression on the outputs. The
 //! model's subnormal weights are flushed to zero as it is loaded (`super::subnormal`: the same
-//! outputs, 2.6–2.8× faster on an Intel CPU).
+//! outputs; on an Intel CPU a whole frame 29 ms instead of 54 in `dgcn bench`).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
