@@ -27,6 +27,11 @@
 #             GPU_PLAN=fresh trains three fresh contrastive encoders and classifiers (the shipped
 #             generator held) from scratch, with and without the teacher targets (16 epochs,
 #             330 s per job unless GPU_TRAIN_EPOCHS / GPU_JOB_SECONDS say otherwise).
+#             GPU_PLAN=camera runs six full cycles from the shipped weights with mixup, five of them
+#             with camera effects (`train --camera-effects`, probability and rate varied) and a
+#             control without, then scores each kept epoch on FER+ Valid clean and degraded
+#             (`eval --degrade camera`): the robustness step that 3-epoch CPU runs could not finish.
+#             Only GPU_PLAN=cycles needs the FER+ pretraining; the others run without it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=target/gpu
@@ -37,13 +42,17 @@ die() { log "FAILED: $*"; exit 1; }
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   pretrain=${2:-runs/gpu2/pretrain/gcnet.safetensors}
-  [ -f "$pretrain" ] && [ -f "${pretrain%.safetensors}.json" ] || die "no pretraining at $pretrain (with its sidecar)"
+  if [ "${GPU_PLAN:-distill}" = cycles ]; then
+    [ -f "$pretrain" ] && [ -f "${pretrain%.safetensors}.json" ] || die "no pretraining at $pretrain (with its sidecar)"
+  fi
   rm -rf "$GPU_DIR/a" "$GPU_DIR/b"
   mkdir -p "$GPU_DIR/a" "$GPU_DIR/b"
   scripts/gpu-check.sh --build
   xz -9 -T2 -c "$GPU_DIR/dgcn" >"$GPU_DIR/a/dgcn.xz"
-  xz -6 -T2 -c "$pretrain" >"$GPU_DIR/a/pretrain.safetensors.xz"
-  cp "${pretrain%.safetensors}.json" "$GPU_DIR/a/pretrain.json"
+  if [ -f "$pretrain" ]; then
+    xz -6 -T2 -c "$pretrain" >"$GPU_DIR/a/pretrain.safetensors.xz"
+    cp "${pretrain%.safetensors}.json" "$GPU_DIR/a/pretrain.json"
+  fi
   if [ -n "${GPU_TEACHER:-}" ]; then
     xz -9 -T2 -c "$GPU_TEACHER" >"$GPU_DIR/a/teacher.csv.xz" || die "no teacher targets at $GPU_TEACHER"
   fi
@@ -81,8 +90,11 @@ QUICK=()
 
 if [ "$STAGE" = check ]; then
   xz -dc "$GPU_DIR/a/dgcn.xz" >"$S/dgcn" && chmod +x "$S/dgcn" || die "unpacking dgcn"
-  xz -dc "$GPU_DIR/a/pretrain.safetensors.xz" >"$S/pretrain.safetensors" || die "unpacking the pretraining"
-  cp "$GPU_DIR/a/pretrain.json" "$GPU_DIR/a/full.part-a" "$S/" || die "keeping the first part"
+  if [ -f "$GPU_DIR/a/pretrain.safetensors.xz" ]; then
+    xz -dc "$GPU_DIR/a/pretrain.safetensors.xz" >"$S/pretrain.safetensors" || die "unpacking the pretraining"
+    cp "$GPU_DIR/a/pretrain.json" "$S/" || die "keeping the pretraining's sidecar"
+  fi
+  cp "$GPU_DIR/a/full.part-a" "$S/" || die "keeping the first part"
   if [ -f "$GPU_DIR/a/teacher.csv.xz" ]; then
     xz -dc "$GPU_DIR/a/teacher.csv.xz" >"$S/teacher.csv" || die "unpacking the teacher targets"
   fi
@@ -106,9 +118,9 @@ cat "$S/full.part-a" "$GPU_DIR/b/full.part-b" >"$S/full.pack"
 [ "$(sha256sum "$S/full.pack" | cut -d' ' -f1)" = "$(cat "$GPU_DIR/b/full.sha256")" ] || die "the joined pack's SHA-256 differs"
 PLAN=${GPU_PLAN:-distill}
 case "$PLAN" in
-  cycles | distill) EPOCHS=${GPU_TRAIN_EPOCHS:-20} LIMIT=${GPU_JOB_SECONDS:-480} ;;
+  cycles | distill | camera) EPOCHS=${GPU_TRAIN_EPOCHS:-20} LIMIT=${GPU_JOB_SECONDS:-480} ;;
   fresh) EPOCHS=${GPU_TRAIN_EPOCHS:-16} LIMIT=${GPU_JOB_SECONDS:-330} ;;
-  *) die "unknown GPU_PLAN $PLAN (cycles, distill or fresh)" ;;
+  *) die "unknown GPU_PLAN $PLAN (cycles, distill, fresh or camera)" ;;
 esac
 CV_EPOCHS=${GPU_CV_EPOCHS:-10}
 CV_FERPLUS=${GPU_CV_FERPLUS:-400}
@@ -147,6 +159,16 @@ if [ "$PLAN" = cycles ]; then
   cv cv-ck --datasets ckplus48 &
   cv cv-tfeid --datasets tfeid &
   cv cross --datasets tfeid,ckplus48 --cross-dataset &
+elif [ "$PLAN" = camera ]; then
+  # Camera robustness: the shipped step with mixup (as its last cycles), each query degraded
+  # with probability P by a random mix of blur, noise, JPEG, a far face and exposure.
+  names=(c25lr5 c25lr10 c25lr25 c50lr5 c10lr5 control)
+  run c25lr5 --mixup 0.2 --lr 5e-4 --camera-effects 0.25 &
+  run c25lr10 --mixup 0.2 --lr 1e-3 --camera-effects 0.25 &
+  run c25lr25 --mixup 0.2 --lr 2.5e-4 --camera-effects 0.25 &
+  run c50lr5 --mixup 0.2 --lr 5e-4 --camera-effects 0.5 &
+  run c10lr5 --mixup 0.2 --lr 5e-4 --camera-effects 0.1 &
+  run control --mixup 0.2 --lr 5e-4 &
 else
   [ -f "$S/teacher.csv" ] || die "no teacher targets (prepare with GPU_TEACHER)"
   t=(--teacher-predictions "$S/teacher.csv")
@@ -175,6 +197,23 @@ elif [ "$PLAN" = distill ]; then
 fi
 wait
 echo "- call 2 took $((SECONDS - T0)) s" >>"$summary"
+if [ "$PLAN" = camera ]; then
+  # Each run's kept epoch on FER+ Valid, clean and under the eleven camera degradations, four at once.
+  for name in "${names[@]}"; do
+    w="$S/$name/gcnet.safetensors"
+    [ -f "$w" ] || w="$S/$name/checkpoint.safetensors"
+    [ -f "$w" ] || continue
+    timeout 120 "$dgcn" eval --device "$DEVICE" --threads 3 --pack "$S/full.pack" "${QUICK[@]}" --datasets ferplus \
+      --split valid --weights "$w" --precision f32 --degrade camera --out "$S/$name-degrade" >"$S/$name-degrade.log" 2>&1 &
+    while [ "$(jobs -rp | wc -l)" -ge 4 ]; do sleep 1; done
+  done
+  wait
+  for name in "${names[@]}"; do
+    r="$S/$name-degrade/report.md"
+    [ -f "$r" ] && { echo; echo "$name, FER+ Valid clean and degraded:"; echo; sed -n '/faces degraded/,/mean of the/p' "$r"; } >>"$summary"
+  done
+  echo "- degraded evaluations done at $((SECONDS - T0)) s" >>"$summary"
+fi
 
 # What comes back: at most 8 files, 64 MiB together. The weights (final, else the last
 # checkpoint) of the four runs with the best validation epoch, and one archive of every run's

@@ -978,4 +978,9 @@ fn eval_scores_faces_degraded_as_cameras_degrade_them() {
     assert!(unchanged(heavy) < unchanged(mild));
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(md.contains("| face 12 px wide + noise σ 0.1 |"), "{md}");
+    let mean = format!(
+        "| mean of the 2 degraded sets | {:.2} % |",
+        (acc(mild) + acc(heavy)) / 2.0 * 100.0
+    );
+    assert!(md.contains(&mean), "{mean} not in {md}");
 }

@@ -787,6 +787,18 @@ impl DatasetReport {
                     r.unchanged * 100.0
                 );
             }
+            // One figure to compare networks by: the mean over the degraded sets.
+            let n = self.robustness.len() as f64;
+            let mean = |f: fn(&RobustnessRow) -> f64| {
+                self.robustness.iter().map(f).sum::<f64>() / n * 100.0
+            };
+            s += &format!(
+                "| mean of the {} degraded sets | {:.2} % | {:.2} % | {:.1} % |\n",
+                self.robustness.len(),
+                mean(|r| r.accuracy),
+                mean(|r| r.mean_recall),
+                mean(|r| r.unchanged)
+            );
         }
         if let Some(f) = &self.fidelity {
             s += &format!(
