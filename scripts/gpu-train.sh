@@ -9,7 +9,7 @@
 #             builds the lean dgcn (gpu-check.sh --build), xz-compresses it and PRETRAIN (default
 #             runs/gpu2/pretrain/gcnet.safetensors, with its sidecar), packs TFEID + CK+48 + FER+
 #             train/valid (`data pack --splits train,valid`) and splits the pack into target/gpu/a
-#             (with the binary and the pretraining) and target/gpu/b. Afterwards the full app is
+#             (with the binary and, for GPU_PLAN=cycles, the pretraining) and target/gpu/b. Afterwards the full app is
 #             built again.
 #   there, call 1 (carry target/gpu/a):  scripts/gpu-train.sh check OUT
 #             unpacks to /root/dgcn-gpu and runs `dgcn doctor` (a few seconds).
@@ -42,14 +42,16 @@ die() { log "FAILED: $*"; exit 1; }
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   pretrain=${2:-runs/gpu2/pretrain/gcnet.safetensors}
-  if [ "${GPU_PLAN:-distill}" = cycles ]; then
+  # Only the cycles plan cross-validates from the pretraining; the others leave it behind.
+  with_pretrain=$([ "${GPU_PLAN:-distill}" = cycles ] && echo 1 || true)
+  if [ -n "$with_pretrain" ]; then
     [ -f "$pretrain" ] && [ -f "${pretrain%.safetensors}.json" ] || die "no pretraining at $pretrain (with its sidecar)"
   fi
   rm -rf "$GPU_DIR/a" "$GPU_DIR/b"
   mkdir -p "$GPU_DIR/a" "$GPU_DIR/b"
   scripts/gpu-check.sh --build
   xz -9 -T2 -c "$GPU_DIR/dgcn" >"$GPU_DIR/a/dgcn.xz"
-  if [ -f "$pretrain" ]; then
+  if [ -n "$with_pretrain" ]; then
     xz -6 -T2 -c "$pretrain" >"$GPU_DIR/a/pretrain.safetensors.xz"
     cp "${pretrain%.safetensors}.json" "$GPU_DIR/a/pretrain.json"
   fi
@@ -134,6 +136,12 @@ CV_FERPLUS=${GPU_CV_FERPLUS:-400}
 cycle=(--device "$DEVICE" --threads 3 --pack "$S/full.pack" "${QUICK[@]}" --datasets tfeid,ckplus48,ferplus
   --init weights/gcnet.safetensors --gen-epochs 0 --repeat tfeid=2,ckplus48=2 --no-reconstruction --holdout-subjects 0
   --ema 0.998 --keep-best --dropout 0 --no-degrade --epochs "$EPOCHS" --seed 51)
+# A run's weights: the final ones, else its last checkpoint (a run stopped by its time limit).
+weights_of() {
+  local w="$S/$1/gcnet.safetensors"
+  [ -f "$w" ] || w="$S/$1/checkpoint.safetensors"
+  echo "$w"
+}
 run() {
   local name=$1
   shift
@@ -200,8 +208,7 @@ echo "- call 2 took $((SECONDS - T0)) s" >>"$summary"
 if [ "$PLAN" = camera ]; then
   # Each run's kept epoch on FER+ Valid, clean and under the eleven camera degradations, four at once.
   for name in "${names[@]}"; do
-    w="$S/$name/gcnet.safetensors"
-    [ -f "$w" ] || w="$S/$name/checkpoint.safetensors"
+    w=$(weights_of "$name")
     [ -f "$w" ] || continue
     timeout 120 "$dgcn" eval --device "$DEVICE" --threads 3 --pack "$S/full.pack" "${QUICK[@]}" --datasets ferplus \
       --split valid --weights "$w" --precision f32 --degrade camera --out "$S/$name-degrade" >"$S/$name-degrade.log" 2>&1 &
@@ -221,8 +228,7 @@ fi
 best() { awk -F, '$1 == 2 && $10 > b { b = $10 } END { print b + 0 }' "$S/$1/metrics.csv" 2>/dev/null || echo 0; }
 keep=$(for name in "${names[@]}"; do echo "$(best "$name") $name"; done | sort -rn | head -n 4 | cut -d' ' -f2)
 for name in "${names[@]}"; do
-  w="$S/$name/gcnet.safetensors"
-  [ -f "$w" ] || w="$S/$name/checkpoint.safetensors"
+  w=$(weights_of "$name")
   if [ -f "$w" ] && grep -qx "$name" <<<"$keep"; then cp "$w" "$OUT/$name.safetensors"; fi
   [ -f "$S/$name/metrics.csv" ] && { echo; echo "$name:"; echo '```'; cut -d, -f1,2,9,10,11,12 "$S/$name/metrics.csv"; echo '```'; } >>"$summary"
 done
