@@ -923,6 +923,81 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
 /// loses much of the accuracy; the report has a row per degradation and bad specs stop it
 /// before any work.
 #[test]
+fn eval_smooths_noisy_faces_and_leaves_clean_ones_as_they_were() {
+    // 300 real FER+ test faces, scored clean and with sensor noise, by the shipped weights with
+    // and without the noise-adaptive smoothing of their input.
+    let dir = util::temp_dir("denoise");
+    let data = dir.join("data");
+    copy_ferplus_split(&data, "FER2013Test", 300);
+    let weights = shipped_weights();
+    let run = |switch: &str| {
+        let out = dir.join(format!("eval-{switch}"));
+        let done = dgcn()
+            .args([
+                "eval",
+                "--datasets",
+                "ferplus",
+                "--split",
+                "test",
+                "--weights",
+            ])
+            .arg(&weights)
+            .args([
+                "--degrade",
+                "noise:0.05",
+                "--weights-denoise",
+                switch,
+                "--out",
+            ])
+            .arg(&out)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .output()
+            .expect("runs");
+        assert!(done.status.success(), "{}", stderr_line(&done));
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+        )
+        .expect("json");
+        let r = &report[0];
+        let clean = r["accuracy"].as_f64().expect("accuracy");
+        let noisy = r["robustness"][0]["accuracy"].as_f64().expect("accuracy");
+        let protocol = r["protocol"].as_str().unwrap_or_default().to_string();
+        (clean, noisy, protocol)
+    };
+    let (clean_off, noisy_off, protocol_off) = run("off");
+    let (clean_on, noisy_on, protocol_on) = run("on");
+    assert!(!protocol_off.contains("smoothed"), "{protocol_off}");
+    assert!(
+        protocol_on.contains("noisy faces smoothed"),
+        "{protocol_on}"
+    );
+    // Clean faces read as clean: at most a face or two of 300 is smoothed at all.
+    assert!(
+        (clean_on - clean_off).abs() <= 2.0 / 300.0,
+        "clean {clean_on} with smoothing, {clean_off} without"
+    );
+    // Noise that costs the raw network many faces costs the smoothed one far fewer.
+    assert!(noisy_off < clean_off - 0.1, "{noisy_off} vs {clean_off}");
+    assert!(
+        noisy_on > noisy_off + 0.08,
+        "noisy {noisy_on} with smoothing, {noisy_off} without"
+    );
+    let bad = dgcn()
+        .args(["eval", "--weights-denoise", "maybe"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(
+        stderr_line(&bad).contains("expected on or off"),
+        "{}",
+        stderr_line(&bad)
+    );
+}
+
+#[test]
 fn eval_scores_faces_degraded_as_cameras_degrade_them() {
     let dir = util::temp_dir("degrade");
     let data = dir.join("data");

@@ -227,6 +227,11 @@ pub struct ModelTrainArgs {
     /// kept, the field starting at zero.
     #[arg(long)]
     pub generator_warp: bool,
+    /// Smooth noisy input faces (sensor noise) before the network reads them, by as much as
+    /// each face's estimated noise asks; clean faces pass unchanged. Part of the network: in
+    /// training, evaluation and live alike (without --init; with it, as its weights say).
+    #[arg(long)]
+    pub denoise: bool,
     /// Project the reference's mouth region onto this many principal components of the training
     /// data's neutral mouths (fitted when training starts, stored with the weights), so that the
     /// reference's mouth is closed whatever the generator leaves (e.g. 40; 0: none). Default: as
@@ -289,6 +294,15 @@ pub struct ModelTrainArgs {
     /// two faces has no neutral photo of its own).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub own_reference_share: f64,
+}
+
+/// `on` / `off` of a switch that overrides what the weights' sidecar says.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("`{other}`: expected on or off")),
+    }
 }
 
 /// `DATASET=N` of `--repeat`.
@@ -397,6 +411,10 @@ pub struct CalibrateArgs {
     /// temperature is fitted with it. Stored in the sidecar.
     #[arg(long)]
     pub flip: bool,
+    /// Smooth noisy input faces before the network reads them (clean faces pass unchanged;
+    /// `train --denoise`); the calibration is fitted with it. Stored in the sidecar.
+    #[arg(long)]
+    pub denoise: bool,
 }
 
 #[derive(Args, Debug)]
@@ -480,6 +498,10 @@ pub struct EvalArgs {
     /// whatever the sidecar says.
     #[arg(long)]
     pub flip: bool,
+    /// With --weights: smooth noisy input faces (`on`) or not (`off`), whatever their sidecar
+    /// says (`--denoise` is for the networks eval trains itself).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub weights_denoise: Option<bool>,
     /// With --weights and --split: score the same faces again degraded as cameras degrade them,
     /// a row each in the report: `camera` for a standard set, or effects such as `blur:1.5`,
     /// `noise:0.05`, `jpeg:30`, `faraway:24` (the face that many pixels wide), `gamma:1.8`,

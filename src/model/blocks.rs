@@ -4,6 +4,7 @@
 //! connections) and predicts a change to the input in logit space: without them an
 //! encoder-decoder of this size can only output a blurred average face (measured: L1 to the true
 //! neutral stalled at 0.117, worse than the query itself), which would make the reference useless.
+use super::denoise::denoise;
 use super::standardize::standardize;
 use super::subspace::{FaceRegion, NeutralSubspace};
 use tch::{nn, nn::ModuleT, Tensor};
@@ -155,12 +156,15 @@ pub struct EncoderLayout {
     pub residual: bool,
     /// Standardise the input face per image instead of only centring it.
     pub standardize: bool,
+    /// Smooth a noisy input face first ([`super::denoise`]).
+    pub denoise: bool,
 }
 
 /// Encoder layout shared by the generator and the contrastive encoder: 64×64×1 → 8×8×C3.
 struct Encoder {
     stages: Vec<ConvStage>,
     standardize: bool,
+    denoise: bool,
     /// Keep the pooling indices (a decoder unpools with them).
     indices: bool,
 }
@@ -185,6 +189,7 @@ impl Encoder {
                 })
                 .collect(),
             standardize: layout.standardize,
+            denoise: layout.denoise,
             indices,
         }
     }
@@ -199,6 +204,9 @@ impl Encoder {
     /// when the encoder does not keep them) and the three maps before pooling (64×64, 32×32,
     /// 16×16).
     fn forward_t(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
+        // Smoothing reads the noise in f32, before the face takes the weights' number format.
+        let smoothed = self.denoise.then(|| denoise(x));
+        let x = smoothed.as_ref().unwrap_or(x);
         // The face in the weights' number format (f32, or bf16 at inference; a no-op when equal).
         let x = &x.to_kind(self.stages[0].conv.ws.kind());
         let mut h = if self.standardize {
@@ -311,6 +319,9 @@ pub struct Generator {
     encoder: Encoder,
     decoder: Decoder,
     warp: bool,
+    /// The face is smoothed before anything reads it ([`super::denoise`]): the edit is made to
+    /// the smoothed face, and the encoder inside sees it as it is.
+    denoise: bool,
     /// The neutral mouths' subspace the reference's mouth region is projected onto (see
     /// `ModelConfig::reference_mouth`).
     pub mouth: Option<NeutralSubspace>,
@@ -329,7 +340,14 @@ impl Generator {
     /// projected onto (0: none; variables `mouth/…`, filled by training).
     pub fn new(p: &nn::Path, layout: EncoderLayout, warp: bool, mouth: usize) -> Generator {
         Generator {
-            encoder: Encoder::new(&(p / "enc"), layout, true),
+            encoder: Encoder::new(
+                &(p / "enc"),
+                EncoderLayout {
+                    denoise: false,
+                    ..layout
+                },
+                true,
+            ),
             decoder: Decoder::new(
                 &(p / "dec"),
                 layout.channels,
@@ -337,6 +355,7 @@ impl Generator {
                 if warp { 3 } else { 1 },
             ),
             warp,
+            denoise: layout.denoise,
             mouth: (mouth > 0)
                 .then(|| NeutralSubspace::in_var_store(&(p / "mouth"), FaceRegion::Mouth, mouth)),
         }
@@ -348,6 +367,11 @@ impl Generator {
         self.decoder.fold_batch_norms();
     }
 
+    /// Smooth noisy faces before the edit from now on (or not).
+    pub fn set_denoise(&mut self, on: bool) {
+        self.denoise = on;
+    }
+
     /// The reference: the query changed in logit space, so an untrained generator starts near
     /// the identity and learns what to take away.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -357,6 +381,8 @@ impl Generator {
     /// The reference and, for a warping generator, its displacement field (N×2×64×64, in the
     /// grid's coordinates): the face is first resampled where the field points, then edited.
     pub fn forward_with_flow(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
+        let smoothed = self.denoise.then(|| denoise(x).to_kind(x.kind()));
+        let x = smoothed.as_ref().unwrap_or(x);
         let (feat, idx, skips) = self.encoder.forward_t(x, train);
         let out = self.decoder.forward_t(&feat, &idx, &skips, train);
         // Channel 0 is the edit; a warping generator's channels 1 and 2 move the face first.
@@ -428,6 +454,11 @@ impl ContrastiveEncoder {
     /// Folds the batch norms into the convolutions before them: inference only.
     pub fn fold_batch_norms(&mut self) {
         self.encoder.fold_batch_norms();
+    }
+
+    /// Smooth noisy faces before embedding them from now on (or not).
+    pub fn set_denoise(&mut self, on: bool) {
+        self.encoder.denoise = on;
     }
 
     /// Unit-length embedding (N×D) and the pooling state for reconstruction.
@@ -525,6 +556,7 @@ mod tests {
             convs_per_stage: 2,
             residual: true,
             standardize: true,
+            denoise: false,
         };
         let enc = Encoder::new(&vs.root(), layout, true);
         let x = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu));
@@ -567,6 +599,7 @@ mod tests {
             convs_per_stage: 1,
             residual: false,
             standardize: true,
+            denoise: false,
         };
         let vs = nn::VarStore::new(Device::Cpu);
         let gen = Generator::new(&vs.root(), layout, true, 0);

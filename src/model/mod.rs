@@ -7,6 +7,7 @@
 //! (training only) ReconstructionDecoder(e) ≈ input, for L_Recon.
 pub mod blocks;
 pub mod deepen;
+pub mod denoise;
 pub mod intensity;
 pub mod losses;
 pub mod standardize;
@@ -89,6 +90,11 @@ pub struct ModelConfig {
     /// shows a closed one, and the rest of its face stays the generator's. 0: none.
     #[serde(default)]
     pub reference_mouth: usize,
+    /// Faces whose pixels carry noise (a webcam in dim light) are smoothed as much as their
+    /// estimated noise asks before the generator and the encoder read them; clean faces pass
+    /// unchanged ([`denoise`]). Set on existing weights by `dgcn calibrate --denoise`.
+    #[serde(default)]
+    pub denoise: bool,
 }
 
 fn one() -> i64 {
@@ -110,6 +116,7 @@ impl Default for ModelConfig {
             flip_average: false,
             generator_warp: false,
             reference_mouth: 0,
+            denoise: false,
         }
     }
 }
@@ -143,6 +150,7 @@ impl ModelConfig {
             convs_per_stage: 1,
             residual: false,
             standardize: self.standardize,
+            denoise: self.denoise,
         }
     }
 
@@ -152,6 +160,7 @@ impl ModelConfig {
             convs_per_stage: self.encoder_convs,
             residual: self.encoder_residual,
             standardize: self.standardize,
+            denoise: self.denoise,
         }
     }
 
@@ -305,6 +314,14 @@ impl GcNet {
     pub fn fold_batch_norms(&mut self) {
         self.generator.fold_batch_norms();
         self.encoder.fold_batch_norms();
+    }
+
+    /// Smooth noisy input faces ([`denoise`]) from now on, or stop: the config and the network
+    /// together.
+    pub fn set_denoise(&mut self, on: bool) {
+        self.config.denoise = on;
+        self.generator.set_denoise(on);
+        self.encoder.set_denoise(on);
     }
 
     /// Inference half of [`GcNet::forward_t`]: class logits of `query` against a given reference
@@ -697,6 +714,63 @@ mod tests {
         assert!(
             (&averaged - &direct).abs().max().double_value(&[]) > 1e-6,
             "on: it changes"
+        );
+    }
+
+    #[test]
+    fn smoothing_changes_noisy_faces_only_and_survives_the_sidecar() {
+        let cfg = ModelConfig::shipped_variant(0.25);
+        let vs = VarStore::new(Device::Cpu);
+        let mut net = GcNet::new(&vs.root(), cfg);
+        // A smooth face (a soft vertical ramp with a brighter oval) and the same face with noise.
+        let ys = Tensor::arange(64, (Kind::Float, Device::Cpu)).view([64, 1]);
+        let xs = Tensor::arange(64, (Kind::Float, Device::Cpu)).view([1, 64]);
+        let oval = ((-((&ys - 30.0) / 24.0).square() - ((&xs - 32.0) / 18.0).square() + 1.0) * 5.0)
+            .sigmoid();
+        let clean = (oval * 0.4 + &ys / 160.0 + 0.2).view([1, 1, 64, 64]);
+        let noisy = (&clean + Tensor::randn([1, 1, 64, 64], (Kind::Float, Device::Cpu)) * 0.05)
+            .clamp(0.0, 1.0);
+        let run = |net: &GcNet, x: &Tensor| {
+            let g = net.generator.forward_t(x, false);
+            let (logits, _) = net.eval_logits(x, &g);
+            (g, logits)
+        };
+        let (g_clean, l_clean) = run(&net, &clean);
+        let (g_noisy, l_noisy) = run(&net, &noisy);
+        net.set_denoise(true);
+        assert!(net.config.denoise);
+        let (g_clean_on, l_clean_on) = run(&net, &clean);
+        let (g_noisy_on, l_noisy_on) = run(&net, &noisy);
+        assert!(
+            g_clean_on.equal(&g_clean),
+            "a clean face's reference is unchanged"
+        );
+        assert!(
+            l_clean_on.equal(&l_clean),
+            "a clean face's logits are unchanged"
+        );
+        let moved = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(
+            moved(&g_noisy_on, &g_noisy) > 1e-3,
+            "a noisy face is smoothed"
+        );
+        assert!(moved(&l_noisy_on, &l_noisy) > 1e-6);
+        // Weights written with it on load with it on; a sidecar without the field reads off.
+        let on: ModelConfig =
+            serde_json::from_value(serde_json::to_value(net.config).expect("json")).expect("cfg");
+        assert!(on.denoise);
+        let mut old = serde_json::to_value(cfg).expect("json");
+        old.as_object_mut().expect("object").remove("denoise");
+        let old: ModelConfig = serde_json::from_value(old).expect("old sidecar's model");
+        assert!(!old.denoise);
+        let vs2 = VarStore::new(Device::Cpu);
+        let rebuilt = GcNet::new(&vs2.root(), on);
+        let mut vs2 = vs2;
+        vs2.copy(&vs).expect("same variables");
+        let (g_rebuilt, _) = run(&rebuilt, &noisy);
+        assert!(
+            moved(&g_rebuilt, &g_noisy_on) < 1e-5,
+            "built smoothing from the config"
         );
     }
 

@@ -100,17 +100,19 @@ impl Sidecar {
     }
 }
 
-/// Rewrites only the calibration of a weights file's sidecar (the variables stay as they are).
+/// Rewrites only the calibration of a weights file's sidecar (the variables stay as they are),
+/// with the inference switches (test-time flip, denoising) of `switches`.
 pub fn write_calibration(
     weights: &Path,
     temperature: f64,
     class_bias: Option<Vec<f64>>,
     calibration: serde_json::Value,
     intensity: IntensityCalibration,
-    flip_average: bool,
+    switches: &ModelConfig,
 ) -> Result<Sidecar, WeightsError> {
     let mut side = read_sidecar(weights)?;
-    side.model.flip_average = flip_average;
+    side.model.flip_average = switches.flip_average;
+    side.model.denoise = switches.denoise;
     side.temperature = temperature;
     side.class_bias = class_bias;
     // New scales go with the distance they were fitted on: the weights they were measured with

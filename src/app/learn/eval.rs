@@ -292,6 +292,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 if args.flip {
                     p.model.net.config.flip_average = true;
                 }
+                if let Some(on) = args.weights_denoise {
+                    p.model.net.set_denoise(on);
+                }
                 predictor = Some(p);
             }
             let p = predictor.as_ref().context("weights not loaded")?;
@@ -322,6 +325,9 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             );
             if set.kind == DatasetKind::Ferplus {
                 r.protocol += " (majority vote)";
+            }
+            if p.model.net.config.denoise {
+                r.protocol += "; noisy faces smoothed before the network";
             }
             if p.model.net.config.flip_average {
                 r.protocol += "; logits averaged with the mirror image's (test-time flip)";

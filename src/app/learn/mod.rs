@@ -35,6 +35,7 @@ pub fn train_config(m: &ModelTrainArgs, init: Option<&Path>) -> Result<TrainConf
         flip_average: false,
         generator_warp: m.generator_warp,
         reference_mouth: m.reference_mouth.unwrap_or(0),
+        denoise: m.denoise,
     };
     if m.paper {
         model.classifier_input = ClassifierInput::Contrast;

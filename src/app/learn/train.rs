@@ -78,6 +78,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     let sets = prepare_all(&args.sets.datasets, &args.data, &args.common)?;
     let mut model = crate::model::weights::load(&args.weights, device)?;
     model.net.config.flip_average = args.flip;
+    model.net.set_denoise(args.denoise);
     let (train_parts, val_parts, _) =
         train_val_parts(&sets, args.sets.holdout_subjects, args.sets.holdout_seed);
     let data = TrainData::from_sets(&train_parts);
@@ -91,7 +92,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         args.logit_adjustment.then(|| c.class_bias.clone()),
         serde_json::to_value(&c)?,
         intensity.clone(),
-        args.flip,
+        &model.net.config,
     )?;
     println!(
         "intensity: {} weights; scale (validation faces): {:?}; for the own neutral face as reference: {:?}",
@@ -207,7 +208,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         class_bias,
         calibration,
         intensity,
-        cfg.model.flip_average,
+        &cfg.model,
     )?;
     println!("weights written to {}", args.weights.display());
     Ok(())
