@@ -716,10 +716,7 @@ fn eval_adds_capped_training_faces_and_fits_intensity_on_ferplus_valid() {
         let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report");
         // Every face of the fold, scored, beside the report: as many as the report counts, and
         // right as often as its accuracy says.
-        let json: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out_dir.join("report.json")).expect("report.json"),
-        )
-        .expect("JSON");
+        let json = eval_report(&out_dir);
         let csv = std::fs::read_to_string(out_dir.join("predictions_tfeid.csv")).expect("csv");
         let mut lines = csv.lines();
         assert_eq!(
@@ -918,10 +915,88 @@ fn train_distils_from_a_networks_predictions_on_its_training_faces() {
     assert!(err.contains("--teacher-predictions"), "{err}");
 }
 
+/// The `report.json` that `dgcn eval` wrote to `out`.
+fn eval_report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+        .expect("json")
+}
+
+/// `dgcn eval` of the shipped weights on the FER+ test faces copied to `data`, with `extra` flags,
+/// its report written to `out`.
+fn eval_ferplus_test(
+    data: &Path,
+    cache: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    dgcn()
+        .args([
+            "eval",
+            "--datasets",
+            "ferplus",
+            "--split",
+            "test",
+            "--weights",
+        ])
+        .arg(shipped_weights())
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg("--data")
+        .arg(data)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .expect("runs")
+}
+
 /// `eval --degrade`: the same FER+ test faces scored again as a camera would degrade them. A
 /// barely compressed face keeps its prediction; a face a dozen pixels wide in a noisy frame
 /// loses much of the accuracy; the report has a row per degradation and bad specs stop it
 /// before any work.
+#[test]
+fn eval_scores_faces_degraded_as_cameras_degrade_them() {
+    let dir = util::temp_dir("degrade");
+    let data = dir.join("data");
+    copy_ferplus_split(&data, "FER2013Test", 300);
+    let out = dir.join("eval");
+    let run =
+        |degrade: &str| eval_ferplus_test(&data, &dir.join("cache"), &out, &["--degrade", degrade]);
+    let bad = run("sharpen:2");
+    assert!(!bad.status.success());
+    assert!(
+        stderr_line(&bad).contains("not an effect"),
+        "{}",
+        stderr_line(&bad)
+    );
+    let done = run("jpeg:90,faraway:12+noise:0.1");
+    assert!(done.status.success(), "{}", stderr_line(&done));
+    let report = eval_report(&out);
+    let r = &report[0];
+    let clean = r["accuracy"].as_f64().expect("accuracy");
+    let rows = r["robustness"].as_array().expect("robustness rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (mild, heavy) = (&rows[0], &rows[1]);
+    assert_eq!(mild["degradation"], "JPEG quality 90");
+    assert_eq!(heavy["degradation"], "face 12 px wide + noise σ 0.1");
+    let acc = |row: &serde_json::Value| row["accuracy"].as_f64().expect("accuracy");
+    let unchanged = |row: &serde_json::Value| row["unchanged"].as_f64().expect("unchanged");
+    assert!(clean > 0.6, "clean accuracy {clean}");
+    assert!((acc(mild) - clean).abs() < 0.03, "{} vs {clean}", acc(mild));
+    assert!(unchanged(mild) > 0.9, "{}", unchanged(mild));
+    assert!(acc(heavy) < clean - 0.1, "{} vs {clean}", acc(heavy));
+    assert!(unchanged(heavy) < unchanged(mild));
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("| face 12 px wide + noise σ 0.1 |"), "{md}");
+    let mean = format!(
+        "| mean of the 2 degraded sets | {:.2} % |",
+        (acc(mild) + acc(heavy)) / 2.0 * 100.0
+    );
+    assert!(md.contains(&mean), "{mean} not in {md}");
+}
+
+/// The shipped weights' smoothing of noisy input faces: clean faces read as before, noisy ones
+/// keep much of the accuracy the raw network loses.
 #[test]
 fn eval_smooths_noisy_faces_and_leaves_clean_ones_as_they_were() {
     // 300 real FER+ test faces, scored clean and with sensor noise, by the shipped weights with
@@ -929,38 +1004,16 @@ fn eval_smooths_noisy_faces_and_leaves_clean_ones_as_they_were() {
     let dir = util::temp_dir("denoise");
     let data = dir.join("data");
     copy_ferplus_split(&data, "FER2013Test", 300);
-    let weights = shipped_weights();
     let run = |switch: &str| {
         let out = dir.join(format!("eval-{switch}"));
-        let done = dgcn()
-            .args([
-                "eval",
-                "--datasets",
-                "ferplus",
-                "--split",
-                "test",
-                "--weights",
-            ])
-            .arg(&weights)
-            .args([
-                "--degrade",
-                "noise:0.05",
-                "--weights-denoise",
-                switch,
-                "--out",
-            ])
-            .arg(&out)
-            .arg("--data")
-            .arg(&data)
-            .arg("--cache-dir")
-            .arg(dir.join("cache"))
-            .output()
-            .expect("runs");
+        let done = eval_ferplus_test(
+            &data,
+            &dir.join("cache"),
+            &out,
+            &["--degrade", "noise:0.05", "--weights-denoise", switch],
+        );
         assert!(done.status.success(), "{}", stderr_line(&done));
-        let report: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
-        )
-        .expect("json");
+        let report = eval_report(&out);
         let r = &report[0];
         let clean = r["accuracy"].as_f64().expect("accuracy");
         let noisy = r["robustness"][0]["accuracy"].as_f64().expect("accuracy");
@@ -995,67 +1048,4 @@ fn eval_smooths_noisy_faces_and_leaves_clean_ones_as_they_were() {
         "{}",
         stderr_line(&bad)
     );
-}
-
-#[test]
-fn eval_scores_faces_degraded_as_cameras_degrade_them() {
-    let dir = util::temp_dir("degrade");
-    let data = dir.join("data");
-    copy_ferplus_split(&data, "FER2013Test", 300);
-    let out = dir.join("eval");
-    let weights = shipped_weights();
-    let run = |degrade: &str| {
-        dgcn()
-            .args([
-                "eval",
-                "--datasets",
-                "ferplus",
-                "--split",
-                "test",
-                "--weights",
-            ])
-            .arg(&weights)
-            .args(["--degrade", degrade, "--out"])
-            .arg(&out)
-            .arg("--data")
-            .arg(&data)
-            .arg("--cache-dir")
-            .arg(dir.join("cache"))
-            .output()
-            .expect("runs")
-    };
-    let bad = run("sharpen:2");
-    assert!(!bad.status.success());
-    assert!(
-        stderr_line(&bad).contains("not an effect"),
-        "{}",
-        stderr_line(&bad)
-    );
-    let done = run("jpeg:90,faraway:12+noise:0.1");
-    assert!(done.status.success(), "{}", stderr_line(&done));
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
-    )
-    .expect("json");
-    let r = &report[0];
-    let clean = r["accuracy"].as_f64().expect("accuracy");
-    let rows = r["robustness"].as_array().expect("robustness rows");
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    let (mild, heavy) = (&rows[0], &rows[1]);
-    assert_eq!(mild["degradation"], "JPEG quality 90");
-    assert_eq!(heavy["degradation"], "face 12 px wide + noise σ 0.1");
-    let acc = |row: &serde_json::Value| row["accuracy"].as_f64().expect("accuracy");
-    let unchanged = |row: &serde_json::Value| row["unchanged"].as_f64().expect("unchanged");
-    assert!(clean > 0.6, "clean accuracy {clean}");
-    assert!((acc(mild) - clean).abs() < 0.03, "{} vs {clean}", acc(mild));
-    assert!(unchanged(mild) > 0.9, "{}", unchanged(mild));
-    assert!(acc(heavy) < clean - 0.1, "{} vs {clean}", acc(heavy));
-    assert!(unchanged(heavy) < unchanged(mild));
-    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
-    assert!(md.contains("| face 12 px wide + noise σ 0.1 |"), "{md}");
-    let mean = format!(
-        "| mean of the 2 degraded sets | {:.2} % |",
-        (acc(mild) + acc(heavy)) / 2.0 * 100.0
-    );
-    assert!(md.contains(&mean), "{mean} not in {md}");
 }

@@ -87,16 +87,14 @@ pub fn denoise(x: &Tensor) -> Tensor {
     let kernel = Tensor::from_slice(&kernel).to_device(x.device());
     // One channel per face, a grouped convolution along each axis.
     let faces = x.view([1, n, h, w]);
-    let rows = faces
-        .pad([RADIUS, RADIUS, 0, 0], "replicate", None)
-        .conv2d(
-            &kernel.view([n, 1, 1, 2 * RADIUS + 1]),
-            None::<Tensor>,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            n,
-        );
+    let rows = faces.pad([RADIUS, RADIUS, 0, 0], "replicate", None).conv2d(
+        &kernel.view([n, 1, 1, 2 * RADIUS + 1]),
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        n,
+    );
     let both = rows.pad([0, 0, RADIUS, RADIUS], "replicate", None).conv2d(
         &kernel.view([n, 1, 2 * RADIUS + 1, 1]),
         None::<Tensor>,
