@@ -763,9 +763,8 @@ mod tests {
         old.as_object_mut().expect("object").remove("denoise");
         let old: ModelConfig = serde_json::from_value(old).expect("old sidecar's model");
         assert!(!old.denoise);
-        let vs2 = VarStore::new(Device::Cpu);
+        let mut vs2 = VarStore::new(Device::Cpu);
         let rebuilt = GcNet::new(&vs2.root(), on);
-        let mut vs2 = vs2;
         vs2.copy(&vs).expect("same variables");
         let (g_rebuilt, _) = run(&rebuilt, &noisy);
         assert!(
