@@ -699,6 +699,9 @@ fn fidelity_measures_neutral_photos_against_the_same_persons_others() {
         .count();
     assert_eq!(f.neutral_pairs, with_other);
     assert!(with_other >= 8, "{with_other} neutral photos with another");
+    // Without a judge the network judged itself, and the report must say it is no independent one.
+    assert_eq!(f.judge, dgcn::learn::metrics::SELF_JUDGE);
+    assert!(f.judge.contains("--judge"), "{}", f.judge);
     eprintln!(
         "neutral vs other neutral: SSIM {:.3}, L1 {:.4}; expressive vs neutral: SSIM {:.3}",
         f.ssim_neutral_pairs, f.l1_neutral_pairs, f.ssim_query

@@ -319,6 +319,10 @@ pub fn own_reference_recognition(
     Ok(Some(out))
 }
 
+/// The judge named when `eval` is given none: the network judges its own references, which is
+/// no independent measure (its generator may have learned what its classifier calls neutral).
+pub const SELF_JUDGE: &str = "itself, not an independent judge: give eval --judge";
+
 /// Reference fidelity on held-out identities (expressive faces that have a true neutral), what
 /// the generator does to faces that are neutral already, and the intensity it gives both.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -335,7 +339,7 @@ pub struct Fidelity {
     /// baseline a generator has to beat (a lenient judge calls many real expressions neutral).
     #[serde(default)]
     pub query_called_neutral: f64,
-    /// Which network judged: "itself" or the judge's weights.
+    /// Which network judged: [`SELF_JUDGE`] or the judge's weights.
     #[serde(default)]
     pub judge: String,
     /// Neutral inputs n: how many, and SSIM(G(n), n) (the generator should leave them alone).
@@ -495,7 +499,7 @@ pub fn fidelity(
     scales: IntensityScales,
 ) -> Result<Fidelity, TchError> {
     let scale = scales.generated.unwrap_or(IntensityScale::FROM_MARGIN);
-    let (judge_net, judge_name) = judge.unwrap_or((net, "itself"));
+    let (judge_net, judge_name) = judge.unwrap_or((net, SELF_JUDGE));
     let idx: Vec<usize> = data
         .with_neutral()
         .into_iter()
